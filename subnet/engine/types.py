@@ -1,0 +1,125 @@
+"""The engine seam: request parameters, outputs and the protocol both engines implement.
+
+Two implementations (``vllm.py`` on AsyncLLM, ``hf.py`` on transformers) return these same
+structures, so the miner, the validator and the distillation tools never know which engine ran.
+
+Every distribution reported here is the model's **raw** next-token distribution (temperature 1,
+no top-p/top-k filtering), whatever the sampling parameters were: that is what the validator
+compares against the teacher. Arrays are numpy, positions first: ``[P]`` or ``[P, k]``; top-k
+rows are sorted by descending logprob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from subnet.errors import EngineError
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+class EngineInputError(EngineError, ValueError):
+    """A request the engine cannot serve (empty prompt, id >= vocab, k or length over limits).
+
+    The engine stays usable after raising it.
+    """
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced an output, recorded with every verdict so it can be reproduced later."""
+
+    engine: str  # "vllm" | "hf"
+    version: str  # engine package version
+    dtype: str  # "float32", "bfloat16", ...
+    device: str  # "cpu", "cuda:0 (NVIDIA H100)", ...
+    model: str  # model path or id as loaded
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "engine": self.engine,
+            "version": self.version,
+            "dtype": self.dtype,
+            "device": self.device,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Static facts about the loaded model that callers validate requests against."""
+
+    vocab_size: int
+    eos_token_id: int
+    max_model_len: int  # prompt + completion tokens
+    max_top_logprobs: int  # largest k the engine will report
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. The reported distributions ignore temperature/top_p (always raw)."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    top_logprobs: int = 0  # k: raw top-k reported per generated position (0 = none)
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated completion with its raw per-position distributions."""
+
+    token_ids: IntArray  # [P]
+    sampled_logprobs: FloatArray  # [P] raw logprob of each sampled token
+    top_ids: IntArray  # [P, k] (k may be 0)
+    top_logprobs: FloatArray  # [P, k] sorted descending
+    finish_reason: str  # "stop" (EOS) | "length"
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Teacher-forced view of a given completion: one entry per completion position."""
+
+    top_ids: IntArray  # [P, k]
+    top_logprobs: FloatArray  # [P, k] sorted descending
+    target_logprobs: FloatArray  # [P] logprob of the given token
+    target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
+    eos_logprobs: FloatArray  # [P] logprob of EOS at that position
+    provenance: Provenance
+
+
+class Engine(Protocol):
+    """An inference engine: batched generation and teacher-forced scoring.
+
+    Concurrent callers may call both methods at once; implementations batch them.
+    """
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Completion]:
+        """One completion per prompt."""
+        ...
+
+    async def score(
+        self,
+        prompts: Sequence[Sequence[int]],
+        completions: Sequence[Sequence[int]],
+        k: int,
+    ) -> list[Scored]:
+        """Teacher-force each completion after its prompt; top-k raw distribution per position."""
+        ...
+
+    async def close(self) -> None: ...
