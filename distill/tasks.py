@@ -1,0 +1,245 @@
+"""Seeded synthetic task families with ground truth, and user JSONL prompt files.
+
+Validators draw fresh prompts every step from a public seed (a block hash), so every validator
+asks the same questions and anyone can re-derive them. The families are ones a ~1M-parameter
+model learns in minutes, so the tiny world's teacher is visibly better than chance.
+
+Rendering makes the answer boundary explicit: every prompt ends with ``" ="`` and every answer
+starts with a space (``"add 12 34 ="`` -> ``" 46"``), so the tokenizer never merges across the
+boundary and a model stops after the answer with EOS. Lists are space-separated single symbols
+so each element is one token.
+
+Pure: no I/O except :func:`load_jsonl`, no globals beyond constant tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Bumped when rendering or sampling changes, so old seeds never silently mean new prompts.
+TASKS_VERSION = "tasks/v1"
+
+#: Every prompt of a synthetic family ends with this; answers start with a space.
+ANSWER_MARK = " ="
+
+_DIGITS = "0123456789"
+_LETTERS = "abcdefgh"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prompt; ``answer`` is the ground truth (None for open prompts from a JSONL file)."""
+
+    family: str
+    prompt: str
+    answer: str | None
+    task_id: str
+
+
+class TaskFileError(ValueError):
+    """A JSONL prompt file that cannot be used; the message names the file, line and reason."""
+
+    def __init__(self, path: str | Path, line: int, reason: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {reason}")
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+
+
+# --- families: each draws (prompt, answer) from an rng ------------------------------------
+
+
+def _add(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randrange(100), rng.randrange(100)
+    return f"add {a} {b}{ANSWER_MARK}", f" {a + b}"
+
+
+def _sort(rng: random.Random) -> tuple[str, str]:
+    xs = [rng.choice(_DIGITS) for _ in range(rng.randint(3, 6))]
+    return f"sort {' '.join(xs)}{ANSWER_MARK}", " " + " ".join(sorted(xs))
+
+
+def _reverse(rng: random.Random) -> tuple[str, str]:
+    xs = [rng.choice(_LETTERS) for _ in range(rng.randint(3, 6))]
+    return f"reverse {' '.join(xs)}{ANSWER_MARK}", " " + " ".join(reversed(xs))
+
+
+def _count(rng: random.Random) -> tuple[str, str]:
+    xs = [rng.choice(_LETTERS[:4]) for _ in range(rng.randint(3, 8))]
+    target = rng.choice(_LETTERS[:4])
+    return f"count {target} in {' '.join(xs)}{ANSWER_MARK}", f" {xs.count(target)}"
+
+
+def _copy(rng: random.Random) -> tuple[str, str]:
+    xs = [rng.choice(_LETTERS + _DIGITS) for _ in range(rng.randint(3, 6))]
+    return f"copy {' '.join(xs)}{ANSWER_MARK}", " " + " ".join(xs)
+
+
+FAMILIES: dict[str, Callable[[random.Random], tuple[str, str]]] = {
+    "add": _add,
+    "sort": _sort,
+    "reverse": _reverse,
+    "count": _count,
+    "copy": _copy,
+}
+
+#: Probability that a uniformly random answer of the right shape is exactly right, per family
+#: (what "better than chance" is measured against): add has 199 sums, count 9 values, and the
+#: list families at least 8**3 (sort: 220 sorted triples of digits is the smallest case).
+CHANCE: dict[str, float] = {
+    "add": 1 / 199,
+    "sort": 1 / 220,
+    "reverse": 1 / 8**3,
+    "count": 1 / 9,
+    "copy": 1 / 18**3,
+}
+
+
+# --- seeded batches ----------------------------------------------------------------------
+
+
+def seed_bytes(seed: int | bytes | str) -> bytes:
+    """Canonical bytes of a seed; the type is part of it, so ``12`` and ``"12"`` differ.
+
+    Strings are used as given (a block hash hex ``"0xab.."`` is a string seed, not its bytes).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | bytes | str):
+        raise TypeError(f"seed must be int, bytes or str, got {type(seed).__name__}")
+    if isinstance(seed, int):
+        return b"i:" + str(seed).encode()
+    if isinstance(seed, bytes):
+        return b"b:" + seed
+    return b"s:" + seed.encode()
+
+
+def task_id(family: str, prompt: str) -> str:
+    """Content id: the same prompt has the same id in every batch and every validator."""
+    digest = hashlib.sha256(f"{family}\x00{prompt}".encode()).hexdigest()
+    return f"{family}-{digest[:16]}"
+
+
+def _rng(seed: int | bytes | str) -> random.Random:
+    digest = hashlib.sha256(TASKS_VERSION.encode() + b"|" + seed_bytes(seed)).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def _check_families(families: Sequence[str] | None) -> list[str]:
+    names = list(FAMILIES) if families is None else list(families)
+    if not names:
+        raise ValueError("families must not be empty")
+    unknown = [f for f in names if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {sorted(FAMILIES)}")
+    return names
+
+
+def iter_tasks(seed: int | bytes | str, families: Sequence[str] | None = None) -> Iterable[Task]:
+    """Endless seeded stream of tasks (duplicates possible); for training data."""
+    names = _check_families(families)
+    rng = _rng(seed)
+    while True:
+        family = rng.choice(names)
+        prompt, answer = FAMILIES[family](rng)
+        yield Task(family, prompt, answer, task_id(family, prompt))
+
+
+def generate_tasks(
+    seed: int | bytes | str, n: int, families: Sequence[str] | None = None
+) -> list[Task]:
+    """``n`` distinct tasks fully determined by ``seed`` (validators pass a block hash hex).
+
+    Families are drawn uniformly at random per task; a prompt already in the batch is redrawn.
+    Raises ValueError if the families cannot supply ``n`` distinct prompts.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    seen: set[str] = set()
+    out: list[Task] = []
+    budget = 20 * n + 100  # redraws allowed before we call the request impossible
+    for task in iter_tasks(seed, families):
+        if len(out) == n:
+            break
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"cannot draw {n} distinct prompts from families {families}")
+        if task.prompt not in seen:
+            seen.add(task.prompt)
+            out.append(task)
+    return out
+
+
+def render(task: Task) -> str:
+    """Prompt followed by its ground-truth answer: the text a model is trained on."""
+    return task.prompt + (task.answer or "")
+
+
+def check_answer(task: Task, completion_text: str) -> bool:
+    """Exact match of the completion with the ground truth, both stripped of outer whitespace.
+
+    Strip only: a trailing EOS is not text, and the leading space is part of the format. A
+    task without ground truth is never "correct" (the caller scores it by other means).
+    """
+    if task.answer is None:
+        return False
+    return completion_text.strip() == task.answer.strip()
+
+
+# --- user JSONL prompt files ---------------------------------------------------------------
+
+
+def parse_jsonl_line(line: str, path: str | Path, lineno: int) -> Task:
+    """One ``{"prompt": str, "answer": str?}`` object; TaskFileError names line and reason."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TaskFileError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from e
+    if not isinstance(obj, dict):
+        raise TaskFileError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - {"prompt", "answer"})
+    if unknown:
+        raise TaskFileError(path, lineno, f"unknown keys {unknown}; allowed: prompt, answer")
+    prompt = obj.get("prompt")
+    if prompt is None:
+        raise TaskFileError(path, lineno, 'missing "prompt"')
+    if not isinstance(prompt, str):
+        raise TaskFileError(path, lineno, f'"prompt" must be a string, got {type(prompt).__name__}')
+    if not prompt.strip():
+        raise TaskFileError(path, lineno, '"prompt" is empty')
+    answer = obj.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise TaskFileError(path, lineno, f'"answer" must be a string, got {type(answer).__name__}')
+    return Task("jsonl", prompt, answer, task_id("jsonl", prompt))
+
+
+def load_jsonl(path: str | Path) -> list[Task]:
+    """Tasks from a JSONL file, one object per line; blank lines are skipped.
+
+    Any bad line (bad JSON, not an object, unknown key, missing/empty/non-string prompt,
+    non-string answer, duplicate prompt) fails the whole file with TaskFileError naming the
+    line: a partly loaded dataset would silently change what validators ask.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TaskFileError(path, 0, f"cannot read: {e}") from e
+    tasks: list[Task] = []
+    first_line: dict[str, int] = {}
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        task = parse_jsonl_line(line, path, i)
+        if task.prompt in first_line:
+            raise TaskFileError(
+                path, i, f"duplicate prompt (first on line {first_line[task.prompt]})"
+            )
+        first_line[task.prompt] = i
+        tasks.append(task)
+    if not tasks:
+        raise TaskFileError(path, 0, "no prompts (the file is empty)")
+    return tasks
