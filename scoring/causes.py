@@ -1,0 +1,58 @@
+"""Cause codes: why an answer earned what it earned.
+
+Every gate in ``scoring`` returns one of these instead of raising, so the validator can zero the
+answer, count the failure in a metric labelled by cause and keep the evidence. The string values
+are stable: they appear in metrics, in the state database and in signed evidence records.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Cause(StrEnum):
+    """One code per distinct reason an answer is not scored normally."""
+
+    OK = "ok"  # passed every gate; scored on its merits
+
+    # Transport (set by the validator's miner client, listed here so all codes live in one place).
+    TIMEOUT = "timeout"  # no complete answer within the deadline
+    HTTP_ERROR = "http_error"  # connection failure or non-2xx status
+    BAD_SIGNATURE = "bad_signature"  # response not signed by the miner's hotkey
+    FORMAT_SCHEMA = "format_schema"  # body did not parse into the wire schema
+
+    # Format gate (arrays of an answer, checked before any maths).
+    FORMAT_SHAPE = "format_shape"  # lengths/ranks inconsistent, or an empty answer
+    FORMAT_TOKEN_ID = "format_token_id"  # a token id not an integer in [0, vocab)
+    FORMAT_LOGPROB = "format_logprob"  # a logprob NaN, infinite or > 0, or top-k mass > 1
+    FORMAT_UNSORTED = "format_unsorted"  # a top-k row not sorted by descending logprob
+    FORMAT_K = "format_k"  # top-k width differs from the k asked for
+    FORMAT_DUPLICATE = "format_duplicate"  # the same id twice in one top-k row
+    FORMAT_INCONSISTENT = "format_inconsistent"  # sampled logprob disagrees with its top-k entry
+    TOO_LONG = "too_long"  # more tokens than max_tokens
+
+    # Identity (chain commitments).
+    NO_COMMITMENT = "no_commitment"  # the hotkey has no model commitment on chain
+    WRONG_MODEL = "wrong_model"  # answer names a model other than the one committed
+    COPY = "copy"  # committed digest was first committed by another hotkey
+
+    # Verification against the committed model (spot checks).
+    DIST_MISMATCH = "dist_mismatch"  # claimed distributions differ from the recomputed ones
+    FABRICATED = "fabricated"  # tokens implausible as samples of the committed model
+
+    # Termination and content.
+    REFUSE_STOP = "refuse_stop"  # kept generating where the model all but certainly stopped
+    PREMATURE_STOP = "premature_stop"  # stopped (or was cut off) where the model would not stop
+    DEGENERATE = "degenerate"  # repeated n-gram loops
+
+    # Not the miner's fault: the answer is skipped, never zeroed into the EMA.
+    VALIDATOR_ERROR = "validator_error"  # the validator could not score (its engine failed)
+
+    @property
+    def ok(self) -> bool:
+        return self is Cause.OK
+
+    @property
+    def counts_against_miner(self) -> bool:
+        """False for causes the miner did not produce (skip the answer instead of zeroing)."""
+        return self not in (Cause.OK, Cause.VALIDATOR_ERROR)
