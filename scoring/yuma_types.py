@@ -1,0 +1,127 @@
+"""Inputs, parameters and results of one Yuma epoch (shared by the exact and fast engines).
+
+Parameters are the raw on-chain integers, exactly as stored, so the devnet can hand its storage
+over unchanged and an owner's subnet.toml uses the numbers btcli shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scoring.params import param, validate
+
+U16 = 65535
+
+
+@dataclass(frozen=True)
+class YumaParams:
+    """Subnet hyperparameters read by the epoch (raw on-chain integers)."""
+
+    kappa: int = param(32767, "consensus quantile, u16/65535 (root only)", lo=0, hi=U16)
+    bonds_penalty: int = param(65535, "how much clipping hits bonds, u16/65535", lo=0, hi=U16)
+    bonds_moving_avg: int = param(
+        900_000, "bond EMA memory in parts per million (alpha = 1 - x/1e6)", lo=0, hi=1_000_000
+    )
+    yuma3_enabled: bool = param(True, "Yuma3 bonds/dividends (else the Yuma2 path)")
+    liquid_alpha_enabled: bool = param(False, "per-entry sigmoid EMA alpha (Yuma3 only)")
+    alpha_low: int = param(45875, "liquid alpha lower bound, u16/65535", lo=0, hi=U16)
+    alpha_high: int = param(58982, "liquid alpha upper bound, u16/65535", lo=0, hi=U16)
+    alpha_sigmoid_steepness: int = param(
+        1000, "liquid alpha sigmoid steepness, i16 (/100)", lo=-32768, hi=32767
+    )
+    activity_cutoff_factor: int = param(
+        13889, "activity cutoff in per-mille of tempo", lo=0, hi=2**32 - 1
+    )
+    tempo: int = param(360, "blocks per epoch", lo=0, hi=U16)
+    max_validators: int = param(64, "validator permits: top-k stake", lo=0, hi=U16)
+    stake_threshold: int = param(0, "minimum stake (rao) to count at all", lo=0, hi=2**64 - 1)
+    commit_reveal_enabled: bool = param(False, "apply the commit-reveal column mask")
+
+
+Row = Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class EpochInputs:
+    """Chain state the epoch reads, per uid (length n everywhere)."""
+
+    block: int
+    stake: Sequence[int]  # rao per uid (alpha + tao*tao_weight already combined)
+    weights: Sequence[Row]  # per uid i: [(dest uid, u16 as stored)], row order as submitted
+    bonds: Sequence[Row]  # per uid: stored u16 bonds [(uid, u16)]
+    last_update: Sequence[int]
+    block_at_registration: Sequence[int]
+    validator_permit: Sequence[bool]  # stored (previous epoch's) permits
+    owner_uid: int | None = None
+    commit_blocks: Sequence[int | None] | None = None  # earliest unexpired commit block per uid
+    last_mechanism_step_block: int = 0  # LMS
+    emission: int = 0  # rao to distribute this epoch (E)
+
+    @property
+    def n(self) -> int:
+        return len(self.stake)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Per-uid outputs (length n); floats are the fixed-point values, ``*_u16`` the stored form."""
+
+    active: tuple[bool, ...]
+    stake_weight: tuple[float, ...]
+    validator_permit: tuple[bool, ...]
+    consensus: tuple[float, ...]
+    validator_trust: tuple[float, ...]
+    incentive: tuple[float, ...]
+    dividends: tuple[float, ...]
+    bonds: tuple[tuple[tuple[int, int], ...], ...]
+    server_emission: tuple[int, ...]
+    validator_emission: tuple[int, ...]
+    incentive_u16: tuple[int, ...] = ()
+    dividends_u16: tuple[int, ...] = ()
+    consensus_u16: tuple[int, ...] = ()
+    validator_trust_u16: tuple[int, ...] = ()
+    stake_weight_u16: tuple[int, ...] = ()
+
+
+def _check_rows(name: str, rows: Sequence[Row], n: int) -> None:
+    if len(rows) != n:
+        raise ValueError(f"{name}: expected {n} rows (one per uid), got {len(rows)}")
+    for i, row in enumerate(rows):
+        seen: set[int] = set()
+        for entry in row:
+            if len(entry) != 2:
+                raise ValueError(f"{name}[{i}]: entries must be (uid, u16) pairs, got {entry!r}")
+            j, v = entry
+            if not 0 <= j < n:
+                raise ValueError(f"{name}[{i}]: uid {j} out of range 0..{n - 1}")
+            if j in seen:
+                raise ValueError(f"{name}[{i}]: duplicate uid {j}")
+            seen.add(j)
+            if not 0 <= v <= U16:
+                raise ValueError(f"{name}[{i}]: value {v} for uid {j} is not a u16")
+
+
+def check_inputs(inputs: EpochInputs, params: YumaParams) -> None:
+    """Raise ValueError naming the first inconsistency; the epoch never guesses."""
+    validate(params)
+    n = inputs.n
+    for name in ("last_update", "block_at_registration", "validator_permit"):
+        got = len(getattr(inputs, name))
+        if got != n:
+            raise ValueError(f"{name}: expected length {n} (len(stake)), got {got}")
+    if inputs.commit_blocks is not None and len(inputs.commit_blocks) != n:
+        raise ValueError(f"commit_blocks: expected length {n}, got {len(inputs.commit_blocks)}")
+    for i, s in enumerate(inputs.stake):
+        if s < 0:
+            raise ValueError(f"stake[{i}] is negative ({s})")
+    for name in ("last_update", "block_at_registration"):
+        for i, b in enumerate(getattr(inputs, name)):
+            if b < 0:
+                raise ValueError(f"{name}[{i}] is negative ({b})")
+    if inputs.block < 0 or inputs.emission < 0 or inputs.last_mechanism_step_block < 0:
+        raise ValueError("block, emission and last_mechanism_step_block must be >= 0")
+    if inputs.owner_uid is not None and not 0 <= inputs.owner_uid < n:
+        raise ValueError(f"owner_uid {inputs.owner_uid} out of range 0..{n - 1}")
+    _check_rows("weights", inputs.weights, n)
+    _check_rows("bonds", inputs.bonds, n)
