@@ -13,8 +13,13 @@ report cannot be likelier than one it did). Per position, with eps = 1e-10:
     q_tail = max(eps, 1 - sum_T q_t)
     KL(p||q) = sum_T p_t log(p_t / max(q_t, eps)) + p_tail log(p_tail / q_tail)
 
-A zero p term contributes 0; natural log. Inputs are arrays ``[P, K]`` (teacher) and ``[P, k]``
-(student); outputs are per position ``[P]``. Order within a row does not matter. These
+A zero p term contributes 0; natural log. When the student reports every teacher token this is
+exactly the KL between the two distributions coarse-grained to T ∪ {tail}; otherwise the imputed
+q_t is an estimate (so, e.g., monotonicity under mixing toward the teacher holds only up to how
+well the even spread guesses the student's unreported tokens).
+
+Inputs are arrays ``[P, K]`` (teacher) and ``[P, k]`` (student); outputs are per position
+``[P]``. Order within a row does not matter. These
 functions raise ``ValueError`` on malformed input (NaN, inf, logprob > 0, ids outside the
 vocabulary, duplicate ids in a row, shape mismatch): callers run the format gate first, so a
 raise here is a bug, not a hostile miner.
@@ -138,7 +143,8 @@ def _support(
 
 def _xlogy_ratio(x: FloatArray, log_x: FloatArray, log_y: FloatArray) -> FloatArray:
     """x * (log x - log y), with 0 where x == 0 (the 0 log 0 = 0 convention)."""
-    return np.where(x > 0, x * (log_x - log_y), 0.0)
+    pos = x > 0
+    return np.where(pos, x * (np.where(pos, log_x, 0.0) - log_y), 0.0)
 
 
 def _tail_log(x: FloatArray) -> FloatArray:
