@@ -1,0 +1,140 @@
+"""The ``subnet`` command: one entry point, one subcommand per user journey.
+
+Each subcommand lives in the room that owns it and exposes ``configure(parser)`` and
+``run(args) -> int``; modules named here import nothing heavy at module level, so
+``subnet --help`` stays instant. Configuration flags declared with :func:`config_flag` become
+CLI-layer overrides of :mod:`subnet.config` (the top of the precedence chain), and the loaded
+configuration is handed to commands as ``args.config``.
+
+Errors meant for the operator (:class:`~subnet.errors.SubnetError`) print as one line and exit
+2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scoring.params import describe_range
+from subnet.errors import SubnetError
+
+CONFIG_DEST_PREFIX = "config:"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    module: str  # module exposing configure(parser) and run(args)
+    configure: str = "configure"
+    run: str = "run"
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("miner", "serve a student model to validators (signed OpenAI-compatible API)",
+            "neurons.miner.cli"),
+    Command("validator", "query miners, score them against the teacher, set weights",
+            "neurons.validator.cli"),
+    Command("localnet", "run the whole subnet on this machine (embedded devnet, real processes)",
+            "neurons.localnet_cli"),
+    Command("devnet", "the embedded local chain: init, status, advance",
+            "subnet.chain.cli", "configure_devnet", "run_devnet"),
+    Command("distill", "tiny world, teacher targets, student training and evaluation",
+            "distill.cli"),
+    Command("simulate", "incentive simulator: scoring config + Yuma -> emissions",
+            "subnet.simulate_cli"),
+    Command("hparams", "read or set subnet hyperparameters (devnet or real chain)",
+            "subnet.chain.cli", "configure_hparams", "run_hparams"),
+    Command("bench", "run a benchmark script from scripts/bench_*.py",
+            "subnet.bench_cli"),
+)
+
+
+def config_flag(
+    parser: argparse.ArgumentParser, flag: str, key: str, **kwargs: Any
+) -> None:
+    """Add ``flag`` as a CLI override of config key ``section.key`` (help from its declaration)."""
+    from subnet.config import declared_keys
+
+    field = declared_keys()[key]
+    help_text = kwargs.pop("help", None) or field.metadata["help"]
+    parser.add_argument(
+        flag,
+        dest=CONFIG_DEST_PREFIX + key,
+        default=argparse.SUPPRESS,
+        metavar=kwargs.pop("metavar", key.split(".")[-1].upper()),
+        help=f"{help_text} ({describe_range(field)}; config key {key})",
+        **kwargs,
+    )
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--set`` on every subcommand."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument(
+        "--config", metavar="PATH", default=None, dest="config_path",
+        help="subnet.toml to load (default: $SUBNET_CONFIG, else ./subnet.toml if present)",
+    )
+    group.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], dest="config_set",
+        help="override any config key, e.g. --set weights.ema_alpha=0.2 (repeatable)",
+    )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Collect CLI-layer config values: declared flags, then ``--set`` pairs."""
+    from subnet.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith(CONFIG_DEST_PREFIX):
+            out[dest[len(CONFIG_DEST_PREFIX):]] = value
+    for pair in getattr(args, "config_set", []) or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="subnet",
+        description="A Bittensor distillation subnet node: miners, validators, owner tools.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        module = importlib.import_module(cmd.module)
+        configure: Callable[[argparse.ArgumentParser], None] = getattr(module, cmd.configure)
+        configure(p)
+        add_config_options(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cmd: Command = args._command
+    try:
+        from subnet.config import load_config
+
+        args.config = load_config(args.config_path, overrides=overrides_from_args(args))
+        module = importlib.import_module(cmd.module)
+        run: Callable[[argparse.Namespace], int] = getattr(module, cmd.run)
+        return int(run(args) or 0)
+    except SubnetError as e:
+        print(f"subnet {cmd.name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"subnet {cmd.name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

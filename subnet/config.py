@@ -1,0 +1,246 @@
+"""Typed configuration: built-in defaults < ``subnet.toml`` < ``SUBNET_*`` environment < CLI flags.
+
+The configuration is a tree of frozen dataclasses, one per section (``[chain]``, ``[wallet]``,
+``[scoring]``, ...), whose fields are declared with :func:`scoring.params.param` (help text and
+accepted range). ``subnet.toml`` is what a subnet owner publishes: the scoring and incentive
+constants every validator runs. Everything is validated when loaded; an unknown key or a bad
+value raises :class:`~subnet.errors.ConfigError` naming the key, where it came from and the
+accepted range, so the CLI can print one line instead of a traceback.
+
+Environment variables use a double underscore between section and key:
+``SUBNET_SCORING__W_KL=0.5``. Variables without a double underscore (``SUBNET_CACHE``,
+``SUBNET_CONFIG``) are not configuration keys and are ignored here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from scoring.config import ScoreConfig, SpeedConfig, VerifyConfig, WeightsConfig
+from scoring.params import ParamError, check_value, describe_range, param
+from subnet.errors import ConfigError
+
+ENV_PREFIX = "SUBNET_"
+CONFIG_ENV = "SUBNET_CONFIG"
+DEFAULT_CONFIG_NAME = "subnet.toml"
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    network: str = param(
+        "devnet:.devnet/devnet.sqlite",
+        "devnet:PATH (embedded chain), local, test, finney, or a ws(s):// URL",
+    )
+    netuid: int = param(1, "subnet id", lo=0, hi=65535)
+
+
+@dataclass(frozen=True)
+class WalletConfig:
+    name: str = param("default", "wallet (coldkey) name")
+    hotkey: str = param("default", "hotkey name inside the wallet")
+    path: str = param("~/.bittensor/wallets", "folder holding wallets")
+    password_file: str = param("", "file with the coldkey password (else BT_WALLET_PASSWORD)")
+
+
+@dataclass(frozen=True)
+class SubnetConfig:
+    """The whole configuration; each field is one section of ``subnet.toml``."""
+
+    chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
+    wallet: WalletConfig = dataclasses.field(default_factory=WalletConfig)
+    scoring: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
+    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
+    weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
+    speed: SpeedConfig = dataclasses.field(default_factory=SpeedConfig)
+
+
+_SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
+    {
+        "chain": ChainConfig,
+        "wallet": WalletConfig,
+        "scoring": ScoreConfig,
+        "verify": VerifyConfig,
+        "weights": WeightsConfig,
+        "speed": SpeedConfig,
+    }
+)
+
+
+def sections() -> Mapping[str, type[Any]]:
+    """Section name -> its dataclass type, in declaration order."""
+    return _SECTIONS
+
+
+def declared_keys() -> dict[str, dataclasses.Field[Any]]:
+    """Every configurable key as ``section.key`` -> its declared field."""
+    keys: dict[str, dataclasses.Field[Any]] = {}
+    for name, cls in sections().items():
+        for f in dataclasses.fields(cls):
+            if "help" in f.metadata:
+                keys[f"{name}.{f.name}"] = f
+    return keys
+
+
+def parse_text(key: str, f: dataclasses.Field[Any], text: str) -> Any:
+    """Convert a string (environment or ``--set``) to the field's type."""
+    kind = type(f.default)
+    raw = text.strip()
+    try:
+        if kind is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is tuple:
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{key}: cannot read {text!r} as {kind.__name__} (expected {describe_range(f)})"
+        ) from None
+    return raw
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a file: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    known = sections()
+    flat: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in known:
+            raise ConfigError(
+                f"{origin}: unknown section [{section}] (known: {', '.join(known)})"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table of keys")
+        for key, value in body.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def resolve_config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """``--config`` beats ``$SUBNET_CONFIG`` beats ``./subnet.toml`` (if present)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SubnetConfig:
+    """Build the configuration from every layer, validating each value where it comes from.
+
+    ``overrides`` are CLI values keyed ``section.key``; strings are parsed like environment
+    values, other types are checked as given.
+    """
+    env = os.environ if env is None else env
+    keys = declared_keys()
+    layers: list[tuple[str, dict[str, Any]]] = []
+
+    config_path = resolve_config_path(path, env)
+    if config_path is not None:
+        layers.append((str(config_path), _flatten_toml(_read_toml(config_path), str(config_path))))
+
+    env_layer: dict[str, Any] = {}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        dotted = f"{section}.{key}"
+        if dotted not in keys:
+            raise ConfigError(f"environment {var}: unknown key {dotted!r}")
+        env_layer[dotted] = text
+    layers.append(("environment", env_layer))
+    layers.append(("command line", dict(overrides or {})))
+
+    values: dict[str, Any] = {}
+    for origin, layer in layers:
+        from_text = origin != str(config_path)  # TOML values are typed; env/CLI values are text
+        for dotted, value in layer.items():
+            if dotted not in keys:
+                raise ConfigError(f"{origin}: unknown key {dotted!r}{_suggest(dotted, keys)}")
+            f = keys[dotted]
+            try:
+                if from_text and isinstance(value, str) and not isinstance(f.default, str):
+                    value = parse_text(dotted, f, value)
+                values[dotted] = check_value(dotted, f, value)
+            except (ParamError, ConfigError) as e:
+                raise ConfigError(f"{origin}: {e}") from None
+    return _build(values)
+
+
+def _build(values: Mapping[str, Any]) -> SubnetConfig:
+    built: dict[str, Any] = {}
+    for name, cls in sections().items():
+        kwargs = {
+            dotted.split(".", 1)[1]: v for dotted, v in values.items() if dotted.startswith(name + ".")
+        }
+        try:
+            built[name] = cls(**kwargs)
+        except (ParamError, ValueError) as e:
+            raise ConfigError(f"[{name}]: {e}") from None
+    return SubnetConfig(**built)
+
+
+def _suggest(dotted: str, keys: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(dotted, list(keys), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def to_toml(config: SubnetConfig) -> str:
+    """Render a configuration as documented TOML (each key with its help and range)."""
+    lines: list[str] = []
+    for name, cls in sections().items():
+        section = getattr(config, name)
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            lines.append(f"# {f.metadata['help']} ({describe_range(f)})")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

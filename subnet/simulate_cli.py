@@ -1,0 +1,15 @@
+"""`subnet simulate` (placeholder until issue 9 lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+from subnet.notyet import configure_placeholder, not_yet
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    configure_placeholder(parser, 9)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise not_yet("subnet simulate", 9)

@@ -1,0 +1,54 @@
+"""Suite-wide isolation: tests never touch the real ``~/.bittensor`` and never reach a model hub.
+
+``pytest_configure`` runs before any test module is imported (and so before the bittensor SDK
+reads ``HOME``): it points ``HOME`` at a throwaway folder and switches the Hugging Face
+libraries offline. The tiny world cache is shared on purpose: ``SUBNET_CACHE`` is pinned to the
+real user cache (computed from the original ``HOME``) so the models built once are reused by
+every run on this machine, CI included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_ISOLATED_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _ISOLATED_HOME
+    real_home = Path(os.environ.get("HOME", str(Path.home())))
+    if not os.environ.get("SUBNET_CACHE"):
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(real_home / ".cache")
+        os.environ["SUBNET_CACHE"] = str(Path(xdg) / "distill-subnet")
+    _ISOLATED_HOME = Path(tempfile.mkdtemp(prefix="subnet-test-home-"))
+    os.environ["HOME"] = str(_ISOLATED_HOME)
+    os.environ.pop("XDG_CACHE_HOME", None)
+    os.environ.pop("XDG_CONFIG_HOME", None)
+    for var in ("BTCLI_TOKEN_SYMBOLS_CACHE", "BTCLI_CONFIG", "BTCLI_SUBNET_NAMES_CACHE"):
+        os.environ[var] = str(_ISOLATED_HOME / ".bittensor" / var.lower())
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    # Wallet passwords never come from the developer's environment in tests.
+    for var in ("BT_WALLET_PASSWORD", "BT_WALLET_PASSWORD_FILE", "SUBNET_CONFIG"):
+        os.environ.pop(var, None)
+    for var in [v for v in os.environ if v.startswith("SUBNET_") and "__" in v]:
+        os.environ.pop(var)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ISOLATED_HOME is not None:
+        shutil.rmtree(_ISOLATED_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def real_home_untouched() -> Path:
+    """The isolated HOME of this run (tests can assert nothing leaked elsewhere)."""
+    assert _ISOLATED_HOME is not None
+    return _ISOLATED_HOME
