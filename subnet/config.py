@@ -50,6 +50,33 @@ class WalletConfig:
 
 
 @dataclass(frozen=True)
+class MinerConfig:
+    """The miner node: where it listens and the limits it enforces on every caller."""
+
+    engine: str = param("vllm", "inference engine", choices=("vllm", "hf"))
+    host: str = param("0.0.0.0", "address the HTTP server binds")
+    port: int = param(8091, "HTTP port (also announced on chain)", lo=1, hi=65535)
+    external_ip: str = param(
+        "", "IP announced on chain; empty: 127.0.0.2 on local/devnet networks, else required"
+    )
+    state_dir: str = param(".miner", "folder for node state (the replay-protection store)")
+    max_body_bytes: int = param(1 << 20, "largest request body accepted (413 above)", lo=1024)
+    max_tokens: int = param(1024, "largest max_tokens a request may ask for", lo=1)
+    max_logprobs: int = param(20, "largest logprobs k a request may ask for", lo=0, hi=1000)
+    rate_limit_rps: float = param(10.0, "per-hotkey sustained requests per second", lo=0.001)
+    rate_limit_burst: int = param(40, "per-hotkey burst size (token bucket capacity)", lo=1)
+    max_concurrency: int = param(64, "requests served at once (engine calls in flight)", lo=1)
+    max_queue: int = param(256, "requests waiting for a slot before 429 (stake-ordered)", lo=0)
+    min_validator_stake: float = param(0.0, "least stake (alpha) a caller needs", lo=0.0)
+    require_validator_permit: bool = param(True, "only callers with a validator permit")
+    auth_max_age: float = param(10.0, "btauth/1 freshness window in seconds", lo=0.1)
+    auth_allowed_skew: float = param(2.0, "btauth/1 forward clock skew allowed, seconds", lo=0.0)
+    request_timeout: float = param(120.0, "seconds a request may take end to end", lo=0.1)
+    metagraph_refresh: float = param(12.0, "seconds between caller-policy metagraph reads", lo=0.1)
+    shutdown_grace: float = param(30.0, "seconds to finish in-flight requests on shutdown", lo=0.0)
+
+
+@dataclass(frozen=True)
 class SubnetConfig:
     """The whole configuration; each field is one section of ``subnet.toml``."""
 
@@ -59,6 +86,7 @@ class SubnetConfig:
     verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
     weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
     speed: SpeedConfig = dataclasses.field(default_factory=SpeedConfig)
+    miner: MinerConfig = dataclasses.field(default_factory=MinerConfig)
 
 
 _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
@@ -69,6 +97,7 @@ _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "verify": VerifyConfig,
         "weights": WeightsConfig,
         "speed": SpeedConfig,
+        "miner": MinerConfig,
     }
 )
 
