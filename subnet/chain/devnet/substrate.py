@@ -233,6 +233,9 @@ class DevnetSubstrate:
 
     async def account_next_index(self, address: str) -> int:
         self._record("account_next_index")
+        return self._nonce(address)
+
+    def _nonce(self, address: str) -> int:
         return int(self._read(lambda ctx: STORAGE[("System", "Account")](ctx, [address]))["nonce"])
 
     async def mev_next_key(self) -> bytes | None:
@@ -267,7 +270,7 @@ class DevnetSubstrate:
         self._record("submit")
         composed = await self.compose(call)
         if nonce is None:
-            nonce = await self.account_next_index(keypair.ss58_address)
+            nonce = self._nonce(keypair.ss58_address)
         raw = await extrinsics.sign(self._net.chain_id, composed, keypair, nonce,
                                     period or DEFAULT_PERIOD)
         try:
