@@ -1,0 +1,58 @@
+"""The validator's score -> EMA -> weights pipeline, batched over simulated validators.
+
+Every number goes through :mod:`scoring.aggregate`, the code a real validator runs (answer
+score, EMA update, weight transform, burn), so a config change an owner simulates is the change
+validators will ship. This module only batches: rows are validators, columns are miner specs or
+uids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from scoring.aggregate import answer_score, apply_burn, transform_weights, update_ema
+from scoring.causes import Cause
+from scoring.config import ScoreConfig, WeightsConfig
+
+F = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+Int = npt.NDArray[np.int64]
+
+
+def answer_scores(comp: F, cause: npt.NDArray[np.int8], cfg: ScoreConfig) -> F:
+    """Per-answer score ``[V, M]`` from components ``[V, M, 3]`` and cause codes (see CAUSES)."""
+    out = np.empty(comp.shape[:2])
+    flat = comp.reshape(-1, 3).tolist()
+    codes = cause.ravel().tolist()
+    res = out.reshape(-1)
+    for k, ((kl, ref, speed), c) in enumerate(zip(flat, codes, strict=True)):
+        res[k] = answer_score(CAUSES[c], kl, ref, speed, cfg).score
+    return out
+
+
+CAUSES = (Cause.OK, Cause.TIMEOUT, Cause.DIST_MISMATCH)  # indexed by the simulator's codes
+
+
+def ema_step(ema: F, scores: F, seen: Bool, cfg: WeightsConfig) -> F:
+    """One EMA round for every validator row at once (the update is elementwise)."""
+    new = update_ema(ema.ravel(), scores.ravel(), seen.ravel(), cfg.ema_alpha)
+    return new.reshape(ema.shape)
+
+
+def weight_rows(
+    ema_uid: F, eligible: Bool, winners: Int, owner_uid: int, cfg: WeightsConfig
+) -> tuple[F, Int]:
+    """Chain weights per validator row over uids (burn included) and each row's new winner.
+
+    ``ema_uid``: ``[V, N]`` EMA per uid; ``winners``: each row's previous winner uid (-1 none),
+    kept for winner-take-most's dethrone margin.
+    """
+    rows = np.zeros_like(ema_uid)
+    new_winners = winners.copy()
+    for i in range(ema_uid.shape[0]):
+        prev = int(winners[i])
+        res = transform_weights(ema_uid[i], cfg, eligible, None if prev < 0 else prev)
+        rows[i] = apply_burn(res.weights, owner_uid, cfg.burn_share)
+        new_winners[i] = -1 if res.winner is None else res.winner
+    return rows, new_winners
