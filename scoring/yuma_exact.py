@@ -307,4 +307,5 @@ def run_exact(inp: EpochInputs, p: YumaParams) -> EpochResult:
         consensus_u16=u16(cons),
         validator_trust_u16=u16(vtrust),
         stake_weight_u16=u16(stake),
+        active_stake=fl(a),
     )

@@ -134,7 +134,9 @@ def epoch_fast_dense(
     keep = s >= p.stake_threshold
     if owner_uid is not None:
         keep[owner_uid] = True
-    s_w = _normalize(np.where(keep, s, 0.0))
+    # S lives on the I32F32 grid on chain; quantising keeps permits (top-k ties, dust stake that
+    # rounds to 0) identical to the exact engine.
+    s_w = np.floor(_normalize(np.where(keep, s, 0.0)) * 2.0**32) / 2.0**32
     vp = permit.astype(bool).copy()
     new_vp = topk_nonzero(s_w, p.max_validators)
     if owner_uid is not None:
@@ -165,10 +167,11 @@ def epoch_fast_dense(
         wb, wb_present = w, present
     elif p.bonds_penalty == 65535:
         wb, wb_present = clipped, clip_present
-    else:
+    else:  # interpolation rebuilds rows in uid order
         wb = w + beta * (clipped - w)
         wb_present = wb > 0
         wb = np.where(wb_present, wb, 0.0)
+        weights_order = None
 
     old_present = (bonds_prev > 0) if bonds_present is None else bonds_present.copy()
     if reset_cols is not None:
@@ -299,4 +302,5 @@ def run_fast(inp: EpochInputs, p: YumaParams) -> EpochResult:
         consensus_u16=u16(r.consensus),
         validator_trust_u16=u16(r.validator_trust),
         stake_weight_u16=u16(r.stake_weight),
+        active_stake=fl(r.active_stake),
     )

@@ -82,6 +82,7 @@ class EpochResult:
     consensus_u16: tuple[int, ...] = ()
     validator_trust_u16: tuple[int, ...] = ()
     stake_weight_u16: tuple[int, ...] = ()
+    active_stake: tuple[float, ...] = ()  # A: what weighs in consensus and dividends (not stored)
 
 
 def _check_rows(name: str, rows: Sequence[Row], n: int) -> None:
