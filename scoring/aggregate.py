@@ -142,7 +142,9 @@ def _ranked(ema: FloatArray, valid: BoolArray) -> list[int]:
 
 
 def _power(ema: FloatArray, mask: BoolArray, p: float) -> FloatArray:
-    raw = np.where(mask, np.power(np.where(mask, ema, 1.0), p), 0.0)
+    """Normalised ema^p over ``mask``; scaled by the max first so tiny EMAs cannot underflow."""
+    top = ema[mask].max() if mask.any() else 1.0
+    raw = np.where(mask, np.power(np.where(mask, ema / top, 1.0), p), 0.0)
     total = raw.sum()
     return np.asarray(raw / total if total > 0 else raw, dtype=np.float64)
 

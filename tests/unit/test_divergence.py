@@ -32,7 +32,7 @@ def topk(probs: F, k: int) -> tuple[Ids, F]:
 
 def softmax(z: F) -> F:
     e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
 @st.composite

@@ -54,6 +54,8 @@ def test_speed_scores_are_in_unit_interval(rows: list[tuple[int, float, float, b
         (([1], [2.0], [1.0], [True]), "must not exceed"),
     ],
 )
-def test_speed_rejects_bad_timings(args: tuple[list[float], ...], match: str) -> None:
+def test_speed_rejects_bad_timings(
+    args: tuple[list[float], list[float], list[float], list[bool]], match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
-        speed_scores(*args, CFG)
+        speed_scores(*args, cfg=CFG)
