@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from scoring.aggregate import answer_score, apply_burn, transform_weights, update_ema
+from scoring.aggregate import (
+    answer_score,
+    apply_burn,
+    reset_changed,
+    transform_weights,
+    update_ema,
+)
 from scoring.causes import Cause
 from scoring.config import ScoreConfig, WeightsConfig
 
@@ -56,3 +62,41 @@ def weight_rows(
         rows[i] = apply_burn(res.weights, owner_uid, cfg.burn_share)
         new_winners[i] = -1 if res.winner is None else res.winner
     return rows, new_winners
+
+
+def replay_weights(
+    step_scores: F,
+    observed: Bool,
+    hotkeys: list[list[str]],
+    weight_steps: list[int],
+    owner_uid: int,
+    cfg: WeightsConfig,
+) -> F:
+    """Re-run a validator's EMA and weights over its recorded per-step scores.
+
+    ``step_scores``/``observed``: ``[S, N]`` mean answer score per uid per step (as
+    :func:`scoring.aggregate.round_means` gives) and whether the uid was queried; ``hotkeys``:
+    per step, the hotkey of every uid ("" unknown), so a re-registered uid starts over as the
+    validator does. Returns the weights ``[len(weight_steps), N]`` the validator would set
+    after each listed step index (0-based into the step axis).
+    """
+    s, n = step_scores.shape
+    if observed.shape != (s, n) or len(hotkeys) != s:
+        raise ValueError("step_scores, observed and hotkeys must cover the same steps and uids")
+    ema = np.zeros(n)
+    prev_hk = hotkeys[0] if s else []
+    winner: int | None = None
+    eligible = np.zeros(n, dtype=bool)
+    out = np.zeros((len(weight_steps), n))
+    wanted = {k: i for i, k in enumerate(weight_steps)}
+    for k in range(s):
+        ema = reset_changed(ema, prev_hk, hotkeys[k])
+        prev_hk = hotkeys[k]
+        ema = update_ema(ema, step_scores[k], observed[k], cfg.ema_alpha)
+        eligible |= observed[k]
+        eligible[owner_uid] = False
+        if k in wanted:
+            res = transform_weights(ema, cfg, eligible, winner)
+            winner = res.winner
+            out[wanted[k]] = apply_burn(res.weights, owner_uid, cfg.burn_share)
+    return out
