@@ -228,16 +228,21 @@ def epoch_fast_dense(
     )
 
 
-def _dense(rows: Sequence[Row], n: int) -> tuple[F, B, npt.NDArray[np.int64]]:
+def _dense(rows: Sequence[Row], n: int) -> tuple[F, B, npt.NDArray[np.int64] | None]:
+    """Dense values, presence and in-row positions (None when every row is uid-sorted)."""
     m = np.zeros((n, n))
     pres = np.zeros((n, n), dtype=bool)
     order = np.full((n, n), -1, dtype=np.int64)
+    unsorted = False
     for i, row in enumerate(rows):
-        for pos, (j, v) in enumerate(row):
-            m[i, j] = v
-            pres[i, j] = True
-            order[i, j] = pos
-    return m, pres, order
+        if not row:
+            continue
+        js = np.fromiter((e[0] for e in row), dtype=np.int64, count=len(row))
+        m[i, js] = np.fromiter((e[1] for e in row), dtype=np.float64, count=len(row))
+        pres[i, js] = True
+        order[i, js] = np.arange(len(row))
+        unsorted = unsorted or bool((np.diff(js) < 0).any())
+    return m, pres, (order if unsorted else None)
 
 
 def run_fast(inp: EpochInputs, p: YumaParams) -> EpochResult:
@@ -275,7 +280,7 @@ def run_fast(inp: EpochInputs, p: YumaParams) -> EpochResult:
     bonds_out = []
     for i in range(n):
         js = np.flatnonzero(r.bonds_present[i])
-        if keep_order:
+        if keep_order and w_ord is not None:
             js = js[np.argsort(w_ord[i, js], kind="stable")]
         bonds_out.append(tuple((int(j), round(r.bonds[i, j] * U16)) for j in js))
     e = inp.emission
