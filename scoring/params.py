@@ -58,8 +58,8 @@ def describe_range(f: dataclasses.Field[Any]) -> str:
 
 def check_value(key: str, f: dataclasses.Field[Any], value: Any) -> Any:
     """Return ``value`` if it fits field ``f`` (bools, ints, floats, strings, tuples)."""
-    default = f.default
-    expected = type(default)
+    default: Any = f.default
+    expected: type[Any] = type(default)
     if expected is bool:
         if not isinstance(value, bool):
             raise ParamError(key, f"expected true or false, got {value!r}")
