@@ -1,0 +1,153 @@
+"""``subnet simulate`` end to end: sweeps write tables/charts/report; replay of a validator DB.
+
+The validator DB here is written by this test with the schema documented in subnet/replay.py,
+its weights produced by the same scoring.aggregate functions the validator runs. When
+neurons/validator/store.py lands, this fixture should switch to writing through the real store.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoring.aggregate import apply_burn, reset_changed, round_means, transform_weights, update_ema
+from scoring.config import WeightsConfig
+from subnet.cli import main
+from subnet.replay import read_validator_db, recorded_weights_config, replay
+
+OWNER, N = 0, 7
+
+
+def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    quality = np.array([0, 0.2, 0.5, 0.6, 0.8, 0.3, 0.7])
+    con = sqlite3.connect(path)
+    con.executescript(
+        """CREATE TABLE steps(step INTEGER PRIMARY KEY, block INTEGER, seed TEXT,
+               prompts_digest TEXT, status TEXT);
+           CREATE TABLE answers(step INTEGER, uid INTEGER, hotkey TEXT, task_id TEXT,
+               score REAL, cause TEXT);
+           CREATE TABLE weight_sets(block INTEGER, step INTEGER, weights_json TEXT,
+               success INTEGER);
+           CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"""
+    )
+    con.execute("INSERT INTO meta VALUES ('config', ?)",
+                (json.dumps({"weights": dataclasses.asdict(cfg), "scoring": {}}),))
+    ema, winner = np.zeros(N), None
+    hotkeys = [f"hk{u}" for u in range(N)]
+    recorded = []
+    for step in range(steps):
+        new_hk = list(hotkeys)
+        if step == 8:
+            new_hk[3] = "hk3-reregistered"
+        ema = reset_changed(ema, hotkeys, new_hk)
+        hotkeys = new_hk
+        con.execute("INSERT INTO steps VALUES (?, ?, 'seed', 'digest', 'done')",
+                    (step, 100 + 10 * step))
+        uids, scores = [], []
+        for u in range(1, N):
+            for task in range(2):
+                failed = rng.random() < 0.1
+                s = 0.0 if failed else float(np.clip(quality[u] + rng.normal(0, 0.1), 0, 1))
+                con.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?)",
+                            (step, u, hotkeys[u], f"t{task}", s, "timeout" if failed else "ok"))
+                uids.append(u)
+                scores.append(s)
+        con.execute("INSERT INTO answers VALUES (?, 2, 'hk2', 'tx', 0.0, 'validator_error')",
+                    (step,))
+        means, seen = round_means(uids, scores, N)
+        ema = update_ema(ema, means, seen, cfg.ema_alpha)
+        if step % 3 == 2:
+            eligible = np.arange(N) != OWNER
+            res = transform_weights(ema, cfg, eligible, winner)
+            winner = res.winner
+            w = apply_burn(res.weights, OWNER, cfg.burn_share)
+            recorded.append(w)
+            con.execute("INSERT INTO weight_sets VALUES (?, ?, ?, 1)", (
+                100 + 10 * step + 5, step,
+                json.dumps({str(u): float(x) for u, x in enumerate(w) if x > 0})))
+    con.commit()
+    con.close()
+    return np.array(recorded)
+
+
+CFG = WeightsConfig(transform="wta", dethrone_margin=0.1, burn_share=0.2, ema_alpha=0.3)
+
+
+def test_replay_reproduces_recorded_weights(tmp_path: Path) -> None:
+    db = tmp_path / "validator.sqlite"
+    recorded = _write_validator_db(db, CFG)
+    rec = read_validator_db(db)
+    assert recorded_weights_config(rec) == CFG
+    np.testing.assert_allclose(replay(rec, CFG), recorded, atol=1e-12)
+    other = replay(rec, dataclasses.replace(CFG, transform="power", burn_share=0.0))
+    assert np.abs(other - recorded).max() > 0.1  # another config gives other weights
+
+
+def test_replay_cli_reports_reproduction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "validator.sqlite"
+    _write_validator_db(db, CFG)
+    out = tmp_path / "out"
+    rc = main(["simulate", "--replay", str(db), "--out", str(out), "--no-progress",
+               "--sweep", "weights.power=1,4"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "reproduced with the recorded config: max |diff| = 0.00e+00" in text
+    assert (out / "report.html").is_file()
+    assert (out / "replay_weights.power=4.0_weights.csv").is_file()
+
+
+def test_replay_bad_database_is_a_clear_error(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not sqlite at all")
+    assert main(["simulate", "--replay", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not a validator database" in capsys.readouterr().err
+    assert main(["simulate", "--replay", str(tmp_path / "missing.sqlite")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_sweep_writes_tables_charts_and_report(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sim"
+    rc = main(["simulate", "--scenario", "newcomer", "--epochs", "24", "--validators", "4",
+               "--miners", "8", "--sweep", "weights.power=1,4", "--out", str(out),
+               "--exact-checks", "2", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert text.count("overtake=") == 2 and "max dev=" in text
+    runs = json.loads((out / "runs.json").read_text())
+    assert [r["params"] for r in runs] == [{"weights.power": 1.0}, {"weights.power": 4.0}]
+    assert all(r["max_fast_exact_deviation"] < 1e-6 for r in runs)
+    with (out / "newcomer_weights.power=1.0_miners.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 25 and "newcomer" in rows[0]
+    for name in ("emission", "yield", "gini"):
+        png = out / f"newcomer_weights.power=4.0_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "sweep.png").is_file()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 7 and "src=\"http" not in page
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sweep", "bonds_penalty=99999"], "bonds_penalty"),
+    (["--sweep", "weights.nope=1"], "weights.nope"),
+    (["--sweep", "novalue"], "KEY=VALUE"),
+    (["--chain", "kappa=abc"], "integer"),
+    (["--chain", "yuma3_enabled=maybe"], "true or false"),
+    (["--epochs", "0"], "--epochs"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           argv: list[str], needle: str) -> None:
+    rc = main(["simulate", "--out", str(tmp_path), "--epochs", "3", "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
