@@ -216,14 +216,16 @@ class ChainClient:
         return {str(k): hparams.plain(v) for k, v in values.items()}
 
     async def set_hyperparameter(
-        self, netuid: int, wallet: Any, name: str, value: int | bool | float | str
+        self, netuid: int, wallet: Any, name: str, value: int | bool | float | str,
+        *, sudo: bool = False,
     ) -> None:
         """Set one hyperparameter: owner-settable names through the SDK's owner intent (signed
-        by the subnet owner's coldkey); root-only names wrapped in ``Sudo.sudo`` (the wallet
-        must be the chain's sudo key, else the chain answers ``RequireSudo``/``BadOrigin``)."""
+        by the subnet owner's coldkey); root-only names, or any name with ``sudo=True``,
+        wrapped in ``Sudo.sudo`` (the wallet must be the chain's sudo key, else the chain
+        answers ``RequireSudo``). Sudo may go outside the owner's bounds (tempo < 360)."""
         what = f"set {name}={value} on netuid {netuid}"
         with translated(what):
-            if hparams.is_owner_settable(name):
+            if hparams.is_owner_settable(name) and not sudo:
                 intent = bt.SetHyperparameter(netuid=netuid, name=name, value=value)
                 result = await self._client.execute(intent, wallet)
             else:

@@ -30,7 +30,7 @@ def translated(what: str) -> Iterator[None]:
     except SubnetError:
         raise
     except bt.ChainError as e:
-        raise ChainError(f"{what}: {e}", name=error_name(e)) from e
+        raise ChainError(_with_name(f"{what}: {e}", error_name(e)), name=error_name(e)) from e
     except bt.BittensorError as e:
         raise ChainError(f"{what}: {e}", name="INVALID_ARGUMENT") from e
     except EOFError as e:  # the SDK fell through to an interactive prompt with no TTY
@@ -52,7 +52,12 @@ def check_result(result: bt.ExtrinsicResult, what: str) -> bt.ExtrinsicResult:
         return result
     error = result.error
     name = error_name(error) if error is not None else "UNKNOWN"
-    raise ChainError(f"{what}: {result.message or name}", name=name)
+    raise ChainError(_with_name(f"{what}: {result.message or name}", name), name=name)
+
+
+def _with_name(message: str, name: str) -> str:
+    """Operators grep for the pallet error name; make sure the one-line message carries it."""
+    return message if name in message else f"{message} [{name}]"
 
 
 def result_block(result: bt.ExtrinsicResult) -> int | None:

@@ -64,15 +64,28 @@ def plain(value: Any) -> int | bool | float:
 
 
 def root_call(netuid: int, name: str, value: int | bool | float | str) -> Any:
-    """The un-wrapped AdminUtils call for a root-only hyperparameter."""
+    """The un-wrapped AdminUtils call to send under ``Sudo.sudo`` (root-only names, and owner
+    names when the sudo key sets them outside the owner's bounds, e.g. a devnet tempo of 20)."""
     method = ROOT_HYPERPARAMETERS.get(name)
+    if method is None and name in OWNER_HYPERPARAMETERS and name not in _SPECIAL:
+        method = OWNER_HYPERPARAMETERS[name][0]
     if method is None:
         raise ChainError(
-            f"unknown hyperparameter {name!r}; settable: {', '.join(settable_names())}",
+            f"unknown hyperparameter {name!r} (or not settable through sudo here); "
+            f"settable: {', '.join(settable_names())}",
             name="INVALID_ARGUMENT",
         )
     try:
-        raw = to_raw(name, value)
+        raw: int | bool = to_raw(name, value)
     except ValueError as e:
-        raise ChainError(f"bad value for {name}: {e}", name="INVALID_ARGUMENT") from e
+        if not isinstance(value, int):  # root may exceed the owner's bounds, not the codec's
+            raise ChainError(f"bad value for {name}: {e}", name="INVALID_ARGUMENT") from e
+        raw = value
+    if name in OWNER_HYPERPARAMETERS and OWNER_HYPERPARAMETERS[name][1]:
+        raw = bool(raw)
     return getattr(calls.AdminUtils, method)(netuid, raw)
+
+
+# Owner names whose call is not a plain (netuid, value) setter.
+_SPECIAL = {"epoch_consensus", "alpha_low", "alpha_high", "burn_increase_mult",
+            "collateral_lock_share", "collateral_drain_ratio"}

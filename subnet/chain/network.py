@@ -78,7 +78,8 @@ def build_client(spec: NetworkSpec) -> bt.Client:
             raise ConfigError(f"no devnet at {path}: run `subnet devnet init --dir {path.parent}`")
         from subnet.chain.devnet import Devnet
 
-        return bt.Client("local", substrate=Devnet.open(path).substrate())
+        substrate = Devnet.open(path).substrate()
+        return bt.Client("local", substrate=substrate)  # type: ignore[arg-type]  # devnet block_hash -> str | None
     return bt.Client(spec.label)
 
 
