@@ -11,10 +11,10 @@ swapped, so every test and the devnet exercise the real SDK code.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from subnet.errors import ChainError, ConfigError
 
@@ -68,19 +68,21 @@ def devnet_file(path: Path) -> Path:
     return path / DEVNET_FILE
 
 
-def build_client(spec: NetworkSpec) -> bt.Client:
-    """An unconnected ``bittensor.Client`` for ``spec`` (the devnet is opened, not created)."""
+def build_client(spec: NetworkSpec) -> tuple[bt.Client, Callable[[], None]]:
+    """An unconnected ``bittensor.Client`` for ``spec`` and what releases its backend (the
+    devnet file handle; nothing for a node). The devnet is opened, never created."""
     import bittensor as bt
 
-    if spec.devnet_file is not None:
-        path = spec.devnet_file
-        if not path.exists():
-            raise ConfigError(f"no devnet at {path}: run `subnet devnet init --dir {path.parent}`")
-        from subnet.chain.devnet import Devnet
+    if spec.devnet_file is None:
+        return bt.Client(spec.label), lambda: None
+    path = spec.devnet_file
+    if not path.exists():
+        raise ConfigError(f"no devnet at {path}: run `subnet devnet init --dir {path.parent}`")
+    from subnet.chain.devnet import Devnet
 
-        substrate = Devnet.open(path).substrate()
-        return bt.Client("local", substrate=substrate)  # type: ignore[arg-type]  # devnet block_hash -> str | None
-    return bt.Client(spec.label)
+    net = Devnet.open(path)
+    substrate: Any = net.substrate()
+    return bt.Client("local", substrate=substrate), net.close
 
 
 @contextlib.asynccontextmanager
@@ -89,14 +91,17 @@ async def open_chain(network: str | NetworkSpec) -> AsyncIterator[ChainClient]:
     from subnet.chain.client import ChainClient
 
     spec = parse_network(network) if isinstance(network, str) else network
-    client = build_client(spec)
+    client, release = build_client(spec)
     try:
-        await client.connect()
-    except Exception as e:  # the SDK raises transport-specific types; all mean "unreachable"
-        with contextlib.suppress(Exception):
+        try:
+            await client.connect()
+        except Exception as e:  # the SDK raises transport-specific types: all mean unreachable
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise ChainError(f"cannot connect to {spec.text}: {e}", name="CONNECT") from e
+        try:
+            yield ChainClient(client, network=spec.text)
+        finally:
             await client.close()
-        raise ChainError(f"cannot connect to {spec.text}: {e}", name="CONNECT") from e
-    try:
-        yield ChainClient(client, network=spec.text)
     finally:
-        await client.close()
+        release()

@@ -46,3 +46,13 @@ async def test_missing_devnet_says_how_to_create_it(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="devnet init"):
         async with open_chain(f"devnet:{tmp_path / 'nowhere'}"):
             pass
+
+
+async def test_unreachable_node_is_a_connect_chain_error(tmp_path, monkeypatch):
+    from subnet.errors import ChainError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ChainError) as info:
+        async with open_chain("ws://127.0.0.1:1"):
+            pass
+    assert info.value.name == "CONNECT"
