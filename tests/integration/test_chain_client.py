@@ -187,6 +187,15 @@ async def test_epoch_shows_incentive_dividends_emission(chain, net, wallets):
     assert vali.stake > 1000 and vali.last_update > 0
 
 
+async def test_block_waits_and_block_time(chain, net):
+    assert await chain.block_time() == pytest.approx(0.02)
+    head = await chain.block()
+    waiter = asyncio.create_task(chain.wait_for_block(timeout=60))
+    await asyncio.sleep(0.1)
+    net.advance(1)
+    assert await waiter == head + 1
+
+
 async def test_metagraph_is_cached_within_the_block_window(chain, net, wallets):
     first = await chain.metagraph(1)
     assert await chain.metagraph(1) is first
