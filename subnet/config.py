@@ -77,6 +77,32 @@ class MinerConfig:
 
 
 @dataclass(frozen=True)
+class ValidatorConfig:
+    """The validator node: what it asks miners each step, how it verifies and sets weights."""
+
+    teacher: str = param("", "teacher model: a local HF folder (required to run)")
+    engine: str = param("vllm", "engine of teacher and spot checks", choices=("vllm", "hf"))
+    state_dir: str = param(".validator", "folder for the state database (scores, EMA, evidence)")
+    tasks_per_step: int = param(4, "prompts per step; each miner answers all", lo=1, hi=4096)
+    sample_miners: int = param(0, "miners queried per step (0 = every uid with an endpoint)", lo=0)
+    step_blocks: int = param(1, "blocks between steps (driven by chain blocks)", lo=1)
+    max_tokens: int = param(16, "max_tokens asked of miners (and of the teacher's reference)", lo=1)
+    top_k: int = param(20, "top-k logprobs asked of miners and of the teacher", lo=1, hi=1000)
+    temperature: float = param(1.0, "sampling temperature asked of miners", lo=0.0, hi=2.0)
+    query_timeout: float = param(10.0, "seconds a miner has for one whole streamed answer", lo=0.01)
+    max_response_bytes: int = param(4 << 20, "larger streamed answers are cut off", lo=1024)
+    concurrency: int = param(64, "miner queries in flight at once", lo=1)
+    weights_interval: int = param(0, "blocks between weight sets (0 = the subnet tempo)", lo=0)
+    weights_retries: int = param(3, "attempts per weight set before failing it", lo=1, hi=100)
+    weights_backoff: float = param(1.0, "seconds before the first retry (then doubling)", lo=0.0)
+    model_roots: str = param("", "comma-separated folders holding committed models")
+    model_cache: int = param(2, "committed models kept loaded at once (LRU)", lo=1, hi=64)
+    baseline: str = param("", "reference student folder scored every step as a sanity baseline")
+    metrics_port: int = param(0, "Prometheus /metrics port (0 = off)", lo=0, hi=65535)
+    shutdown_grace: float = param(30.0, "seconds to finish the step in flight on shutdown", lo=0.0)
+
+
+@dataclass(frozen=True)
 class SubnetConfig:
     """The whole configuration; each field is one section of ``subnet.toml``."""
 
@@ -87,6 +113,7 @@ class SubnetConfig:
     weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
     speed: SpeedConfig = dataclasses.field(default_factory=SpeedConfig)
     miner: MinerConfig = dataclasses.field(default_factory=MinerConfig)
+    validator: ValidatorConfig = dataclasses.field(default_factory=ValidatorConfig)
 
 
 _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
@@ -98,6 +125,7 @@ _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "weights": WeightsConfig,
         "speed": SpeedConfig,
         "miner": MinerConfig,
+        "validator": ValidatorConfig,
     }
 )
 
