@@ -147,7 +147,7 @@ def declared_keys() -> dict[str, dataclasses.Field[Any]]:
 
 def parse_text(key: str, f: dataclasses.Field[Any], text: str) -> Any:
     """Convert a string (environment or ``--set``) to the field's type."""
-    kind = type(f.default)
+    kind: type[Any] = type(f.default)
     raw = text.strip()
     try:
         if kind is bool:

@@ -81,7 +81,7 @@ def test_bad_file_values_name_the_key(tmp_path: Path, text: str, needle: str) ->
 
 def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.toml", "[chain]\nnetuidd = 1\n")
-    with pytest.raises(ConfigError, match="did you mean 'chain.netuid'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'chain\.netuid'"):
         load_config(path, env={})
 
 
