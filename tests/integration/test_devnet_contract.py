@@ -15,32 +15,44 @@ from subnet.chain.devnet import Devnet
 GOLDEN: dict[str, set[tuple[str, str]]] = {
     "connect": {("connect", ""), ("query_map", "SubtensorModule.TokenSymbol")},
     "register_shielded": {
-        ("compose", "SubtensorModule.burned_register"), ("query", "SubtensorModule.Burn"),
-        ("query", "SubtensorModule.CollateralLockShare"), ("mev_next_key", ""),
-        ("account_next_index", ""), ("sign_extrinsic", ""),
-        ("compose", "MevShield.submit_encrypted"), ("submit", ""), ("block_hash", ""),
+        ("compose", "SubtensorModule.burned_register"),
+        ("query", "SubtensorModule.Burn"),
+        ("query", "SubtensorModule.CollateralLockShare"),
+        ("mev_next_key", ""),
+        ("account_next_index", ""),
+        ("sign_extrinsic", ""),
+        ("compose", "MevShield.submit_encrypted"),
+        ("submit", ""),
+        ("block_hash", ""),
         ("find_extrinsic", ""),
     },
     "register_raw": {("compose", "SubtensorModule.burned_register"), ("submit", "")},
     "serve": {("compose", "SubtensorModule.serve_axon"), ("estimate_fee", ""), ("submit", "")},
     "metagraph": {
-        ("block_number", ""), ("block_hash", ""),
+        ("block_number", ""),
+        ("block_hash", ""),
         ("runtime_call", "SubnetInfoRuntimeApi.get_metagraph"),
         ("query_map", "Commitments.CommitmentOf"),
         ("query_map", "Commitments.RevealedCommitments"),
     },
     "set_weights": {
-        ("block_number", ""), ("block_hash", ""), ("query", "SubtensorModule.Uids"),
+        ("block_number", ""),
+        ("block_hash", ""),
+        ("query", "SubtensorModule.Uids"),
         ("query", "SubtensorModule.CommitRevealWeightsEnabled"),
-        ("query", "SubtensorModule.WeightsSetRateLimit"), ("query", "SubtensorModule.LastUpdate"),
+        ("query", "SubtensorModule.WeightsSetRateLimit"),
+        ("query", "SubtensorModule.LastUpdate"),
         ("query", "SubtensorModule.MinAllowedWeights"),
         ("query", "SubtensorModule.MaxWeightsLimit"),
         ("query", "SubtensorModule.SubnetEpochConsensus"),
-        ("compose", "SubtensorModule.set_mechanism_weights"), ("estimate_fee", ""),
+        ("compose", "SubtensorModule.set_mechanism_weights"),
+        ("estimate_fee", ""),
         ("submit", ""),
     },
     "set_hyperparameter": {
-        ("compose", "AdminUtils.sudo_set_tempo"), ("estimate_fee", ""), ("submit", ""),
+        ("compose", "AdminUtils.sudo_set_tempo"),
+        ("estimate_fee", ""),
+        ("submit", ""),
     },
     "hyperparameters": {("runtime_call", "SubnetInfoRuntimeApi.get_subnet_hyperparams_v3")},
 }
@@ -48,6 +60,8 @@ GOLDEN: dict[str, set[tuple[str, str]]] = {
 
 async def test_sdk_paths_touch_exactly_the_golden_surface(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # A fresh token-symbol cache, so connect() really reads TokenSymbol from the chain.
+    monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "symbols.json"))
     alice, bob, charlie = (DevWallet.of(n) for n in ("Alice", "Bob", "Charlie"))
     net = Devnet.create(tmp_path / "chain.db", block_time=0.01)
     net.add_subnet(alice.cold, alice.hot, tempo=100, weights_rate_limit=0)

@@ -51,8 +51,9 @@ async def test_shielded_register_needs_the_shield(tmp_path, monkeypatch, wallets
     async with bt.Client("local", substrate=net.substrate()) as client:
         assert await client.read("mev_shield_next_key") is None
         with pytest.raises(bt.ChainError, match="MEV Shield"):
-            await client.execute(bt.BurnedRegister(netuid=1, hotkey_ss58=wallets["Bob"].hot),
-                                 wallets["Bob"])
+            await client.execute(
+                bt.BurnedRegister(netuid=1, hotkey_ss58=wallets["Bob"].hot), wallets["Bob"]
+            )
         raw = bt.calls.SubtensorModule.burned_register(netuid=1, hotkey=wallets["Bob"].hot)
         assert (await client.submit_call(raw, wallets["Bob"])).success
 
@@ -66,7 +67,9 @@ async def test_serve_rejects_loopback(net, client, wallets):
     assert ok.success, ok.message
     mg = await client.subnets.metagraph(1)
     assert mg.by_hotkey(miner.hot).axon == "127.0.0.2:8091"
-    unregistered = await client.execute(bt.ServeAxon(netuid=1, ip="10.0.0.1", port=1), wallets["Dave"])
+    unregistered = await client.execute(
+        bt.ServeAxon(netuid=1, ip="10.0.0.1", port=1), wallets["Dave"]
+    )
     assert unregistered.error.name == "HotKeyNotRegisteredInNetwork"
 
 
@@ -75,7 +78,8 @@ async def test_commitments_set_and_read(net, client, wallets):
     net.register(1, miner.hot, miner.cold)
     data = b"model:tiny@sha256:ab12"
     call = bt.calls.Commitments.set_commitment(
-        netuid=1, info={"fields": [{f"Raw{len(data)}": "0x" + data.hex()}]})
+        netuid=1, info={"fields": [{f"Raw{len(data)}": "0x" + data.hex()}]}
+    )
     res = await client.submit_call(call, miner, signer="hotkey")
     assert res.success, res.message
     got = await client.read("commitment", netuid=1, hotkey_ss58=miner.hot)
@@ -112,7 +116,8 @@ async def test_wrong_signer_is_rejected(net, client, wallets):
     vali, miner = wallets["Bob"], wallets["Charlie"]
     net.register(1, vali.hot, vali.cold)
     call = bt.calls.SubtensorModule.set_mechanism_weights(
-        netuid=1, mecid=0, dests=[0], weights=[65535], version_key=0)
+        netuid=1, mecid=0, dests=[0], weights=[65535], version_key=0
+    )
     forged = await client.submit_call(call, WrongSigner(vali.hotkey, miner.hotkey))
     assert not forged.success and "bad signature" in forged.message
     assert net.weights(1)[1] == []
@@ -123,13 +128,16 @@ async def test_version_key_and_min_weights(net, client, wallets):
     net.register(1, vali.hot, vali.cold)
     net.set_stake(1, vali.hot, TAO)
     owner = wallets["Alice"]
-    res = await client.execute(bt.SetHyperparameter(netuid=1, name="weights_version", value=5), owner)
+    res = await client.execute(
+        bt.SetHyperparameter(netuid=1, name="weights_version", value=5), owner
+    )
     assert res.success, res.message
     net.advance(2)
     old = await client.execute(bt.SetWeights(netuid=1, weights={0: 1.0}, version_key=4), vali)
     assert old.error.name == "IncorrectWeightVersionKey"
     call = bt.calls.SubtensorModule.set_mechanism_weights(
-        netuid=1, mecid=0, dests=[0], weights=[1], version_key=5)
+        netuid=1, mecid=0, dests=[0], weights=[1], version_key=5
+    )
     await client.execute(bt.SetHyperparameter(netuid=1, name="min_allowed_weights", value=2), owner)
     short = await client.submit_call(call, vali, signer="hotkey")
     assert short.error.name == "WeightVecLengthIsLow"
@@ -137,9 +145,13 @@ async def test_version_key_and_min_weights(net, client, wallets):
 
 async def test_owner_and_root_hyperparameters(net, client, wallets):
     owner, bob = wallets["Alice"], wallets["Bob"]
-    ok = await client.execute(bt.SetHyperparameter(netuid=1, name="bonds_penalty", value=100), owner)
+    ok = await client.execute(
+        bt.SetHyperparameter(netuid=1, name="bonds_penalty", value=100), owner
+    )
     assert ok.success and net.hyperparameters(1)["bonds_penalty"] == 100
-    denied = await client.execute(bt.SetHyperparameter(netuid=1, name="bonds_penalty", value=1), bob)
+    denied = await client.execute(
+        bt.SetHyperparameter(netuid=1, name="bonds_penalty", value=1), bob
+    )
     assert not denied.success and denied.error.name == "BadOrigin"
     kappa = bt.calls.AdminUtils.sudo_set_kappa(netuid=1, kappa=1000)
     direct = await client.submit_call(kappa, owner)
@@ -181,4 +193,6 @@ def test_status_for_the_cli(net, wallets):
     (sn,) = status.subnets
     assert status.head == 0 and sn.tempo == 10
     assert [(n.uid, n.hotkey, n.stake, n.permit) for n in sn.neurons] == [
-        (0, wallets["Alice"].hot, 0, False), (1, wallets["Bob"].hot, 5 * TAO, True)]
+        (0, wallets["Alice"].hot, 0, False),
+        (1, wallets["Bob"].hot, 5 * TAO, True),
+    ]

@@ -19,37 +19,48 @@ from subnet.chain.devnet.store import get_meta, set_meta
 ROOT = "<root>"
 
 Event = tuple[str, str, dict[str, Any]]
+Params = dict[str, Any]
 
 
-def _burned_register(db: sqlite3.Connection, who: str, p: dict, block: int) -> list[Event]:
+def _burned_register(db: sqlite3.Connection, who: str, p: Params, block: int) -> list[Event]:
     uid = pallet.register(db, int(p["netuid"]), str(p["hotkey"]), who, block)
-    return [("SubtensorModule", "NeuronRegistered",
-             {"netuid": int(p["netuid"]), "uid": uid, "hotkey": str(p["hotkey"])})]
+    return [
+        (
+            "SubtensorModule",
+            "NeuronRegistered",
+            {"netuid": int(p["netuid"]), "uid": uid, "hotkey": str(p["hotkey"])},
+        )
+    ]
 
 
-def _serve(db: sqlite3.Connection, who: str, p: dict, block: int) -> list[Event]:
+def _serve(db: sqlite3.Connection, who: str, p: Params, block: int) -> list[Event]:
     pallet.serve_axon(db, who, p, block)
     return [("SubtensorModule", "AxonServed", {"netuid": int(p["netuid"]), "hotkey": who})]
 
 
-def _weights(db: sqlite3.Connection, who: str, p: dict, block: int) -> list[Event]:
+def _weights(db: sqlite3.Connection, who: str, p: Params, block: int) -> list[Event]:
     pallet.set_weights(db, who, p, block)
     return [("SubtensorModule", "WeightsSet", {"netuid": int(p["netuid"]), "hotkey": who})]
 
 
-def _commit(db: sqlite3.Connection, who: str, p: dict, block: int) -> list[Event]:
+def _commit(db: sqlite3.Connection, who: str, p: Params, block: int) -> list[Event]:
     pallet.commit_timelocked(db, who, p, block)
-    return [("SubtensorModule", "TimelockedWeightsCommitted",
-             {"netuid": int(p["netuid"]), "hotkey": who, "reveal_round": int(p["reveal_round"])})]
+    return [
+        (
+            "SubtensorModule",
+            "TimelockedWeightsCommitted",
+            {"netuid": int(p["netuid"]), "hotkey": who, "reveal_round": int(p["reveal_round"])},
+        )
+    ]
 
 
-def _set_commitment(db: sqlite3.Connection, who: str, p: dict, block: int) -> list[Event]:
+def _set_commitment(db: sqlite3.Connection, who: str, p: Params, block: int) -> list[Event]:
     pallet.set_commitment(db, who, p, block)
     return [("Commitments", "Commitment", {"netuid": int(p["netuid"]), "who": who})]
 
 
 # (module, function) -> handler for calls signed by an account.
-SIGNED: dict[tuple[str, str], Callable[[sqlite3.Connection, str, dict, int], list[Event]]] = {
+SIGNED: dict[tuple[str, str], Callable[[sqlite3.Connection, str, Params, int], list[Event]]] = {
     ("SubtensorModule", "burned_register"): _burned_register,
     ("SubtensorModule", "serve_axon"): _serve,
     ("SubtensorModule", "serve_axon_tls"): _serve,
@@ -73,7 +84,12 @@ def known(module: str, function: str) -> bool:
 
 
 def dispatch(
-    db: sqlite3.Connection, origin: str, module: str, function: str, params: dict, block: int
+    db: sqlite3.Connection,
+    origin: str,
+    module: str,
+    function: str,
+    params: dict[str, Any],
+    block: int,
 ) -> list[Event]:
     """Run one call as ``origin`` (an ss58 address, or ``ROOT``)."""
     if module == "Sudo" and function == "sudo":
@@ -92,7 +108,7 @@ def dispatch(
     return handler(db, origin, params, block)
 
 
-def _admin(db: sqlite3.Connection, origin: str, function: str, p: dict) -> list[Event]:
+def _admin(db: sqlite3.Connection, origin: str, function: str, p: dict[str, Any]) -> list[Event]:
     if function == "sudo_set_stake_threshold":
         if origin != ROOT:
             raise DispatchError("BadOrigin", "sudo_set_stake_threshold needs Root")

@@ -26,8 +26,9 @@ def head(db: sqlite3.Connection) -> int:
 
 def timestamp_ms(db: sqlite3.Connection, block: int) -> int:
     """When a block was (or will be) produced, as ``Timestamp.Now`` reports it."""
-    return int((float(get_meta(db, "genesis_time")) + block * float(get_meta(db, "block_time")))
-               * 1000)
+    return int(
+        (float(get_meta(db, "genesis_time")) + block * float(get_meta(db, "block_time"))) * 1000
+    )
 
 
 def block_hash(chain_id: str, block: int) -> str:

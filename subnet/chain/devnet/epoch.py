@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from scoring.yuma import EpochInputs, YumaParams, epoch
 from subnet.chain.devnet import pallet
@@ -44,7 +45,7 @@ def run_due(db: sqlite3.Connection, head: int) -> list[tuple[int, int]]:
     return ran
 
 
-def _params(values: dict, stake_threshold: int) -> YumaParams:
+def _params(values: dict[str, Any], stake_threshold: int) -> YumaParams:
     return YumaParams(
         kappa=int(values["kappa"]),
         bonds_penalty=int(values["bonds_penalty"]),

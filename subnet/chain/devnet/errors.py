@@ -12,7 +12,7 @@ import bittensor as bt
 from subnet.errors import ChainError
 
 
-class DevnetChainError(bt.ChainError, ChainError):
+class DevnetChainError(bt.ChainError, ChainError):  # type: ignore[misc]
     """The devnet refused a read, a call or an item it does not model (``name`` says which)."""
 
     def __init__(self, message: str, name: str = "") -> None:

@@ -185,18 +185,30 @@ def _execute(db: sqlite3.Connection, ext: Decoded, block: int) -> None:
         db.execute("RELEASE dispatch")
         events, error = [], e
     records = [_event(idx, m, e, a) for m, e, a in events]
-    outcome = ("ExtrinsicSuccess", {}) if error is None else (
-        "ExtrinsicFailed", {"dispatch_error": {"Module": {"name": error.name}}})
+    outcome = (
+        ("ExtrinsicSuccess", {})
+        if error is None
+        else ("ExtrinsicFailed", {"dispatch_error": {"Module": {"name": error.name}}})
+    )
     records.append(_event(idx, "System", *outcome))
     db.execute(
         "INSERT INTO extrinsics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (block, idx, ext.hash, ext.signer, call.module, call.function, int(error is None),
-         None if error is None else error.name, None if error is None else error.docs,
-         json.dumps(records)),
+        (
+            block,
+            idx,
+            ext.hash,
+            ext.signer,
+            call.module,
+            call.function,
+            int(error is None),
+            None if error is None else error.name,
+            None if error is None else error.docs,
+            json.dumps(records),
+        ),
     )
 
 
-def _event(idx: int, module: str, event: str, attributes: dict) -> dict[str, Any]:
+def _event(idx: int, module: str, event: str, attributes: dict[str, Any]) -> dict[str, Any]:
     return {
         "phase": {"ApplyExtrinsic": idx},
         "extrinsic_idx": idx,
@@ -211,7 +223,8 @@ def receipt(db: sqlite3.Connection, chain_id: str, hash_: str, block: int | None
     from bittensor.balance import Balance
     from bittensor.result import ExtrinsicResult
 
-    sql, args = "SELECT * FROM extrinsics WHERE hash=?", [hash_]
+    sql = "SELECT * FROM extrinsics WHERE hash=?"
+    args: list[Any] = [hash_]
     if block is not None:
         sql, args = sql + " AND block=?", [hash_, block]
     row = db.execute(sql, args).fetchone()
@@ -230,8 +243,11 @@ def receipt(db: sqlite3.Connection, chain_id: str, hash_: str, block: int | None
 
 def block_extrinsics(db: sqlite3.Connection, block: int) -> list[dict[str, Any]]:
     return [
-        {"extrinsic_hash": r["hash"], "address": r["signer"],
-         "call": {"call_module": r["module"], "call_function": r["function"], "call_args": []}}
+        {
+            "extrinsic_hash": r["hash"],
+            "address": r["signer"],
+            "call": {"call_module": r["module"], "call_function": r["function"], "call_args": []},
+        }
         for r in db.execute("SELECT * FROM extrinsics WHERE block=? ORDER BY idx", (block,))
     ]
 

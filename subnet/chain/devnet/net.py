@@ -117,8 +117,13 @@ class Devnet:
         except DispatchError as e:
             raise DevnetChainError(e.docs, e.name) from e
 
-    def add_subnet(self, owner_coldkey_ss58: str, owner_hotkey_ss58: str, tempo: int = 360,
-                   **hyperparameters: Any) -> int:
+    def add_subnet(
+        self,
+        owner_coldkey_ss58: str,
+        owner_hotkey_ss58: str,
+        tempo: int = 360,
+        **hyperparameters: Any,
+    ) -> int:
         """Create a subnet (owner hotkey at uid 0). Keywords: ``hparams.KEYWORDS``."""
         unknown = set(hyperparameters) - hparams.KEYWORDS
         if unknown:
@@ -132,15 +137,23 @@ class Devnet:
                 values[name] = bool(value)
             elif isinstance(hparams.DEFAULTS[name], int):
                 values[name] = int(value)
-        return int(self._write(
-            lambda db, now: pallet.add_subnet(db, owner_coldkey_ss58, owner_hotkey_ss58, now,
-                                              values)))
+        return int(
+            self._write(
+                lambda db, now: pallet.add_subnet(
+                    db, owner_coldkey_ss58, owner_hotkey_ss58, now, values
+                )
+            )
+        )
 
     def register(self, netuid: int, hotkey_ss58: str, coldkey_ss58: str) -> int:
         """Register a hotkey without a signed extrinsic and without burning."""
-        return int(self._write(
-            lambda db, now: pallet.register(db, netuid, hotkey_ss58, coldkey_ss58, now,
-                                            burn=False)))
+        return int(
+            self._write(
+                lambda db, now: pallet.register(
+                    db, netuid, hotkey_ss58, coldkey_ss58, now, burn=False
+                )
+            )
+        )
 
     def set_stake(self, netuid: int, hotkey_ss58: str, alpha_rao: int) -> None:
         """Seed a hotkey's alpha stake; validator permits are refreshed (top-k by stake)."""
@@ -148,6 +161,7 @@ class Devnet:
 
     def fund(self, coldkey_ss58: str, rao: int) -> None:
         """Credit free TAO (to pay a non-zero ``burn``)."""
+
         def credit(db: Any, now: int) -> None:
             pallet.ensure_account(db, coldkey_ss58)
             db.execute("UPDATE accounts SET free=free+? WHERE ss58=?", (int(rao), coldkey_ss58))
@@ -169,5 +183,7 @@ class Devnet:
     def weights(self, netuid: int) -> dict[int, list[tuple[int, int]]]:
         """Stored (max-upscaled u16) weight rows by uid, for tests and the simulator."""
         with self.store.read() as db:
-            return {int(r["uid"]): [tuple(e) for e in json.loads(r["weights"])]
-                    for r in pallet.neurons(db, netuid)}
+            return {
+                int(r["uid"]): [tuple(e) for e in json.loads(r["weights"])]
+                for r in pallet.neurons(db, netuid)
+            }

@@ -35,9 +35,7 @@ class DispatchError(Exception):
 
 
 def account(db: sqlite3.Connection, ss58: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = db.execute(
-        "SELECT * FROM accounts WHERE ss58=?", (ss58,)
-    ).fetchone()
+    row: sqlite3.Row | None = db.execute("SELECT * FROM accounts WHERE ss58=?", (ss58,)).fetchone()
     return row
 
 
@@ -71,7 +69,11 @@ def save_hp(db: sqlite3.Connection, netuid: int, values: dict[str, Any]) -> None
 
 
 def add_subnet(
-    db: sqlite3.Connection, owner_coldkey: str, owner_hotkey: str, block: int, values: dict
+    db: sqlite3.Connection,
+    owner_coldkey: str,
+    owner_hotkey: str,
+    block: int,
+    values: dict[str, Any],
 ) -> int:
     """Create a subnet; like ``register_network`` the owner hotkey becomes uid 0."""
     row = db.execute("SELECT COALESCE(MAX(netuid), 0) + 1 FROM subnets").fetchone()
@@ -321,8 +323,14 @@ def commit_timelocked(db: sqlite3.Connection, hotkey: str, p: dict[str, Any], bl
     cipher = commit.hex() if isinstance(commit, bytes | bytearray) else str(commit)
     db.execute(
         "INSERT INTO tl_commits VALUES (?, ?, ?, ?, ?, ?)",
-        (netuid, hotkey, subnet(db, netuid)["epoch_index"], block,
-         "0x" + cipher.removeprefix("0x"), int(p["reveal_round"])),
+        (
+            netuid,
+            hotkey,
+            subnet(db, netuid)["epoch_index"],
+            block,
+            "0x" + cipher.removeprefix("0x"),
+            int(p["reveal_round"]),
+        ),
     )
     db.execute(
         "UPDATE neurons SET last_update=? WHERE netuid=? AND hotkey=?", (block, netuid, hotkey)

@@ -29,10 +29,10 @@ class Ctx:
 
 
 def _netuid_of(index: Any) -> int:
-    index = int(index)
-    if index >= MECH_STRIDE:
-        raise pallet.DispatchError("MechanismDoesNotExist", f"mechanism index {index}")
-    return index
+    number = int(index)
+    if number >= MECH_STRIDE:
+        raise pallet.DispatchError("MechanismDoesNotExist", f"mechanism index {number}")
+    return number
 
 
 def _rows(ctx: Ctx, netuid: Any) -> list[sqlite3.Row]:
@@ -43,8 +43,8 @@ def _exists(ctx: Ctx, netuid: Any) -> bool:
     return pallet.subnet_or_none(ctx.db, int(netuid)) is not None
 
 
-def _hp(name: str) -> Callable[[Ctx, list], Any]:
-    def read(ctx: Ctx, p: list) -> Any:
+def _hp(name: str) -> Callable[[Ctx, list[Any]], Any]:
+    def read(ctx: Ctx, p: list[Any]) -> Any:
         if not _exists(ctx, p[0]):
             return hparams.DEFAULTS[name]
         return pallet.hp(ctx.db, int(p[0]))[name]
@@ -52,67 +52,71 @@ def _hp(name: str) -> Callable[[Ctx, list], Any]:
     return read
 
 
-def _column(column: str, kind: type = int) -> Callable[[Ctx, list], Any]:
-    def read(ctx: Ctx, p: list) -> Any:
+def _column(column: str, kind: type = int) -> Callable[[Ctx, list[Any]], Any]:
+    def read(ctx: Ctx, p: list[Any]) -> Any:
         netuid = _netuid_of(p[0])
         return [kind(r[column]) for r in _rows(ctx, netuid)]
 
     return read
 
 
-def _subnet_field(column: str, default: Any = 0) -> Callable[[Ctx, list], Any]:
-    def read(ctx: Ctx, p: list) -> Any:
+def _subnet_field(column: str, default: Any = 0) -> Callable[[Ctx, list[Any]], Any]:
+    def read(ctx: Ctx, p: list[Any]) -> Any:
         row = pallet.subnet_or_none(ctx.db, int(p[0]))
         return default if row is None else row[column]
 
     return read
 
 
-def account_info(ctx: Ctx, p: list) -> dict[str, Any]:
+def account_info(ctx: Ctx, p: list[Any]) -> dict[str, Any]:
     row = pallet.account(ctx.db, str(p[0]))
     nonce, free = (0, 0) if row is None else (int(row["nonce"]), int(row["free"]))
-    return {"nonce": nonce, "consumers": 0, "providers": 1, "sufficients": 0,
-            "data": {"free": free, "reserved": 0, "frozen": 0, "flags": 0}}
+    return {
+        "nonce": nonce,
+        "consumers": 0,
+        "providers": 1,
+        "sufficients": 0,
+        "data": {"free": free, "reserved": 0, "frozen": 0, "flags": 0},
+    }
 
 
-def next_key(ctx: Ctx, p: list) -> bytes | None:
+def next_key(ctx: Ctx, p: list[Any]) -> bytes | None:
     if not get_meta(ctx.db, "mev_shield"):
         return None
     seed = bytes.fromhex(str(get_meta(ctx.db, "chain_id")))
     return (seed * (NEXT_KEY_BYTES // len(seed) + 1))[:NEXT_KEY_BYTES]
 
 
-def uid_of(ctx: Ctx, p: list) -> int | None:
+def uid_of(ctx: Ctx, p: list[Any]) -> int | None:
     row = pallet.neuron(ctx.db, int(p[0]), str(p[1]))
     return None if row is None else int(row["uid"])
 
 
-def key_of(ctx: Ctx, p: list) -> str:
+def key_of(ctx: Ctx, p: list[Any]) -> str:
     row = ctx.db.execute(
         "SELECT hotkey FROM neurons WHERE netuid=? AND uid=?", (int(p[0]), int(p[1]))
     ).fetchone()
     return ZERO_ACCOUNT if row is None else str(row[0])
 
 
-def axon_of(ctx: Ctx, p: list) -> dict | None:
+def axon_of(ctx: Ctx, p: list[Any]) -> dict[str, Any] | None:
     row = pallet.neuron(ctx.db, int(p[0]), str(p[1]))
     return None if row is None or not row["axon"] else dict(json.loads(row["axon"]))
 
 
 def commitment_record(row: sqlite3.Row) -> dict[str, Any]:
-    return {"deposit": 0, "block": int(row["block"]),
-            "info": {"fields": json.loads(row["fields"])}}
+    return {"deposit": 0, "block": int(row["block"]), "info": {"fields": json.loads(row["fields"])}}
 
 
-def commitment_of(ctx: Ctx, p: list) -> dict | None:
+def commitment_of(ctx: Ctx, p: list[Any]) -> dict[str, Any] | None:
     row = ctx.db.execute(
         "SELECT * FROM commitments WHERE netuid=? AND hotkey=?", (int(p[0]), str(p[1]))
     ).fetchone()
     return None if row is None else commitment_record(row)
 
 
-def _weights_row(column: str) -> Callable[[Ctx, list], Any]:
-    def read(ctx: Ctx, p: list) -> Any:
+def _weights_row(column: str) -> Callable[[Ctx, list[Any]], Any]:
+    def read(ctx: Ctx, p: list[Any]) -> Any:
         row = ctx.db.execute(
             f"SELECT {column} FROM neurons WHERE netuid=? AND uid=?",
             (_netuid_of(p[0]), int(p[1])),
@@ -122,12 +126,12 @@ def _weights_row(column: str) -> Callable[[Ctx, list], Any]:
     return read
 
 
-def _blocks_since(ctx: Ctx, p: list) -> int:
+def _blocks_since(ctx: Ctx, p: list[Any]) -> int:
     row = pallet.subnet_or_none(ctx.db, int(p[0]))
     return 0 if row is None else max(0, ctx.head - int(row["last_epoch_block"]))
 
 
-STORAGE: dict[tuple[str, str], Callable[[Ctx, list], Any]] = {
+STORAGE: dict[tuple[str, str], Callable[[Ctx, list[Any]], Any]] = {
     ("System", "Account"): account_info,
     ("Timestamp", "Now"): lambda ctx, p: timestamp_ms(ctx.db, ctx.head),
     ("MevShield", "NextKey"): next_key,
@@ -135,13 +139,17 @@ STORAGE: dict[tuple[str, str], Callable[[Ctx, list], Any]] = {
     ("SubtensorModule", "SubnetworkN"): lambda ctx, p: len(_rows(ctx, p[0])),
     ("SubtensorModule", "Uids"): uid_of,
     ("SubtensorModule", "Keys"): key_of,
-    ("SubtensorModule", "Owner"): lambda ctx, p: pallet.hotkey_owner(ctx.db, str(p[0]))
-    or ZERO_ACCOUNT,
+    ("SubtensorModule", "Owner"): lambda ctx, p: (
+        pallet.hotkey_owner(ctx.db, str(p[0])) or ZERO_ACCOUNT
+    ),
     ("SubtensorModule", "Axons"): axon_of,
     ("SubtensorModule", "AlphaValues"): lambda ctx, p: (
-        _hp("alpha_low")(ctx, p), _hp("alpha_high")(ctx, p)),
+        _hp("alpha_low")(ctx, p),
+        _hp("alpha_high")(ctx, p),
+    ),
     ("SubtensorModule", "ActivityCutoff"): lambda ctx, p: hparams.activity_cutoff(
-        pallet.hp(ctx.db, int(p[0])) if _exists(ctx, p[0]) else hparams.DEFAULTS),
+        pallet.hp(ctx.db, int(p[0])) if _exists(ctx, p[0]) else hparams.DEFAULTS
+    ),
     ("SubtensorModule", "LastEpochBlock"): _subnet_field("last_epoch_block"),
     ("SubtensorModule", "LastMechansimStepBlock"): _subnet_field("last_epoch_block"),
     ("SubtensorModule", "SubnetEpochIndex"): _subnet_field("epoch_index"),
@@ -163,7 +171,8 @@ STORAGE: dict[tuple[str, str], Callable[[Ctx, list], Any]] = {
     ("SubtensorModule", "Weights"): _weights_row("weights"),
     ("SubtensorModule", "Bonds"): _weights_row("bonds"),
     ("SubtensorModule", "TotalHotkeyAlpha"): lambda ctx, p: int(
-        (pallet.neuron(ctx.db, int(p[1]), str(p[0])) or {"stake": 0})["stake"]),
+        (pallet.neuron(ctx.db, int(p[1]), str(p[0])) or {"stake": 0})["stake"]
+    ),
     ("Commitments", "CommitmentOf"): commitment_of,
     ("Commitments", "RevealedCommitments"): lambda ctx, p: None,
 }
@@ -171,43 +180,53 @@ for _item, _name in hparams.STORAGE.items():
     STORAGE[("SubtensorModule", _item)] = _hp(_name)
 
 
-def _weights_map(column: str) -> Callable[[Ctx, list], list]:
-    def read(ctx: Ctx, p: list) -> list:
-        return [(int(r["uid"]), [tuple(e) for e in json.loads(r[column])])
-                for r in _rows(ctx, _netuid_of(p[0]))]
+def _weights_map(column: str) -> Callable[[Ctx, list[Any]], list[Any]]:
+    def read(ctx: Ctx, p: list[Any]) -> list[Any]:
+        return [
+            (int(r["uid"]), [tuple(e) for e in json.loads(r[column])])
+            for r in _rows(ctx, _netuid_of(p[0]))
+        ]
 
     return read
 
 
-def _commits_map(ctx: Ctx, p: list) -> list:
-    by_epoch: dict[int, list] = {}
+def _commits_map(ctx: Ctx, p: list[Any]) -> list[Any]:
+    by_epoch: dict[int, list[Any]] = {}
     for r in ctx.db.execute(
         "SELECT * FROM tl_commits WHERE netuid=? ORDER BY rowid", (_netuid_of(p[0]),)
     ):
         by_epoch.setdefault(int(r["epoch"]), []).append(
-            (r["hotkey"], int(r["commit_block"]), r["ciphertext"], int(r["reveal_round"])))
+            (r["hotkey"], int(r["commit_block"]), r["ciphertext"], int(r["reveal_round"]))
+        )
     return sorted(by_epoch.items())
 
 
-MAPS: dict[tuple[str, str], Callable[[Ctx, list], list]] = {
+MAPS: dict[tuple[str, str], Callable[[Ctx, list[Any]], list[Any]]] = {
     ("SubtensorModule", "NetworksAdded"): lambda ctx, p: [
-        (int(r[0]), True) for r in ctx.db.execute("SELECT netuid FROM subnets")],
+        (int(r[0]), True) for r in ctx.db.execute("SELECT netuid FROM subnets")
+    ],
     ("SubtensorModule", "TokenSymbol"): lambda ctx, p: [
-        (int(r[0]), "α") for r in ctx.db.execute("SELECT netuid FROM subnets")],
+        (int(r[0]), "α") for r in ctx.db.execute("SELECT netuid FROM subnets")
+    ],
     ("SubtensorModule", "Uids"): lambda ctx, p: [
-        (r["hotkey"], int(r["uid"])) for r in _rows(ctx, p[0])],
+        (r["hotkey"], int(r["uid"])) for r in _rows(ctx, p[0])
+    ],
     ("SubtensorModule", "Keys"): lambda ctx, p: [
-        (int(r["uid"]), r["hotkey"]) for r in _rows(ctx, p[0])],
+        (int(r["uid"]), r["hotkey"]) for r in _rows(ctx, p[0])
+    ],
     ("SubtensorModule", "Axons"): lambda ctx, p: [
-        (r["hotkey"], json.loads(r["axon"])) for r in _rows(ctx, p[0]) if r["axon"]],
+        (r["hotkey"], json.loads(r["axon"])) for r in _rows(ctx, p[0]) if r["axon"]
+    ],
     ("SubtensorModule", "IsNetworkMember"): lambda ctx, p: [
         (int(r[0]), True)
-        for r in ctx.db.execute("SELECT netuid FROM neurons WHERE hotkey=?", (str(p[0]),))],
+        for r in ctx.db.execute("SELECT netuid FROM neurons WHERE hotkey=?", (str(p[0]),))
+    ],
     ("SubtensorModule", "Weights"): _weights_map("weights"),
     ("SubtensorModule", "Bonds"): _weights_map("bonds"),
     ("SubtensorModule", "TimelockedWeightCommits"): _commits_map,
     ("Commitments", "CommitmentOf"): lambda ctx, p: [
         (r["hotkey"], commitment_record(r))
-        for r in ctx.db.execute("SELECT * FROM commitments WHERE netuid=?", (int(p[0]),))],
+        for r in ctx.db.execute("SELECT * FROM commitments WHERE netuid=?", (int(p[0]),))
+    ],
     ("Commitments", "RevealedCommitments"): lambda ctx, p: [],
 }

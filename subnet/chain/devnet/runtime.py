@@ -10,8 +10,16 @@ from typing import Any
 from subnet.chain.devnet import hparams, pallet
 from subnet.chain.devnet.reads import Ctx
 
-_NO_AXON = {"block": 0, "version": 0, "ip": 0, "port": 0, "ip_type": 0, "protocol": 0,
-            "placeholder1": 0, "placeholder2": 0}
+_NO_AXON = {
+    "block": 0,
+    "version": 0,
+    "ip": 0,
+    "port": 0,
+    "ip_type": 0,
+    "protocol": 0,
+    "placeholder1": 0,
+    "placeholder2": 0,
+}
 _NO_PROMETHEUS = {"block": 0, "version": 0, "ip": 0, "port": 0, "ip_type": 0}
 I96F32_ONE = 1 << 32
 
@@ -20,7 +28,7 @@ def _axon(row: sqlite3.Row) -> dict[str, Any]:
     return dict(json.loads(row["axon"])) if row["axon"] else dict(_NO_AXON)
 
 
-def metagraph(ctx: Ctx, p: list) -> dict[str, Any] | None:
+def metagraph(ctx: Ctx, p: list[Any]) -> dict[str, Any] | None:
     netuid = int(p[0])
     net = pallet.subnet_or_none(ctx.db, netuid)
     if net is None:
@@ -98,8 +106,8 @@ def _neuron(row: sqlite3.Row, lite: bool) -> dict[str, Any]:
     return info
 
 
-def neurons(lite: bool) -> Callable[[Ctx, list], list]:
-    def read(ctx: Ctx, p: list) -> list:
+def neurons(lite: bool) -> Callable[[Ctx, list[Any]], list[Any]]:
+    def read(ctx: Ctx, p: list[Any]) -> list[Any]:
         if pallet.subnet_or_none(ctx.db, int(p[0])) is None:
             return []
         return [_neuron(r, lite) for r in pallet.neurons(ctx.db, int(p[0]))]
@@ -107,8 +115,8 @@ def neurons(lite: bool) -> Callable[[Ctx, list], list]:
     return read
 
 
-def neuron(lite: bool) -> Callable[[Ctx, list], Any]:
-    def read(ctx: Ctx, p: list) -> Any:
+def neuron(lite: bool) -> Callable[[Ctx, list[Any]], Any]:
+    def read(ctx: Ctx, p: list[Any]) -> Any:
         row = ctx.db.execute(
             "SELECT * FROM neurons WHERE netuid=? AND uid=?", (int(p[0]), int(p[1]))
         ).fetchone()
@@ -117,20 +125,20 @@ def neuron(lite: bool) -> Callable[[Ctx, list], Any]:
     return read
 
 
-def hyperparams_v3(ctx: Ctx, p: list) -> list | None:
+def hyperparams_v3(ctx: Ctx, p: list[Any]) -> list[Any] | None:
     if pallet.subnet_or_none(ctx.db, int(p[0])) is None:
         return None
     return hparams.v3_entries(pallet.hp(ctx.db, int(p[0])))
 
 
-def next_epoch_start(ctx: Ctx, p: list) -> int | None:
+def next_epoch_start(ctx: Ctx, p: list[Any]) -> int | None:
     net = pallet.subnet_or_none(ctx.db, int(p[0]))
     if net is None:
         return None
     return int(net["last_epoch_block"]) + int(json.loads(net["hp"])["tempo"])
 
 
-RUNTIME: dict[tuple[str, str], Callable[[Ctx, list], Any]] = {
+RUNTIME: dict[tuple[str, str], Callable[[Ctx, list[Any]], Any]] = {
     ("SubnetInfoRuntimeApi", "get_metagraph"): metagraph,
     ("SubnetInfoRuntimeApi", "get_subnet_hyperparams_v3"): hyperparams_v3,
     ("SubnetInfoRuntimeApi", "get_next_epoch_start_block"): next_epoch_start,

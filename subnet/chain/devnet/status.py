@@ -73,13 +73,15 @@ def build_status(
             )
             for r in pallet.neurons(db, int(net["netuid"]))
         )
-        subnets.append(SubnetStatus(
-            netuid=int(net["netuid"]),
-            owner_coldkey=net["owner_coldkey"],
-            owner_hotkey=net["owner_hotkey"],
-            tempo=int(json.loads(net["hp"])["tempo"]),
-            last_epoch_block=int(net["last_epoch_block"]),
-            epoch_index=int(net["epoch_index"]),
-            neurons=neurons,
-        ))
+        subnets.append(
+            SubnetStatus(
+                netuid=int(net["netuid"]),
+                owner_coldkey=net["owner_coldkey"],
+                owner_hotkey=net["owner_hotkey"],
+                tempo=int(json.loads(net["hp"])["tempo"]),
+                last_epoch_block=int(net["last_epoch_block"]),
+                epoch_index=int(net["epoch_index"]),
+                neurons=neurons,
+            )
+        )
     return DevnetStatus(path, head, clock, block_time, tuple(subnets))

@@ -118,10 +118,10 @@ class DevnetSubstrate:
 
     async def get_block(
         self, block_number: int | None = None, block_hash: str | None = None
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         self._record("get_block")
 
-        def read(ctx: Ctx) -> dict | None:
+        def read(ctx: Ctx) -> dict[str, Any] | None:
             number = ctx.head if block_number is None else int(block_number)
             if block_hash is not None:
                 found = block_of(self._net.chain_id, block_hash)
@@ -130,15 +130,21 @@ class DevnetSubstrate:
                 number = found
             if not 0 <= number <= ctx.head:
                 return None
-            stamp = {"call": {"call_module": "Timestamp", "call_function": "set",
-                              "call_args": [{"name": "now",
-                                             "value": timestamp_ms(ctx.db, number)}]}}
-            return {"header": self._header(number),
-                    "extrinsics": [stamp, *extrinsics.block_extrinsics(ctx.db, number)]}
+            stamp = {
+                "call": {
+                    "call_module": "Timestamp",
+                    "call_function": "set",
+                    "call_args": [{"name": "now", "value": timestamp_ms(ctx.db, number)}],
+                }
+            }
+            return {
+                "header": self._header(number),
+                "extrinsics": [stamp, *extrinsics.block_extrinsics(ctx.db, number)],
+            }
 
         return self._read(read)
 
-    async def blocks(self, *, finalized: bool = False) -> AsyncIterator[dict]:
+    async def blocks(self, *, finalized: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Never ends: polls the head with ``asyncio.sleep`` (works on any loop or thread)."""
         self._record("blocks")
         interval = min(max(self._net.block_time / 4, 0.01), 0.5)
@@ -153,16 +159,17 @@ class DevnetSubstrate:
                 yield {"header": self._header(number)}
             last = head
 
-    async def events(self, block_hash: str | None = None) -> list[dict]:
+    async def events(self, block_hash: str | None = None) -> list[dict[str, Any]]:
         self._record("events")
 
-        def read(ctx: Ctx) -> list[dict]:
+        def read(ctx: Ctx) -> list[dict[str, Any]]:
             number = ctx.head if block_hash is None else block_of(self._net.chain_id, block_hash)
             if number is None:
                 raise DevnetChainError(f"unknown block hash {block_hash}", "UnknownBlock")
-            out: list[dict] = []
-            for r in ctx.db.execute("SELECT events FROM extrinsics WHERE block=? ORDER BY idx",
-                                    (number,)):
+            out: list[dict[str, Any]] = []
+            for r in ctx.db.execute(
+                "SELECT events FROM extrinsics WHERE block=? ORDER BY idx", (number,)
+            ):
                 out += json.loads(r[0])
             return out
 
@@ -170,32 +177,49 @@ class DevnetSubstrate:
 
     # --- storage --------------------------------------------------------------------------
 
-    async def query(self, module: str, storage_function: str, params: list | None = None,
-                    block_hash: str | None = None) -> Any:
+    async def query(
+        self,
+        module: str,
+        storage_function: str,
+        params: list[Any] | None = None,
+        block_hash: str | None = None,
+    ) -> Any:
         self._record("query", f"{module}.{storage_function}")
         fn = self._lookup(STORAGE, "storage item", module, storage_function)
         return self._read(lambda ctx: fn(ctx, list(params or [])), block_hash)
 
-    async def map_has_entries(self, module: str, storage_function: str, params: list,
-                              block_hash: str | None = None) -> bool:
+    async def map_has_entries(
+        self, module: str, storage_function: str, params: list[Any], block_hash: str | None = None
+    ) -> bool:
         self._record("map_has_entries", f"{module}.{storage_function}")
         fn = self._lookup(MAPS, "storage map", module, storage_function)
         return bool(self._read(lambda ctx: fn(ctx, list(params or [])), block_hash))
 
-    async def query_map(self, module: str, storage_function: str, params: list | None = None,
-                        block_hash: str | None = None) -> list[tuple[Any, Any]]:
+    async def query_map(
+        self,
+        module: str,
+        storage_function: str,
+        params: list[Any] | None = None,
+        block_hash: str | None = None,
+    ) -> list[tuple[Any, Any]]:
         self._record("query_map", f"{module}.{storage_function}")
         fn = self._lookup(MAPS, "storage map", module, storage_function)
         return list(self._read(lambda ctx: fn(ctx, list(params or [])), block_hash))
 
-    async def query_batch(self, module: str, storage_function: str, param_sets: list[list],
-                          block_hash: str | None = None) -> list[Any]:
+    async def query_batch(
+        self,
+        module: str,
+        storage_function: str,
+        param_sets: list[list[Any]],
+        block_hash: str | None = None,
+    ) -> list[Any]:
         self._record("query_batch", f"{module}.{storage_function}")
         fn = self._lookup(STORAGE, "storage item", module, storage_function)
         return self._read(lambda ctx: [fn(ctx, list(p)) for p in param_sets], block_hash)
 
-    async def runtime_call(self, api: str, method: str, params: list,
-                           block_hash: str | None = None) -> Any:
+    async def runtime_call(
+        self, api: str, method: str, params: list[Any], block_hash: str | None = None
+    ) -> Any:
         self._record("runtime_call", f"{api}.{method}")
         fn = self._lookup(RUNTIME, "runtime API", api, method)
         return self._read(lambda ctx: fn(ctx, list(params or [])), block_hash)
@@ -204,8 +228,9 @@ class DevnetSubstrate:
         self._record("constant", f"{module}.{name}")
         if (module, name) == ("Aura", "SlotDuration"):
             return round(self._net.block_time * 1000)
-        raise DevnetChainError(f"the devnet does not model constant {module}.{name}",
-                               f"{module}.{name}")
+        raise DevnetChainError(
+            f"the devnet does not model constant {module}.{name}", f"{module}.{name}"
+        )
 
     async def decode_scale(self, type_string: str, data: Any) -> Any:
         raise DevnetChainError("the devnet has no SCALE codec", "decode_scale")
@@ -219,15 +244,16 @@ class DevnetSubstrate:
         self._record("compose", f"{module}.{function}")
         shield = (module, function) == SHIELD and self._net.mev_shield
         if not (calls.known(module, function) or shield):
-            raise DevnetChainError(f"the devnet does not model call {module}.{function}",
-                                   f"{module}.{function}")
+            raise DevnetChainError(
+                f"the devnet does not model call {module}.{function}", f"{module}.{function}"
+            )
         return Composed(module, function, dict(params))
 
     async def estimate_fee(self, call: Any, keypair: Any) -> Balance:
         self._record("estimate_fee")
         return Balance.from_rao(0)  # fees are not modelled
 
-    async def estimate_weight(self, call: Any, keypair: Any) -> dict:
+    async def estimate_weight(self, call: Any, keypair: Any) -> dict[str, Any]:
         self._record("estimate_weight")
         return {"ref_time": 0, "proof_size": 0}
 
@@ -242,16 +268,19 @@ class DevnetSubstrate:
         self._record("mev_next_key")
         return self._read(lambda ctx: next_key(ctx, []))
 
-    async def sign_extrinsic(self, call: Any, keypair: Any, *, nonce: int,
-                             period: int) -> tuple[bytes, str]:
+    async def sign_extrinsic(
+        self, call: Any, keypair: Any, *, nonce: int, period: int
+    ) -> tuple[bytes, str]:
         """Sign without submitting; the devnet keeps it for the shield carrier that follows."""
         self._record("sign_extrinsic")
         composed = await self.compose(call)
         raw = await extrinsics.sign(self._net.chain_id, composed, keypair, nonce, period)
         hash_ = extrinsics.extrinsic_hash(raw)
         with self._net.store.tx() as db:
-            db.execute("INSERT OR REPLACE INTO inner_pool VALUES (?, ?, ?, ?)",
-                       (hash_, keypair.ss58_address, int(nonce), raw.hex()))
+            db.execute(
+                "INSERT OR REPLACE INTO inner_pool VALUES (?, ?, ?, ?)",
+                (hash_, keypair.ss58_address, int(nonce), raw.hex()),
+            )
         return raw, hash_
 
     async def find_extrinsic(self, extrinsic_hash: str, block_hash: str) -> Any:
@@ -259,20 +288,29 @@ class DevnetSubstrate:
         number = block_of(self._net.chain_id, block_hash)
         if number is None:
             return None
-        return self._read(lambda ctx: extrinsics.receipt(ctx.db, self._net.chain_id,
-                                                         extrinsic_hash, number))
+        return self._read(
+            lambda ctx: extrinsics.receipt(ctx.db, self._net.chain_id, extrinsic_hash, number)
+        )
 
-    async def submit(self, call: Any, keypair: Any, *, nonce: int | None = None,
-                     period: int | None = DEFAULT_PERIOD, wait_for_inclusion: bool = True,
-                     wait_for_finalization: bool = True) -> Any:
+    async def submit(
+        self,
+        call: Any,
+        keypair: Any,
+        *,
+        nonce: int | None = None,
+        period: int | None = DEFAULT_PERIOD,
+        wait_for_inclusion: bool = True,
+        wait_for_finalization: bool = True,
+    ) -> Any:
         from bittensor.result import ExtrinsicResult
 
         self._record("submit")
         composed = await self.compose(call)
         if nonce is None:
             nonce = self._nonce(keypair.ss58_address)
-        raw = await extrinsics.sign(self._net.chain_id, composed, keypair, nonce,
-                                    period or DEFAULT_PERIOD)
+        raw = await extrinsics.sign(
+            self._net.chain_id, composed, keypair, nonce, period or DEFAULT_PERIOD
+        )
         try:
             head = self._net.touch()
             with self._net.store.tx() as db:
@@ -280,8 +318,9 @@ class DevnetSubstrate:
             with self._net.store.read() as db:
                 result = extrinsics.receipt(db, self._net.chain_id, hashes[0])
         except PoolRejection as e:
-            return ExtrinsicResult(success=False, message=str(e),
-                                   error=DevnetChainError(str(e), "InvalidTransaction"))
+            return ExtrinsicResult(
+                success=False, message=str(e), error=DevnetChainError(str(e), "InvalidTransaction")
+            )
         except (StateError, sqlite3.Error) as e:
             raise DevnetChainError(f"devnet state unavailable: {e}", "DevnetState") from e
         if not (wait_for_inclusion or wait_for_finalization):
@@ -305,6 +344,7 @@ class DevnetSubstrate:
     def multisig_account(self, signatories: list[str], threshold: int) -> Any:
         raise self._unmodelled("multisig_account")
 
-    async def submit_multisig(self, call: Any, keypair: Any, multisig_account: Any,
-                              **kwargs: Any) -> Any:
+    async def submit_multisig(
+        self, call: Any, keypair: Any, multisig_account: Any, **kwargs: Any
+    ) -> Any:
         raise self._unmodelled("submit_multisig")
