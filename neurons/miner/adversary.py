@@ -1,0 +1,124 @@
+"""Adversarial miners as Engine wrappers, so the real miner node can serve them in tests.
+
+``wrap_engine(kind, engine, ...)`` returns an :class:`~subnet.engine.Engine` the miner serves
+unchanged (same HTTP app, same signatures, same committed identity):
+
+* ``wrong-model``: commits the identity of one model but answers with another (``other``).
+* ``fabricated``: samples honestly from its model but reports sharpened, teacher-like top-k
+  distributions (consistent enough to pass the format gate; only a spot check sees it).
+* ``garbage``: well-framed responses whose arrays are nonsense (ids outside the vocabulary,
+  positive and unsorted logprobs).
+* ``slow``: correct answers, ``delay`` seconds late (past any sane validator timeout).
+
+Fixtures for the validator's tests (ARCHITECTURE.md §5); never run them on a real network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored
+
+KINDS = ("wrong-model", "fabricated", "garbage", "slow")
+
+
+class _Wrapper:
+    def __init__(self, engine: Engine) -> None:
+        self.inner = engine
+
+    @property
+    def info(self) -> EngineInfo:
+        return self.inner.info
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Completion]:
+        return [self.corrupt(c) for c in await self.inner.generate(prompts, params)]
+
+    def corrupt(self, c: Completion) -> Completion:
+        return c
+
+    async def score(
+        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], k: int
+    ) -> list[Scored]:
+        return await self.inner.score(prompts, completions, k)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class Fabricated(_Wrapper):
+    """Real tokens, fake distributions: top-k logprobs sharpened by ``sharpen`` and renormed."""
+
+    def __init__(self, engine: Engine, sharpen: float = 4.0) -> None:
+        super().__init__(engine)
+        self.sharpen = sharpen
+
+    def corrupt(self, c: Completion) -> Completion:
+        if c.top_logprobs.shape[1] == 0:
+            return c
+        lp = c.top_logprobs.astype(np.float64) * self.sharpen
+        lp = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)  # all mass on the top-k
+        listed = c.top_ids == c.token_ids[:, None]
+        sampled = np.where(listed.any(axis=1), np.where(listed, lp, 0.0).sum(axis=1),
+                           np.minimum(c.sampled_logprobs, lp[:, -1]))
+        return dataclasses.replace(c, top_logprobs=lp.astype(np.float32),
+                                   sampled_logprobs=sampled.astype(np.float32))
+
+
+class Garbage(_Wrapper):
+    """Ids outside the vocabulary and positive, unsorted logprobs in every top-k row."""
+
+    def corrupt(self, c: Completion) -> Completion:
+        n, k = c.top_ids.shape
+        ids = np.full((n, max(k, 1)), self.info.vocab_size + 7, dtype=np.int64)
+        ids += np.arange(ids.shape[1])
+        lps = np.tile(np.linspace(0.5, 3.0, ids.shape[1], dtype=np.float32), (n, 1))
+        return dataclasses.replace(c, top_ids=ids, top_logprobs=lps,
+                                   sampled_logprobs=np.full(n, 2.0, dtype=np.float32))
+
+
+class Slow(_Wrapper):
+    def __init__(self, engine: Engine, delay: float) -> None:
+        super().__init__(engine)
+        self.delay = delay
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Completion]:
+        await asyncio.sleep(self.delay)
+        return await self.inner.generate(prompts, params)
+
+
+class WrongModel(_Wrapper):
+    """Answers with ``other`` while the node keeps the committed model's identity."""
+
+    def __init__(self, committed: Engine, other: Engine) -> None:
+        super().__init__(other)
+        self.committed = committed
+
+    async def close(self) -> None:
+        await self.inner.close()
+        if self.committed is not self.inner:
+            await self.committed.close()
+
+
+def wrap_engine(
+    kind: str, engine: Engine, *, other: Engine | None = None, delay: float = 60.0
+) -> Engine:
+    """The adversary ``kind`` around ``engine`` (``wrong-model`` needs ``other``)."""
+    if kind == "fabricated":
+        return Fabricated(engine)
+    if kind == "garbage":
+        return Garbage(engine)
+    if kind == "slow":
+        return Slow(engine, delay)
+    if kind == "wrong-model":
+        if other is None:
+            raise ValueError("wrong-model needs the other model it actually serves")
+        return WrongModel(engine, other)
+    raise ValueError(f"unknown adversary {kind!r}; known: {', '.join(KINDS)}")

@@ -1,0 +1,161 @@
+"""Per-answer judgement on top of ``scoring``: gates in order, then the sub-scores.
+
+The validator's step builds one :class:`Judged` per (miner, task) and passes it through the
+gates in the order of ARCHITECTURE.md §5 (format, identity, termination and loops, teacher
+divergence and reference, spot-check verification). The first failing gate sets the cause and
+the answer scores 0; no gate raises on miner data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from distill.identity import IdentityError, parse_identity
+from distill.tasks import Task
+from neurons.validator.miner_client import MinerAnswer
+from scoring import reference, verify
+from scoring.aggregate import kl_score
+from scoring.causes import Cause
+from scoring.config import ScoreConfig, VerifyConfig
+from scoring.divergence import divergence_stats
+from subnet.engine import Scored
+
+BASELINE_UID = -1
+
+
+@dataclass
+class Judged:
+    """One answer on its way through the gates (mutable while the step runs)."""
+
+    answer: MinerAnswer
+    task: int  # index into the step's tasks
+    cause: Cause = Cause.OK
+    detail: str = ""
+    digest: str | None = None  # committed digest of the hotkey (from chain)
+    name_hint: str = ""
+    s_kl: float = 0.0
+    s_ref: float = 0.0
+    s_speed: float = 0.0
+    kl: float | None = None
+    rkl: float | None = None
+    tv: float | None = None
+    overlap: float | None = None
+    correct: float | None = None
+    spot_check: bool = False
+    verified: bool = False
+    verify_dp: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.cause is Cause.OK
+
+    def fail(self, cause: Cause, detail: str) -> None:
+        if self.cause is Cause.OK:
+            self.cause, self.detail = cause, detail[:500]
+
+
+def prompts_digest(tasks: list[Task]) -> str:
+    """sha256 over the step's task ids in order: what every score row is tied to."""
+    return hashlib.sha256("\n".join(t.task_id for t in tasks).encode()).hexdigest()
+
+
+def query_seed(seed: str, index: int) -> int:
+    """The sampling seed asked of every miner for task ``index`` (same for all miners)."""
+    h = hashlib.sha256(f"{seed}|sample|{index}".encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+def spot_check_picked(seed: str, uid: int, task_id: str, fraction: float) -> bool:
+    """Deterministic per (step seed, uid, task): every validator checks the same answers."""
+    if fraction >= 1.0:
+        return True
+    rng = random.Random(hashlib.sha256(f"{seed}|spot|{uid}|{task_id}".encode()).digest())
+    return rng.random() < fraction
+
+
+def gate_format(j: Judged, *, vocab_size: int, k: int, max_tokens: int, cfg: VerifyConfig) -> None:
+    a = j.answer
+    if not j.ok:
+        return
+    v = verify.check_format(a.token_ids, a.sampled_logprobs, a.top_ids, a.top_logprobs,
+                            vocab_size=vocab_size, k=k, max_tokens=max_tokens, cfg=cfg)
+    j.fail(v.cause, v.detail)
+
+
+def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
+    """Committed digest known, answer names the same model, and its first committer."""
+    if not j.ok or j.answer.uid == BASELINE_UID:
+        return
+    claimed: str | None = None
+    if j.answer.identity is not None:
+        try:
+            ident = parse_identity(j.answer.identity)
+            claimed, j.name_hint = ident.digest, ident.name
+        except IdentityError as e:
+            j.fail(Cause.WRONG_MODEL, f"answer identity malformed: {e}")
+            return
+    cause = verify.identity_verdict(j.answer.hotkey, claimed, records)
+    own = [r for r in records if r.hotkey == j.answer.hotkey]
+    if own:
+        j.digest = max(own, key=lambda r: r.block).digest
+    j.fail(cause, "" if cause.ok else f"identity verdict {cause.value}")
+
+
+def gate_termination(
+    j: Judged, *, eos_token_id: int, max_tokens: int, score_cfg: ScoreConfig,
+    verify_cfg: VerifyConfig,
+) -> None:
+    """Loops, and EOS rules judged on the miner's own (format-valid) claims."""
+    if not j.ok:
+        return
+    a = j.answer
+    if reference.is_degenerate(a.token_ids, score_cfg):
+        j.fail(Cause.DEGENERATE, "repeated n-gram share above the limit")
+        return
+    eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_id)
+    cause = verify.check_eos(a.token_ids, a.sampled_logprobs, eos, eos_token_id=eos_token_id,
+                             max_tokens=max_tokens, cfg=verify_cfg)
+    j.fail(cause, "" if cause.ok else "termination rule (claimed distributions)")
+
+
+def score_against_teacher(
+    j: Judged, teacher: Scored, ref_logprobs: np.ndarray, task: Task, text: str, *,
+    vocab_size: int, cfg: ScoreConfig,
+) -> None:
+    """s_kl from the teacher's top-k at the miner's positions; s_ref from likelihood + truth."""
+    a = j.answer
+    stats = divergence_stats(teacher.top_ids, teacher.top_logprobs, a.top_ids, a.top_logprobs,
+                             vocab_size, cfg.overlap_k)
+    j.kl, j.rkl, j.tv, j.overlap = (stats.forward_kl, stats.reverse_kl, stats.total_variation,
+                                    stats.topk_overlap)
+    j.s_kl = kl_score(stats.forward_kl, stats.reverse_kl, stats.topk_overlap, cfg)
+    s_ll = reference.likelihood_score(teacher.target_logprobs, ref_logprobs, cfg.tau_ref)
+    j.correct = None if task.answer is None else float(text.strip() == task.answer.strip())
+    j.s_ref = reference.reference_score(s_ll, j.correct, cfg)
+
+
+def verify_against_committed(
+    j: Judged, recomputed: Scored, *, vocab_size: int, eos_token_id: int, max_tokens: int,
+    cfg: VerifyConfig,
+) -> None:
+    """Claimed vs recomputed distributions, then the EOS rules under the committed model."""
+    a = j.answer
+    v = verify.verify_distributions(
+        a.sampled_logprobs, a.top_ids, a.top_logprobs, recomputed.target_logprobs,
+        recomputed.target_ranks, recomputed.top_ids, recomputed.top_logprobs,
+        vocab_size=vocab_size, cfg=cfg,
+    )
+    j.verified, j.verify_dp = True, v.mean_abs_dp
+    if not v.cause.ok:
+        j.fail(v.cause, f"mean |dp| {v.mean_abs_dp:.4g}, top-k agreement "
+                        f"{v.topk_agreement:.3g}, min logprob {v.min_logprob:.3g}")
+        return
+    cause = verify.check_eos(a.token_ids, recomputed.target_logprobs, recomputed.eos_logprobs,
+                             eos_token_id=eos_token_id, max_tokens=max_tokens, cfg=cfg)
+    j.fail(cause, "" if cause.ok else "termination rule (committed model)")

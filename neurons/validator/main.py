@@ -1,0 +1,216 @@
+"""The validator process: startup, a main loop driven by chain blocks, bounded shutdown.
+
+Lifecycle (uvicorn's shape): ``startup`` opens resources as async context managers (the chain,
+the state database, the teacher, the HTTP session, the metrics server), ``main_loop`` waits for
+the next step block with ``chain.wait_for_block`` (never a sleep) and runs one step, then sets
+weights when due; SIGTERM/SIGINT set a stop flag, the step in flight gets ``shutdown_grace``
+seconds to finish and is then cancelled (it commits nothing, so nothing is half-written).
+
+Restart resumes: the next step number and the first block to run come from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from tokenizers import Tokenizer
+
+from distill.identity import identity_for
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.spotcheck import ModelCache
+from neurons.validator.step import Baseline, StepContext, StepResult, run_step
+from neurons.validator.store import Store
+from neurons.validator.weights import WeightSetter, compute_weights
+from subnet.config import SubnetConfig
+from subnet.engine import Engine, load_engine
+from subnet.errors import ConfigError, StateError
+from subnet.wallets import hotkey_address, load_wallet
+
+log = logging.getLogger("subnet.validator")
+
+
+async def block_seed(chain: Any, block: int) -> str:
+    """The step's public seed: the block hash when the adapter exposes it, else network+block."""
+    fn = getattr(chain, "block_hash", None)
+    if fn is not None:
+        value = await fn(block)
+        if value:
+            return str(value)
+    return f"{getattr(chain, 'network', '')}#{block}"
+
+
+def config_json(cfg: SubnetConfig) -> str:
+    """The scoring/weights config recorded in the store (the simulator's replay reads it)."""
+    keep = ("scoring", "verify", "speed", "weights", "validator")
+    return json.dumps({k: dataclasses.asdict(getattr(cfg, k)) for k in keep}, sort_keys=True)
+
+
+async def _load(kind: str, path: str | Path) -> Engine:
+    return await asyncio.to_thread(load_engine, kind, path)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(metrics: ValidatorMetrics, port: int) -> AsyncIterator[None]:
+    if port <= 0:
+        yield
+        return
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+class Validator:
+    """One validator node; ``run`` until ``stop`` is set (or ``max_steps`` steps ran)."""
+
+    def __init__(self, cfg: SubnetConfig, chain: Any, wallet: Any | None = None) -> None:
+        vc = cfg.validator
+        if not vc.teacher:
+            raise ConfigError("validator.teacher is required (--teacher PATH)")
+        self.cfg, self.chain = cfg, chain
+        self.netuid = cfg.chain.netuid
+        self.wallet = wallet or load_wallet(cfg.wallet.name, cfg.wallet.hotkey, cfg.wallet.path,
+                                            password_file=cfg.wallet.password_file or None)
+        self.hotkey = hotkey_address(self.wallet)
+        self.stop = asyncio.Event()
+        self.metrics = ValidatorMetrics()
+        self.results: list[StepResult] = []
+
+    async def run(self, max_steps: int | None = None) -> int:
+        vc = self.cfg.validator
+        async with contextlib.AsyncExitStack() as stack:
+            store = Store(Path(vc.state_dir).expanduser() / "validator.sqlite")
+            stack.callback(store.close)
+            store.set_meta("config", config_json(self.cfg))
+            teacher = await _load(vc.engine, vc.teacher)
+            stack.push_async_callback(teacher.close)
+            models = ModelCache([r.strip() for r in vc.model_roots.split(",") if r.strip()],
+                                vc.model_cache, lambda p: _load(vc.engine, p))
+            stack.push_async_callback(models.close)
+            models.pin(identity_for(vc.teacher).digest, teacher)
+            baseline = None
+            if vc.baseline:
+                ident = identity_for(vc.baseline)
+                engine = await _load(vc.engine, vc.baseline)
+                stack.push_async_callback(engine.close)
+                models.pin(ident.digest, engine)
+                baseline = Baseline(engine, ident.format(), ident.digest)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
+            ctx = StepContext(
+                self.cfg, self.chain, self.netuid, self.wallet, self.hotkey, teacher,
+                Tokenizer.from_file(str(Path(vc.teacher) / "tokenizer.json")), store,
+                self.metrics, models, session, baseline,
+            )
+            setter = WeightSetter(self.chain, self.netuid, self.wallet, store, self.metrics,
+                                  interval=vc.weights_interval, retries=vc.weights_retries,
+                                  backoff=vc.weights_backoff)
+            await self._loop(ctx, setter, max_steps)
+        return 0
+
+    async def _loop(self, ctx: StepContext, setter: WeightSetter, max_steps: int | None) -> None:
+        vc = self.cfg.validator
+        last = ctx.store.last_step()
+        if last:
+            step, next_block = last[0] + 1, last[1] + vc.step_blocks
+        else:
+            step, next_block = 1, await self.chain.block()
+        ran = 0
+        while not self.stop.is_set() and (max_steps is None or ran < max_steps):
+            block = await self._wait_block(next_block)
+            if block is None:
+                break
+            self.metrics.block.set(block)
+            seed = await block_seed(self.chain, block)
+            task = asyncio.create_task(run_step(ctx, step, block, seed))
+            try:
+                result = await self._finish(task)
+            except StateError as e:
+                log.error("step %d at block %d not committed: %s", step, block, e)
+                self.metrics.steps.labels("error").inc()
+                raise
+            except Exception as e:  # an engine or chain failure: skip this block, keep running
+                log.exception("step %d at block %d failed: %s", step, block, e)
+                self.metrics.steps.labels("error").inc()
+                next_block = block + vc.step_blocks
+                continue
+            if result is None:
+                break
+            self.results.append(result)
+            log.info("step %d block %d: %d answers, means %s", step, block, result.n_answers,
+                     {u: round(v, 3) for u, v in result.means.items()})
+            step, next_block, ran = step + 1, block + vc.step_blocks, ran + 1
+            if await setter.due(block):
+                mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
+                weights, winner = compute_weights(result.ema, mg, self.hotkey,
+                                                  self.cfg.weights, setter.winner)
+                outcome = await setter.set(block, result.step, weights)
+                if outcome.success:
+                    setter.winner = winner
+
+    async def _wait_block(self, target: int) -> int | None:
+        """Wait for the chain head to reach ``target`` unless asked to stop first."""
+        waiter = asyncio.ensure_future(self.chain.wait_for_block(target))
+        stopper = asyncio.ensure_future(self.stop.wait())
+        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for f in (waiter, stopper):
+            if f not in done:
+                f.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await f
+        if waiter in done:
+            return int(waiter.result())
+        return None
+
+    async def _finish(self, task: asyncio.Task[StepResult]) -> StepResult | None:
+        """The step's result; on stop, wait up to ``shutdown_grace`` then cancel it."""
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self.cfg.validator.shutdown_grace)
+            if not task.done():
+                log.warning("step cancelled at shutdown (nothing of it was written)")
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return None
+        return task.result()
+
+
+def install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(cfg: SubnetConfig, max_steps: int | None = None) -> int:
+    from subnet.chain.network import open_chain
+
+    async with open_chain(cfg.chain.network) as chain:
+        node = Validator(cfg, chain)
+        install_signals(node.stop)
+        return await node.run(max_steps)

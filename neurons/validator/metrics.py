@@ -1,0 +1,73 @@
+"""The validator's Prometheus series, in its own ``CollectorRegistry``.
+
+Labels are bounded: uids (at most the subnet size), cause codes (a closed enum) and score
+components; never hotkeys or free text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class ValidatorMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.score = Gauge(
+            "validator_miner_score", "Last step's mean score component per miner",
+            ("uid", "component"), registry=r,
+        )
+        self.ema = Gauge("validator_miner_ema", "Per-miner EMA of step scores", ("uid",),
+                         registry=r)
+        self.answers = Counter(
+            "validator_answers", "Answers scored, by cause code", ("cause",), registry=r,
+        )
+        self.failures = Counter(
+            "validator_verification_failures", "Answers zeroed, by cause and uid",
+            ("cause", "uid"), registry=r,
+        )
+        self.spot_checks = Counter(
+            "validator_spot_checks", "Spot checks by outcome (ok, failed, unavailable)",
+            ("outcome",), registry=r,
+        )
+        self.step_seconds = Histogram(
+            "validator_step_seconds", "Wall time of one step", buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+        self.phase_seconds = Gauge(
+            "validator_step_phase_seconds", "Wall time of each phase of the last step",
+            ("phase",), registry=r,
+        )
+        self.teacher_tokens_per_second = Gauge(
+            "validator_teacher_score_tokens_per_second",
+            "Teacher-forced tokens scored per second in the last step's batched pass",
+            registry=r,
+        )
+        self.steps = Counter("validator_steps", "Steps by outcome", ("outcome",), registry=r)
+        self.weight_sets = Counter(
+            "validator_weight_sets", "Weight-setting attempts by result "
+            "(ok, mismatch, error)", ("result",), registry=r,
+        )
+        self.last_weights_block = Gauge(
+            "validator_last_weights_block", "Block of the last successful weight set",
+            registry=r,
+        )
+        self.baseline_score = Gauge(
+            "validator_baseline_score", "Mean score of the validator's own reference student",
+            registry=r,
+        )
+        self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

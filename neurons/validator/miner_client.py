@@ -1,0 +1,196 @@
+"""Signed, streamed, timed queries to one miner; hostile responses become cause codes.
+
+:func:`query` never raises on anything the miner controls (connection errors, status codes,
+malformed SSE, bad JSON, NaNs, huge bodies, missing or forged signatures, stalls): each becomes
+a :class:`MinerAnswer` with a :class:`~scoring.causes.Cause`. Time to first token and the total
+time are measured on the validator's own clock. The raw signed bytes are kept on the answer so
+a failed verification can be stored as evidence the miner cannot repudiate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+import numpy.typing as npt
+
+from scoring.causes import Cause
+from subnet import auth, protocol
+from subnet.errors import ProtocolError
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Target:
+    uid: int
+    hotkey: str
+    url: str  # http://host:port
+
+
+@dataclass(frozen=True)
+class Query:
+    task_id: str
+    prompt_ids: tuple[int, ...]
+    max_tokens: int
+    k: int
+    temperature: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class MinerAnswer:
+    """What one miner answered to one task (arrays empty unless ``cause`` is OK)."""
+
+    uid: int
+    hotkey: str
+    task_id: str
+    cause: Cause
+    detail: str = ""
+    token_ids: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sampled_logprobs: FloatArray = field(default_factory=lambda: np.zeros(0))
+    top_ids: IntArray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    top_logprobs: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    finish_reason: str | None = None
+    identity: str | None = None
+    ttft_s: float | None = None
+    total_s: float | None = None
+    request_body: bytes = b""
+    raw: bytes = b""  # the whole signed stream, for evidence
+    signature: dict[str, str] = field(default_factory=dict)
+
+    def evidence(self) -> tuple[str, str, str]:
+        """(request body, base64 response, signature JSON) as stored in the evidence table."""
+        return (
+            self.request_body.decode("utf-8", "replace"),
+            base64.b64encode(self.raw).decode(),
+            json.dumps(self.signature, sort_keys=True),
+        )
+
+
+def request_body(q: Query) -> bytes:
+    return protocol.dumps({
+        "prompt": list(q.prompt_ids), "max_tokens": q.max_tokens, "temperature": q.temperature,
+        "seed": q.seed, "logprobs": q.k, "stream": True,
+        "subnet": {"task_id": q.task_id, "raw": True},
+    })
+
+
+async def query(
+    session: aiohttp.ClientSession, wallet: Any, caller_hotkey: str, target: Target, q: Query,
+    *, timeout: float, max_bytes: int,
+) -> MinerAnswer:
+    """One streamed completion from ``target``; every failure is an answer with a cause."""
+    body = request_body(q)
+    base = MinerAnswer(target.uid, target.hotkey, q.task_id, Cause.OK, request_body=body)
+    path = protocol.COMPLETIONS_PATH
+    try:
+        headers = auth.sign_request(wallet, "POST", path, body, target.hotkey)
+    except Exception as e:  # a bad hotkey on chain must not stop the step
+        return _fail(base, Cause.HTTP_ERROR, f"cannot sign for {target.hotkey!r}: {e}")
+    headers["Content-Type"] = "application/json"
+    nonce = _int_or_none(headers.get("X-Bittensor-Nonce"))
+    t0 = time.perf_counter()
+    ttft: float | None = None
+    buf = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(target.url + path, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    text = (await resp.content.read(2048)).decode("utf-8", "replace")
+                    return _fail(base, Cause.HTTP_ERROR, f"status {resp.status}: {text[:200]}")
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if ttft is None and b'"token_ids":[' in buf and b'"token_ids":[]' not in buf:
+                        ttft = time.perf_counter() - t0
+                    if len(buf) > max_bytes:
+                        return _fail(base, Cause.FORMAT_SCHEMA, f"stream over {max_bytes} bytes")
+    except TimeoutError:
+        return _fail(base, Cause.TIMEOUT, f"no complete answer within {timeout:g}s")
+    except (aiohttp.ClientError, OSError, ValueError) as e:
+        return _fail(base, Cause.HTTP_ERROR, f"{type(e).__name__}: {str(e)[:200]}")
+    total = time.perf_counter() - t0
+    raw = bytes(buf)
+    timed = _with(base, raw=raw, ttft_s=ttft if ttft is not None else total, total_s=total)
+    try:
+        prefix, fields = auth.split_stream(raw)
+        timed = _with(timed, signature=fields)
+        auth.verify_stream(raw, miner_hotkey=target.hotkey, path=path, request_body=body,
+                           caller=caller_hotkey, request_nonce=nonce)
+    except ProtocolError as e:
+        return _fail(timed, Cause.BAD_SIGNATURE, str(e))
+    try:
+        return _parse(timed, prefix)
+    except (ProtocolError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
+        return _fail(timed, Cause.FORMAT_SCHEMA, f"{type(e).__name__}: {str(e)[:200]}")
+
+
+def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
+    """SSE events -> arrays; the format gate judges values later, this only checks shape."""
+    chunks: list[dict[str, Any]] = []
+    for event in prefix.split(b"\n\n"):
+        if not event:
+            continue
+        if not event.startswith(b"data: "):
+            raise ProtocolError("an SSE event does not start with 'data: '")
+        obj = json.loads(event[6:], parse_constant=_reject_constant)
+        if not isinstance(obj, dict):
+            raise ProtocolError("an SSE event is not a JSON object")
+        if "error" in obj:
+            err = obj["error"] if isinstance(obj["error"], dict) else {}
+            raise ProtocolError(f"miner error mid-stream: {str(err.get('code'))[:40]}")
+        chunks.append(obj)
+    if not chunks:
+        raise ProtocolError("empty stream")
+    wire = protocol.read_completion(chunks)
+    sampled: list[float] = []
+    for c in chunks:
+        lp = c["choices"][0].get("logprobs") or {}
+        sampled.extend(float(x) for x in lp.get("token_logprobs") or [])
+    n = len(wire.token_ids)
+    if not n:
+        raise ProtocolError("no tokens")
+    if len(sampled) != n or len(wire.top_ids) != n or len(wire.top_logprobs) != n:
+        raise ProtocolError(
+            f"{n} tokens but {len(sampled)} logprobs and {len(wire.top_ids)} top-k rows")
+    widths = {len(r) for r in wire.top_ids} | {len(r) for r in wire.top_logprobs}
+    if len(widths) != 1:
+        raise ProtocolError("top-k rows of different widths")
+    return _with(
+        base,
+        token_ids=np.asarray(wire.token_ids, dtype=np.int64),
+        sampled_logprobs=np.asarray(sampled, dtype=np.float64),
+        top_ids=np.asarray(wire.top_ids, dtype=np.int64).reshape(n, -1),
+        top_logprobs=np.asarray(wire.top_logprobs, dtype=np.float64).reshape(n, -1),
+        finish_reason=wire.finish_reason,
+        identity=wire.identity if isinstance(wire.identity, str) else None,
+    )
+
+
+def _reject_constant(name: str) -> float:
+    """JSON NaN/Infinity are not JSON: keep them as NaN so the format gate names the cause."""
+    return math.nan
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _with(a: MinerAnswer, **changes: Any) -> MinerAnswer:
+    return dataclasses.replace(a, **changes)
+
+
+def _fail(a: MinerAnswer, cause: Cause, detail: str) -> MinerAnswer:
+    return _with(a, cause=cause, detail=detail[:500])

@@ -1,0 +1,331 @@
+"""One validator step, in the order the data flows (ARCHITECTURE.md §5).
+
+metagraph -> miners + seeded tasks -> teacher references -> signed streamed queries -> gates
+-> one batched teacher ``score`` over every surviving answer -> spot checks with committed
+models -> answer scores -> per-miner means -> EMA -> one atomic commit.
+
+Nothing is written before the final commit, so a step interrupted anywhere leaves no trace
+and is redone from the same block seed after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+from tokenizers import Tokenizer
+
+from distill.tasks import Task, generate_tasks
+from neurons.validator import judge, miner_client
+from neurons.validator.judge import BASELINE_UID, Judged
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.miner_client import MinerAnswer, Query, Target
+from neurons.validator.spotcheck import ModelCache
+from neurons.validator.store import AnswerRow, EmaRow, EvidenceRow, StepRow, Store
+from scoring import aggregate, speed, verify
+from scoring.causes import Cause
+from subnet.chain.types import MetagraphView
+from subnet.config import SubnetConfig
+from subnet.engine import Engine, SamplingParams
+
+log = logging.getLogger("subnet.validator.step")
+
+
+@dataclass
+class Baseline:
+    """The validator's own reference student, answered locally and scored like a miner."""
+
+    engine: Engine
+    identity: str
+    digest: str
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs; built once by the node (``main.py``) or a test."""
+
+    cfg: SubnetConfig
+    chain: Any  # ChainClient (metagraph, identities)
+    netuid: int
+    wallet: Any
+    hotkey: str
+    teacher: Engine
+    tokenizer: Tokenizer
+    store: Store
+    metrics: ValidatorMetrics
+    models: ModelCache
+    session: aiohttp.ClientSession
+    baseline: Baseline | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: int
+    block: int
+    n_answers: int
+    means: dict[int, float]  # uid -> this step's mean score
+    ema: dict[int, float]
+    causes: dict[int, list[str]]
+    baseline_score: float | None
+    teacher_tokens: int
+    teacher_seconds: float
+
+
+def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
+    """Every other uid with a served endpoint, or a seeded sample of ``sample`` of them."""
+    out = [Target(n.uid, n.hotkey, n.axon.url) for n in mg.neurons
+           if n.hotkey != self_hotkey and n.axon is not None and n.axon.port > 0
+           and n.axon.ip not in ("0.0.0.0", "::", "")]
+    if 0 < sample < len(out):
+        out = sorted(random.Random(f"{seed}|miners").sample(out, sample), key=lambda t: t.uid)
+    return out
+
+
+async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepResult:
+    vc, t_start = ctx.cfg.validator, time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = now - since
+        ctx.metrics.phase_seconds.labels(name).set(now - since)
+        return now
+
+    # 1. Who and what: the metagraph and the seeded, duplicate-free task set.
+    mg = await ctx.chain.metagraph(ctx.netuid, max_age_blocks=1)
+    targets = pick_targets(mg, ctx.hotkey, vc.sample_miners, seed)
+    tasks = generate_tasks(seed, vc.tasks_per_step)
+    prompts = [list(ctx.tokenizer.encode(t.prompt).ids) for t in tasks]
+    digest = judge.prompts_digest(tasks)
+    info = ctx.teacher.info
+    k = min(vc.top_k, info.max_top_logprobs)
+    t = phase("setup", t_start)
+
+    # 2. The teacher's own greedy answers (the reference), one batch.
+    refs = await ctx.teacher.generate(prompts, SamplingParams(max_tokens=vc.max_tokens,
+                                                              temperature=0.0))
+    t = phase("reference", t)
+
+    # 3. Every miner answers every task: concurrent, streamed, signed, timed.
+    queries = [Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature,
+                     judge.query_seed(seed, i))
+               for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))]
+    answers = await _query_all(ctx, targets, queries)
+    if ctx.baseline is not None:
+        answers += await _baseline_answers(ctx.baseline, queries)
+    t = phase("query", t)
+    task_index = {task.task_id: i for i, task in enumerate(tasks)}
+    work = [Judged(a, task_index[a.task_id]) for a in answers]
+    for j in work:
+        if not j.answer.cause.ok:
+            j.fail(j.answer.cause, j.answer.detail)
+
+    # 4. Cheap gates first: format, identity (chain commitments, first-committer rule), loops
+    #    and termination on the miner's own claims.
+    records = await _commitment_records(ctx, mg)
+    for j in work:
+        judge.gate_format(j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens,
+                          cfg=ctx.cfg.verify)
+        judge.gate_identity(j, records)
+        if j.answer.uid == BASELINE_UID and ctx.baseline is not None:
+            j.digest = ctx.baseline.digest
+        judge.gate_termination(j, eos_token_id=info.eos_token_id, max_tokens=vc.max_tokens,
+                               score_cfg=ctx.cfg.scoring, verify_cfg=ctx.cfg.verify)
+    t = phase("gates", t)
+
+    # 5. One batched teacher-forced pass over every surviving answer.
+    alive = [j for j in work if j.ok]
+    teacher_tokens = sum(len(j.answer.token_ids) for j in alive)
+    t_teacher = time.perf_counter()
+    scored = await ctx.teacher.score([prompts[j.task] for j in alive],
+                                     [j.answer.token_ids.tolist() for j in alive], k) \
+        if alive else []
+    teacher_seconds = time.perf_counter() - t_teacher
+    if teacher_seconds > 0 and teacher_tokens:
+        ctx.metrics.teacher_tokens_per_second.set(teacher_tokens / teacher_seconds)
+    for j, s in zip(alive, scored, strict=True):
+        text = ctx.tokenizer.decode(j.answer.token_ids.tolist(), skip_special_tokens=True)
+        judge.score_against_teacher(j, s, refs[j.task].sampled_logprobs, tasks[j.task], text,
+                                    vocab_size=info.vocab_size, cfg=ctx.cfg.scoring)
+        j.provenance["teacher"] = s.provenance.to_dict()
+    t = phase("teacher_score", t)
+
+    # 6. Spot checks: recompute the claims with the committed model, batched per model.
+    await _spot_check(ctx, work, prompts, tasks, seed, k)
+    t = phase("spot_check", t)
+
+    # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
+    miners = [j for j in work if j.answer.uid != BASELINE_UID]
+    _speed(ctx, miners)
+    rows, evidence = [], []
+    for j in work:
+        score = aggregate.answer_score(j.cause, j.s_kl, j.s_ref,
+                                       1.0 if j.answer.uid == BASELINE_UID else j.s_speed,
+                                       ctx.cfg.scoring)
+        rows.append(_row(j, score))
+        ctx.metrics.answers.labels(j.cause.value).inc()
+        if j.cause.counts_against_miner:
+            ctx.metrics.failures.labels(j.cause.value, str(j.answer.uid)).inc()
+            if j.answer.signature and j.answer.raw:
+                evidence.append(_evidence(j))
+    counted = [r for r in rows if r.uid != BASELINE_UID and r.cause != Cause.VALIDATOR_ERROR]
+    n = len(mg.neurons)
+    means, observed = aggregate.round_means([r.uid for r in counted],
+                                            [r.score for r in counted], n)
+    old = ctx.store.ema()
+    prev = aggregate.reset_changed([e.ema for e in old], [e.hotkey for e in old], mg.hotkeys) \
+        if old else np.zeros(n)
+    ema = aggregate.update_ema(prev, means, observed, ctx.cfg.weights.ema_alpha)
+    base_rows = [r.score for r in rows if r.uid == BASELINE_UID]
+    baseline_score = float(np.mean(base_rows)) if base_rows else None
+
+    # 8. One transaction: the step row, its answers, evidence and the new EMA.
+    latency = time.perf_counter() - t_start
+    ctx.store.commit_step(
+        StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
+        rows, evidence, [EmaRow(u, hk, float(ema[u])) for u, hk in enumerate(mg.hotkeys)],
+    )
+    phase("commit", t)
+    _export(ctx, work, ema, observed, baseline_score, latency)
+    causes: dict[int, list[str]] = defaultdict(list)
+    for r in rows:
+        causes[r.uid].append(r.cause)
+    return StepResult(
+        step, block, len(rows), {u: float(means[u]) for u in np.flatnonzero(observed)},
+        {u: float(ema[u]) for u in range(n)}, dict(causes), baseline_score, teacher_tokens,
+        teacher_seconds,
+    )
+
+
+async def _query_all(ctx: StepContext, targets: list[Target],
+                     queries: list[Query]) -> list[MinerAnswer]:
+    vc = ctx.cfg.validator
+    sem = asyncio.Semaphore(vc.concurrency)
+
+    async def one(target: Target, q: Query) -> MinerAnswer:
+        async with sem:
+            return await miner_client.query(ctx.session, ctx.wallet, ctx.hotkey, target, q,
+                                            timeout=vc.query_timeout,
+                                            max_bytes=vc.max_response_bytes)
+
+    return list(await asyncio.gather(*(one(t, q) for t in targets for q in queries)))
+
+
+async def _baseline_answers(b: Baseline, queries: list[Query]) -> list[MinerAnswer]:
+    """The reference student answers locally (no network: its speed is not scored)."""
+    q0 = queries[0]
+    t0 = time.perf_counter()
+    outs = await asyncio.gather(*(b.engine.generate([list(q.prompt_ids)], SamplingParams(
+        max_tokens=q.max_tokens, temperature=q.temperature, seed=q.seed, top_logprobs=q0.k,
+    )) for q in queries))
+    total = time.perf_counter() - t0
+    return [
+        MinerAnswer(BASELINE_UID, "baseline", q.task_id, Cause.OK, token_ids=c.token_ids,
+                    sampled_logprobs=c.sampled_logprobs.astype(np.float64), top_ids=c.top_ids,
+                    top_logprobs=c.top_logprobs.astype(np.float64),
+                    finish_reason=c.finish_reason, identity=b.identity, ttft_s=total,
+                    total_s=total)
+        for q, [c] in zip(queries, outs, strict=True)
+    ]
+
+
+async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verify.Commitment]:
+    """Current chain commitments merged into first-seen records kept in the store."""
+    from distill.identity import IdentityError, parse_identity
+
+    live = set(mg.hotkeys)
+    seen = []
+    for hotkey, c in (await ctx.chain.identities(ctx.netuid)).items():
+        if hotkey not in live:
+            continue
+        try:
+            seen.append((hotkey, parse_identity(c.payload).digest, c.block))
+        except IdentityError:
+            continue  # a malformed commitment is the same as none: NO_COMMITMENT
+    ctx.store.record_commitments(seen)
+    return [verify.Commitment(h, d, b) for h, d, b in ctx.store.commitments(live)]
+
+
+async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[int]],
+                      tasks: list[Task], seed: str, k: int) -> None:
+    vc, info = ctx.cfg.validator, ctx.teacher.info
+    groups: dict[str, list[Judged]] = defaultdict(list)
+    for j in work:
+        if j.ok and j.digest and judge.spot_check_picked(
+                seed, j.answer.uid, j.answer.task_id, ctx.cfg.verify.spot_check_fraction):
+            j.spot_check = True
+            groups[j.digest].append(j)
+    for digest, group in groups.items():
+        engine = await ctx.models.get(digest, group[0].name_hint)
+        if engine is None:
+            ctx.metrics.spot_checks.labels("unavailable").inc(len(group))
+            continue
+        try:
+            recomputed = await engine.score([prompts[j.task] for j in group],
+                                            [j.answer.token_ids.tolist() for j in group], k)
+        except Exception as e:  # the validator's engine failed: not the miner's fault
+            log.warning("spot check with %s failed: %s", digest[:12], e)
+            for j in group:
+                j.fail(Cause.VALIDATOR_ERROR, f"spot-check engine: {e}")
+            continue
+        for j, r in zip(group, recomputed, strict=True):
+            judge.verify_against_committed(j, r, vocab_size=info.vocab_size,
+                                           eos_token_id=info.eos_token_id,
+                                           max_tokens=vc.max_tokens, cfg=ctx.cfg.verify)
+            j.provenance["committed"] = r.provenance.to_dict()
+            ctx.metrics.spot_checks.labels("ok" if j.ok else "failed").inc()
+
+
+def _speed(ctx: StepContext, work: list[Judged]) -> None:
+    timed = [j for j in work if j.answer.total_s is not None]
+    if not timed:
+        return
+    total = np.array([j.answer.total_s for j in timed], dtype=np.float64)
+    ttft = np.minimum(np.array([j.answer.ttft_s or 0.0 for j in timed]), total)
+    s = speed.speed_scores([len(j.answer.token_ids) for j in timed], ttft, total,
+                           [j.ok for j in timed], ctx.cfg.speed)
+    for j, v in zip(timed, s, strict=True):
+        j.s_speed = float(v)
+
+
+def _row(j: Judged, s: aggregate.AnswerScore) -> AnswerRow:
+    a = j.answer
+    return AnswerRow(
+        uid=a.uid, hotkey=a.hotkey, task_id=a.task_id, score=s.score, cause=j.cause.value,
+        detail=j.detail, gate=s.gate, s_kl=s.s_kl, s_ref=s.s_ref, s_speed=s.s_speed, kl=j.kl,
+        rkl=j.rkl, tv=j.tv, overlap=j.overlap, correct=j.correct, n_tokens=len(a.token_ids),
+        ttft_s=a.ttft_s, total_s=a.total_s, verified=j.verified, verify_dp=j.verify_dp,
+        identity=a.identity, provenance=j.provenance,
+    )
+
+
+def _evidence(j: Judged) -> EvidenceRow:
+    body, raw, sig = j.answer.evidence()
+    return EvidenceRow(j.answer.uid, j.answer.hotkey, j.answer.task_id, j.cause.value,
+                       j.detail, body, raw, sig)
+
+
+def _export(ctx: StepContext, work: list[Judged], ema: np.ndarray, observed: np.ndarray,
+            baseline: float | None, latency: float) -> None:
+    m = ctx.metrics
+    m.step_seconds.observe(latency)
+    m.steps.labels("ok").inc()
+    per: dict[int, list[Judged]] = defaultdict(list)
+    for j in work:
+        per[j.answer.uid].append(j)
+    for uid, js in per.items():
+        if uid == BASELINE_UID:
+            continue
+        for name in ("s_kl", "s_ref", "s_speed"):
+            m.score.labels(str(uid), name).set(float(np.mean([getattr(j, name) for j in js])))
+    for uid in np.flatnonzero(observed):
+        m.ema.labels(str(uid)).set(float(ema[uid]))
+    if baseline is not None:
+        m.baseline_score.set(baseline)

@@ -1,0 +1,272 @@
+"""The validator's state in one SQLite file: steps, per-answer records, EMA, evidence, weights.
+
+Crash safety comes from one rule: everything a step produces (its answers, evidence, the new
+EMA and the step row itself) is written in **one** transaction by :meth:`Store.commit_step`, so
+a ``kill -9`` at any point leaves either the whole step or none of it; the step in flight is
+redone from scratch after a restart (it is seeded from its block, so it asks the same prompts).
+Committing a step whose number or block is already stored is refused (``StateError``), which
+makes a restart that races an old process harmless instead of a duplicate.
+
+The owner simulator's replay reads ``steps``, ``answers``, ``weight_sets`` and ``meta``: keep
+their names and columns; add new ones freely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from subnet.errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    step INTEGER PRIMARY KEY, block INTEGER NOT NULL UNIQUE, seed TEXT NOT NULL,
+    prompts_digest TEXT NOT NULL, status TEXT NOT NULL, n_miners INTEGER NOT NULL DEFAULT 0,
+    n_answers INTEGER NOT NULL DEFAULT 0, baseline_score REAL, latency_s REAL,
+    created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    step INTEGER NOT NULL, uid INTEGER NOT NULL, hotkey TEXT NOT NULL, task_id TEXT NOT NULL,
+    score REAL NOT NULL, cause TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '',
+    gate REAL NOT NULL, s_kl REAL NOT NULL, s_ref REAL NOT NULL, s_speed REAL NOT NULL,
+    kl REAL, rkl REAL, tv REAL, overlap REAL, correct REAL, n_tokens INTEGER NOT NULL,
+    ttft_s REAL, total_s REAL, verified INTEGER NOT NULL DEFAULT 0, verify_dp REAL,
+    identity TEXT, seed TEXT NOT NULL, prompts_digest TEXT NOT NULL, provenance TEXT NOT NULL,
+    PRIMARY KEY (step, uid, task_id)
+);
+CREATE TABLE IF NOT EXISTS ema (
+    uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, ema REAL NOT NULL, step INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, uid INTEGER NOT NULL,
+    hotkey TEXT NOT NULL, task_id TEXT NOT NULL, cause TEXT NOT NULL, detail TEXT NOT NULL,
+    request_body TEXT NOT NULL, response_b64 TEXT NOT NULL, signature TEXT NOT NULL,
+    UNIQUE (step, uid, task_id)
+);
+CREATE TABLE IF NOT EXISTS commitments (
+    hotkey TEXT NOT NULL, digest TEXT NOT NULL, block INTEGER NOT NULL,
+    PRIMARY KEY (hotkey, digest)
+);
+CREATE TABLE IF NOT EXISTS weight_sets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, step INTEGER NOT NULL,
+    weights_json TEXT NOT NULL, success INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    matches INTEGER, error TEXT NOT NULL DEFAULT '', read_back_json TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+);
+"""
+
+STEP_DONE = "done"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    block: int
+    seed: str
+    prompts_digest: str
+    n_miners: int
+    n_answers: int
+    baseline_score: float | None
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """One answer's record; ``provenance`` is JSON-able (engine, versions, model)."""
+
+    uid: int
+    hotkey: str
+    task_id: str
+    score: float
+    cause: str
+    detail: str
+    gate: float
+    s_kl: float
+    s_ref: float
+    s_speed: float
+    kl: float | None
+    rkl: float | None
+    tv: float | None
+    overlap: float | None
+    correct: float | None
+    n_tokens: int
+    ttft_s: float | None
+    total_s: float | None
+    verified: bool
+    verify_dp: float | None
+    identity: str | None
+    provenance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """A failed verification with the miner-signed bytes that prove what it sent."""
+
+    uid: int
+    hotkey: str
+    task_id: str
+    cause: str
+    detail: str
+    request_body: str
+    response_b64: str
+    signature: str  # JSON of the response signature fields
+
+
+@dataclass(frozen=True)
+class EmaRow:
+    uid: int
+    hotkey: str
+    ema: float
+
+
+class Store:
+    """One SQLite connection (WAL, full sync) used from the event loop's thread only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as e:
+            raise StateError(f"cannot open validator state {self.path}: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._db.execute(sql, args).fetchall())
+        except sqlite3.Error as e:
+            raise StateError(f"validator state read failed: {e}") from e
+
+    def _tx(self, fn: Any) -> Any:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return out
+            except sqlite3.Error as e:
+                raise StateError(f"validator state write failed: {e}") from e
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._tx(lambda db: db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "value = excluded.value", (key, value)))
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def last_step(self) -> tuple[int, int] | None:
+        """(step, block) of the last committed step, or None on a fresh database."""
+        rows = self._read("SELECT step, block FROM steps ORDER BY step DESC LIMIT 1")
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def commit_step(
+        self, row: StepRow, answers: Iterable[AnswerRow], evidence: Iterable[EvidenceRow],
+        ema: Iterable[EmaRow],
+    ) -> None:
+        """Write a whole step atomically; ``StateError`` if its step or block is stored."""
+        answers, evidence, ema = list(answers), list(evidence), list(ema)
+
+        def write(db: sqlite3.Connection) -> None:
+            dup = db.execute(
+                "SELECT step FROM steps WHERE step = ? OR block = ?", (row.step, row.block)
+            ).fetchone()
+            if dup is not None:
+                raise StateError(f"step {row.step} (block {row.block}) is already committed")
+            db.execute(
+                "INSERT INTO steps (step, block, seed, prompts_digest, status, n_miners, "
+                "n_answers, baseline_score, latency_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.step, row.block, row.seed, row.prompts_digest, STEP_DONE, row.n_miners,
+                 row.n_answers, row.baseline_score, row.latency_s),
+            )
+            db.executemany(
+                "INSERT INTO answers (step, uid, hotkey, task_id, score, cause, detail, gate, "
+                "s_kl, s_ref, s_speed, kl, rkl, tv, overlap, correct, n_tokens, ttft_s, "
+                "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance) "
+                f"VALUES ({', '.join('?' * 25)})",
+                [(row.step, a.uid, a.hotkey, a.task_id, a.score, a.cause, a.detail[:500],
+                  a.gate, a.s_kl, a.s_ref, a.s_speed, a.kl, a.rkl, a.tv, a.overlap, a.correct,
+                  a.n_tokens, a.ttft_s, a.total_s, int(a.verified), a.verify_dp, a.identity,
+                  row.seed, row.prompts_digest, json.dumps(a.provenance, sort_keys=True))
+                 for a in answers],
+            )
+            db.executemany(
+                "INSERT INTO evidence (step, uid, hotkey, task_id, cause, detail, request_body, "
+                "response_b64, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(row.step, e.uid, e.hotkey, e.task_id, e.cause, e.detail[:500],
+                  e.request_body, e.response_b64, e.signature) for e in evidence],
+            )
+            db.execute("DELETE FROM ema")
+            db.executemany(
+                "INSERT INTO ema (uid, hotkey, ema, step) VALUES (?, ?, ?, ?)",
+                [(e.uid, e.hotkey, e.ema, row.step) for e in ema],
+            )
+
+        self._tx(write)
+
+    def ema(self) -> list[EmaRow]:
+        rows = self._read("SELECT uid, hotkey, ema FROM ema ORDER BY uid")
+        return [EmaRow(int(u), str(h), float(e)) for u, h, e in rows]
+
+    def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
+        """uid -> [(task_id, score, cause)] of one step (tests and reports)."""
+        out: dict[int, list[tuple[str, float, str]]] = {}
+        for uid, tid, score, cause in self._read(
+            "SELECT uid, task_id, score, cause FROM answers WHERE step = ? ORDER BY uid, task_id",
+            (step,),
+        ):
+            out.setdefault(int(uid), []).append((str(tid), float(score), str(cause)))
+        return out
+
+    # -- commitments (first-seen records for the copy rule) ----------------------------------
+
+    def record_commitments(self, seen: Iterable[tuple[str, str, int]]) -> None:
+        """Keep the first block each (hotkey, digest) was seen; later sightings change nothing."""
+        rows = list(seen)
+        self._tx(lambda db: db.executemany(
+            "INSERT OR IGNORE INTO commitments (hotkey, digest, block) VALUES (?, ?, ?)", rows))
+
+    def commitments(self, live_hotkeys: Iterable[str]) -> list[tuple[str, str, int]]:
+        """Records of hotkeys still on the subnet (a freed model may be committed anew)."""
+        live = set(live_hotkeys)
+        rows = self._read("SELECT hotkey, digest, block FROM commitments")
+        return [(str(h), str(d), int(b)) for h, d, b in rows if h in live]
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def record_weight_set(
+        self, *, block: int, step: int, weights: dict[int, float], success: bool,
+        attempts: int, matches: bool | None, error: str, read_back: dict[int, float],
+    ) -> None:
+        self._tx(lambda db: db.execute(
+            "INSERT INTO weight_sets (block, step, weights_json, success, attempts, matches, "
+            "error, read_back_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (block, step, json.dumps({str(k): v for k, v in sorted(weights.items())}),
+             int(success), attempts, None if matches is None else int(matches), error[:500],
+             json.dumps({str(k): v for k, v in sorted(read_back.items())})),
+        ))
+
+    def last_weight_block(self) -> int | None:
+        rows = self._read("SELECT MAX(block) FROM weight_sets WHERE success = 1")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -1,0 +1,108 @@
+"""EMA -> chain weights every tempo, through the chain adapter, read back and compared.
+
+Due when ``interval`` blocks (default: the subnet tempo, never below the chain's weights rate
+limit) passed since the last successful set. A failed attempt is retried with exponential
+backoff; the final outcome, success or not, is recorded in the store and the metrics, so a
+failure is never silent. A read-back that differs from what was sent counts as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.store import Store
+from scoring import aggregate
+from scoring.config import WeightsConfig
+from subnet.chain.types import MetagraphView
+from subnet.errors import ChainError
+
+log = logging.getLogger("subnet.validator.weights")
+
+
+@dataclass(frozen=True)
+class WeightOutcome:
+    block: int
+    weights: dict[int, float]
+    success: bool
+    attempts: int
+    matches: bool | None
+    error: str = ""
+
+
+def compute_weights(
+    ema: dict[int, float], mg: MetagraphView, self_hotkey: str, cfg: WeightsConfig,
+    prev_winner: int | None = None,
+) -> tuple[dict[int, float], int | None]:
+    """uid -> weight over the metagraph; the owner uid and this validator are not eligible.
+
+    With no eligible miner all weight goes to the owner uid (burned), never to nobody.
+    """
+    n = len(mg.neurons)
+    owner = next((x.uid for x in mg.neurons if x.hotkey == mg.owner_hotkey), 0)
+    e = np.array([max(0.0, float(ema.get(u, 0.0))) for u in range(n)])
+    eligible = np.array([x.hotkey not in (self_hotkey, mg.owner_hotkey) for x in mg.neurons])
+    res = aggregate.transform_weights(e, cfg, eligible, prev_winner)
+    w = aggregate.apply_burn(res.weights, owner, cfg.burn_share)
+    return {u: float(w[u]) for u in range(n) if w[u] > 0}, res.winner
+
+
+class WeightSetter:
+    def __init__(
+        self, chain: Any, netuid: int, wallet: Any, store: Store, metrics: ValidatorMetrics,
+        *, interval: int, retries: int, backoff: float,
+    ) -> None:
+        self.chain, self.netuid, self.wallet = chain, netuid, wallet
+        self.store, self.metrics = store, metrics
+        self.interval, self.retries, self.backoff = interval, retries, backoff
+        self.last_block = store.last_weight_block()
+        self.winner: int | None = None
+
+    async def effective_interval(self) -> int:
+        base = self.interval if self.interval > 0 else int(await self.chain.tempo(self.netuid))
+        limit = int(await self.chain.weights_rate_limit(self.netuid))
+        return max(base, limit, 1)
+
+    async def due(self, block: int) -> bool:
+        if self.last_block is None:
+            return True
+        return block - self.last_block >= await self.effective_interval()
+
+    async def set(self, block: int, step: int, weights: dict[int, float]) -> WeightOutcome:
+        """Set ``weights`` with retries; always recorded; never raises on chain failures."""
+        error, matches, read_back = "", None, {}
+        attempt = 0
+        for attempt in range(1, self.retries + 1):
+            try:
+                res = await self.chain.set_weights(self.netuid, self.wallet, weights)
+            except ChainError as e:
+                error = f"{e.name}: {e}"
+                log.warning("set_weights attempt %d/%d failed: %s", attempt, self.retries, error)
+                self.metrics.weight_sets.labels("error").inc()
+            else:
+                matches, read_back = res.matches, dict(res.read_back)
+                if matches is False:
+                    error = f"read-back differs: sent {res.sent}, chain holds {read_back}"
+                    log.error("weights read back differ from what was sent: %s", error)
+                    self.metrics.weight_sets.labels("mismatch").inc()
+                else:
+                    error = ""
+                    self.metrics.weight_sets.labels("ok").inc()
+                    break
+            if attempt < self.retries:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+        success = not error
+        self.store.record_weight_set(block=block, step=step, weights=weights, success=success,
+                                     attempts=attempt, matches=matches, error=error,
+                                     read_back=read_back)
+        if success:
+            self.last_block = block
+            self.metrics.last_weights_block.set(block)
+        else:
+            log.error("weight setting failed after %d attempts: %s", attempt, error)
+        return WeightOutcome(block, weights, success, attempt, matches, error)
