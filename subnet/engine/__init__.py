@@ -18,6 +18,7 @@ from subnet.engine.types import (
     Provenance,
     SamplingParams,
     Scored,
+    TokenIds,
 )
 from subnet.errors import EngineError
 
@@ -29,6 +30,7 @@ __all__ = [
     "Provenance",
     "SamplingParams",
     "Scored",
+    "TokenIds",
     "load_engine",
 ]
 

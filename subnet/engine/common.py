@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from subnet.engine.types import EngineInfo, EngineInputError, SamplingParams
+from subnet.engine.types import EngineInfo, EngineInputError, SamplingParams, TokenIds
 from subnet.errors import EngineError
 
 
@@ -72,11 +72,11 @@ def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -
     return ModelFacts(vocab_size=vocab, eos_token_id=eos, max_model_len=limit, dtype=str(dtype))
 
 
-def _check_ids(info: EngineInfo, ids: Sequence[int], what: str) -> None:
+def _check_ids(info: EngineInfo, ids: TokenIds, what: str) -> None:
     for t in ids:
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
             raise EngineInputError(f"{what}: token id {t!r} is not an integer")
-        if not 0 <= t < info.vocab_size:
+        if not 0 <= int(t) < info.vocab_size:
             raise EngineInputError(f"{what}: token id {t} outside [0, {info.vocab_size})")
 
 
@@ -85,7 +85,7 @@ def _check_k(info: EngineInfo, k: int) -> None:
         raise EngineInputError(f"top-k {k!r} outside [0, {info.max_top_logprobs}]")
 
 
-def _check_prompts(info: EngineInfo, prompts: Sequence[Sequence[int]]) -> None:
+def _check_prompts(info: EngineInfo, prompts: Sequence[TokenIds]) -> None:
     if not prompts:
         raise EngineInputError("no prompts")
     for i, prompt in enumerate(prompts):
@@ -95,7 +95,7 @@ def _check_prompts(info: EngineInfo, prompts: Sequence[Sequence[int]]) -> None:
 
 
 def validate_generate(
-    info: EngineInfo, prompts: Sequence[Sequence[int]], params: SamplingParams
+    info: EngineInfo, prompts: Sequence[TokenIds], params: SamplingParams
 ) -> None:
     """Raise EngineInputError for anything the engines would choke on or silently clip."""
     _check_prompts(info, prompts)
@@ -118,8 +118,8 @@ def validate_generate(
 
 def validate_score(
     info: EngineInfo,
-    prompts: Sequence[Sequence[int]],
-    completions: Sequence[Sequence[int]],
+    prompts: Sequence[TokenIds],
+    completions: Sequence[TokenIds],
     k: int,
 ) -> None:
     _check_prompts(info, prompts)

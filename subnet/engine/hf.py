@@ -17,7 +17,14 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 from subnet.engine.common import prompt_seed, read_model_facts, validate_generate, validate_score
-from subnet.engine.types import Completion, EngineInfo, Provenance, SamplingParams, Scored
+from subnet.engine.types import (
+    Completion,
+    EngineInfo,
+    Provenance,
+    SamplingParams,
+    Scored,
+    TokenIds,
+)
 from subnet.errors import EngineError
 
 DEFAULT_MAX_TOP_LOGPROBS = 20
@@ -106,7 +113,7 @@ class HFEngine:
         return self._info
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+        self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         validate_generate(self._info, prompts, params)
         rows = [[int(t) for t in p] for p in prompts]
@@ -115,8 +122,8 @@ class HFEngine:
 
     async def score(
         self,
-        prompts: Sequence[Sequence[int]],
-        completions: Sequence[Sequence[int]],
+        prompts: Sequence[TokenIds],
+        completions: Sequence[TokenIds],
         k: int,
     ) -> list[Scored]:
         validate_score(self._info, prompts, completions, k)

@@ -22,6 +22,8 @@ from subnet.errors import EngineError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
+# Token ids in: plain sequences or the int arrays the engines hand out (Completion.token_ids).
+TokenIds = Sequence[int] | npt.NDArray[np.integer]
 
 
 class EngineInputError(EngineError, ValueError):
@@ -108,15 +110,15 @@ class Engine(Protocol):
     def info(self) -> EngineInfo: ...
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+        self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         """One completion per prompt."""
         ...
 
     async def score(
         self,
-        prompts: Sequence[Sequence[int]],
-        completions: Sequence[Sequence[int]],
+        prompts: Sequence[TokenIds],
+        completions: Sequence[TokenIds],
         k: int,
     ) -> list[Scored]:
         """Teacher-force each completion after its prompt; top-k raw distribution per position."""

@@ -1,0 +1,254 @@
+"""The vLLM engine: AsyncLLM with raw logprobs and continuous batching across callers.
+
+Every prompt of every call becomes its own vLLM request, so concurrent callers share batches.
+Distributions are raw (``logprobs_mode="raw_logprobs"``). ``score`` is one prefill of
+``prompt + completion`` with ``prompt_logprobs=k``: that gives the top-k and the given token's
+logprob and rank at every completion position.
+
+EOS logprob. vLLM reports, per prompt position, only the top-k and the actual token, and the
+model runner on CPU (V1) has no per-token prompt scoring (``prompt_logprob_token_ids`` needs the
+V2 runner; the sampled-position ``logprob_token_ids`` replaces the top-k of *every* request in
+the batch, so it is unsafe under shared batching). So EOS is read exactly where it is already in
+the answer (it is the given token or in the top-k) and, at every other position, from a probe:
+``prompt + completion[:j] + [EOS]`` with ``prompt_logprobs=0``, whose last entry is the EOS
+logprob. Probes read the prefix cache, so each costs about one KV block of compute.
+
+The engine core runs in a spawned process: the program that creates it needs a
+``if __name__ == "__main__":`` guard. Start-up is tens of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subnet.engine.common import prompt_seed, read_model_facts, validate_generate, validate_score
+from subnet.engine.types import (
+    Completion,
+    EngineInfo,
+    EngineInputError,
+    Provenance,
+    SamplingParams,
+    Scored,
+    TokenIds,
+)
+from subnet.errors import EngineError
+
+DEFAULT_MAX_TOP_LOGPROBS = 20
+
+# CPU defaults (no effect on GPUs): a small KV cache, and no OpenMP core binding, which on a
+# small shared box slows the engine about 5x.
+_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+
+
+def _top_k(entries: dict[int, Any], k: int) -> tuple[list[int], list[float]]:
+    """The k best of a vLLM logprob dict (top-k plus possibly the actual token), best first."""
+    best = sorted(entries.items(), key=lambda kv: (-kv[1].logprob, kv[1].rank or 0))[:k]
+    return [t for t, _ in best], [lp.logprob for _, lp in best]
+
+
+class VllmEngine:
+    """vLLM ``AsyncLLM`` (CPU build or GPU); see the module docstring."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        max_model_len: int | None = None,
+        max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
+        **engine_args: Any,
+    ) -> None:
+        for key, value in _ENV_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        import vllm
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        facts = read_model_facts(model_path, max_model_len)
+        platform = "cpu" if current_platform.is_cpu() else current_platform.device_type
+        if device is not None and device.split(":")[0] != platform:
+            raise EngineError(f"vLLM runs on {platform} here, not {device}")
+        dtype = dtype or facts.dtype
+        args = AsyncEngineArgs(
+            model=str(model_path),
+            dtype=dtype,  # type: ignore[arg-type]  # the engine validates it
+            # One extra slot: vLLM wants room to generate a token after a scored sequence.
+            max_model_len=facts.max_model_len + 1,
+            logprobs_mode="raw_logprobs",
+            max_logprobs=max_top_logprobs,
+            enforce_eager=True,
+            enable_prefix_caching=True,
+            skip_tokenizer_init=True,
+            disable_log_stats=True,
+            seed=0,
+            **engine_args,
+        )
+        try:
+            llm = AsyncLLM.from_engine_args(args)
+        except Exception as e:  # vLLM raises anything from config errors to worker deaths
+            raise EngineError(f"vLLM could not start on {model_path}: {e}") from e
+        where = (
+            "cpu"
+            if platform == "cpu"
+            else (f"{platform}:0 ({current_platform.get_device_name(0)})")
+        )
+        self._llm: AsyncLLM | None = llm
+        self._eos = facts.eos_token_id
+        self._info = EngineInfo(
+            vocab_size=facts.vocab_size,
+            eos_token_id=facts.eos_token_id,
+            max_model_len=facts.max_model_len,
+            max_top_logprobs=max_top_logprobs,
+            provenance=Provenance(
+                engine="vllm",
+                version=f"vllm {vllm.__version__}",
+                dtype=str(llm.model_config.dtype).removeprefix("torch."),
+                device=where,
+                model=str(model_path),
+            ),
+        )
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    async def _run(self, ids: list[int], params: Any) -> Any:
+        from vllm.inputs import TokensPrompt
+
+        if self._llm is None:
+            raise EngineError("engine is closed")
+        final = None
+        try:
+            async for out in self._llm.generate(
+                TokensPrompt(prompt_token_ids=ids), params, uuid.uuid4().hex
+            ):
+                final = out
+        except EngineInputError:
+            raise
+        except ValueError as e:  # validation we did not anticipate: still the caller's input
+            raise EngineInputError(f"vLLM rejected the request: {e}") from e
+        except Exception as e:
+            raise EngineError(f"vLLM request failed: {e}") from e
+        if final is None or not final.finished:
+            raise EngineError("vLLM returned no final output")
+        return final
+
+    async def generate(
+        self, prompts: Sequence[TokenIds], params: SamplingParams
+    ) -> list[Completion]:
+        validate_generate(self._info, prompts, params)
+        from vllm import SamplingParams as VllmParams
+        from vllm.sampling_params import RequestOutputKind
+
+        def request(i: int) -> Any:
+            return VllmParams(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=prompt_seed(params.seed, i),
+                logprobs=params.top_logprobs,
+                ignore_eos=params.ignore_eos,
+                stop_token_ids=[] if params.ignore_eos else [self._eos],
+                detokenize=False,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
+
+        outs = await asyncio.gather(
+            *(self._run([int(t) for t in p], request(i)) for i, p in enumerate(prompts))
+        )
+        return [self._completion(o.outputs[0], params.top_logprobs) for o in outs]
+
+    def _completion(self, out: Any, k: int) -> Completion:
+        tokens = list(out.token_ids)
+        if out.finish_reason not in ("stop", "length") or len(out.logprobs) != len(tokens):
+            raise EngineError(f"vLLM finished with {out.finish_reason!r}")
+        top = [_top_k(entries, k) for entries in out.logprobs]
+        return Completion(
+            token_ids=np.asarray(tokens, dtype=np.int64),
+            sampled_logprobs=np.asarray(
+                [entries[t].logprob for t, entries in zip(tokens, out.logprobs, strict=True)],
+                np.float32,
+            ),
+            top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(len(tokens), k),
+            top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(len(tokens), k),
+            finish_reason=out.finish_reason,
+            provenance=self._info.provenance,
+        )
+
+    async def score(
+        self,
+        prompts: Sequence[TokenIds],
+        completions: Sequence[TokenIds],
+        k: int,
+    ) -> list[Scored]:
+        validate_score(self._info, prompts, completions, k)
+        pairs = [
+            ([int(t) for t in p], [int(t) for t in c])
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        return list(await asyncio.gather(*(self._score_one(p, c, k) for p, c in pairs)))
+
+    async def _score_one(self, prompt: list[int], completion: list[int], k: int) -> Scored:
+        from vllm import SamplingParams as VllmParams
+
+        start, n = len(prompt), len(completion)
+        out = await self._run(
+            prompt + completion,
+            VllmParams(max_tokens=1, prompt_logprobs=k, detokenize=False),
+        )
+        rows = list(out.prompt_logprobs)[start : start + n]
+        if len(rows) != n or any(row is None for row in rows):
+            raise EngineError("vLLM returned incomplete prompt logprobs")
+        top = [_top_k(row, k) for row in rows]
+        eos = [row[self._eos].logprob if self._eos in row else None for row in rows]
+        missing = [j for j, lp in enumerate(eos) if lp is None]
+        probed = await asyncio.gather(*(self._eos_probe(prompt + completion[:j]) for j in missing))
+        for j, lp in zip(missing, probed, strict=True):
+            eos[j] = lp
+        return Scored(
+            top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(n, k),
+            top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(n, k),
+            target_logprobs=np.asarray(
+                [row[t].logprob for t, row in zip(completion, rows, strict=True)], np.float32
+            ),
+            target_ranks=np.asarray(
+                [row[t].rank for t, row in zip(completion, rows, strict=True)], np.int64
+            ),
+            eos_logprobs=np.asarray(eos, np.float32),
+            provenance=self._info.provenance,
+        )
+
+    async def _eos_probe(self, prefix: list[int]) -> float:
+        """Raw logprob of EOS right after ``prefix`` (see the module docstring)."""
+        from vllm import SamplingParams as VllmParams
+
+        out = await self._run(
+            [*prefix, self._eos],
+            VllmParams(
+                max_tokens=1,
+                prompt_logprobs=0,
+                detokenize=False,
+                skip_reading_prefix_cache=False,
+            ),
+        )
+        last = list(out.prompt_logprobs)[-1]
+        if not last or self._eos not in last:
+            raise EngineError("vLLM returned no EOS logprob for a probe")
+        return float(last[self._eos].logprob)
+
+    async def close(self) -> None:
+        # On the loop thread: shutdown cancels the output handler task, which must not see the
+        # core die first (it would log an EngineDeadError).
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+            del llm  # collected now, while the interpreter can still run its __del__
