@@ -1,15 +1,115 @@
-"""`subnet validator` (placeholder until issue 6 lands)."""
+"""`subnet validator`: run the validator node, or `subnet validator calibrate` its tolerance.
+
+    subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] ...
+    subnet validator calibrate --model PATH [--engines hf,vllm] [--batch-sizes 1,4,16]
+                               [--seeds 0,1,2] [--fpr 0.001] [--report docs/calibration.md]
+                               [--write-config subnet.toml] [--against PATH]
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+from pathlib import Path
 
-from subnet.notyet import configure_placeholder, not_yet
+from subnet.cli import config_flag
+from subnet.errors import ConfigError
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return out
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    configure_placeholder(parser, 6)
+    config_flag(parser, "--teacher", "validator.teacher")
+    config_flag(parser, "--engine", "validator.engine")
+    config_flag(parser, "--network", "chain.network")
+    config_flag(parser, "--netuid", "chain.netuid")
+    config_flag(parser, "--wallet-name", "wallet.name")
+    config_flag(parser, "--wallet-hotkey", "wallet.hotkey")
+    config_flag(parser, "--wallet-path", "wallet.path")
+    config_flag(parser, "--state-dir", "validator.state_dir")
+    config_flag(parser, "--tasks-per-step", "validator.tasks_per_step")
+    config_flag(parser, "--sample-miners", "validator.sample_miners")
+    config_flag(parser, "--query-timeout", "validator.query_timeout")
+    config_flag(parser, "--model-roots", "validator.model_roots")
+    config_flag(parser, "--baseline", "validator.baseline")
+    config_flag(parser, "--metrics-port", "validator.metrics_port")
+    config_flag(parser, "--spot-check-fraction", "verify.spot_check_fraction")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many steps (default: run until signalled)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    sub = parser.add_subparsers(dest="validator_command", metavar="SUBCOMMAND")
+    cal = sub.add_parser("calibrate", help="measure honest claimed-vs-recomputed error and "
+                         "write the spot-check tolerance for a target false-positive rate")
+    cal.add_argument("--model", required=True, help="an honest miner's model folder")
+    cal.add_argument("--against", default=None,
+                     help="a different model, to report how far its claims land (optional)")
+    cal.add_argument("--engines", default="hf", help="recompute engines, e.g. hf,vllm")
+    cal.add_argument("--miner-engine", default="hf", choices=("hf", "vllm"),
+                     help="engine the honest miner generates with")
+    cal.add_argument("--batch-sizes", type=_ints, default=[1, 4, 16])
+    cal.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    cal.add_argument("--tasks", type=int, default=32, help="prompts per seed")
+    cal.add_argument("--max-tokens", type=int, default=16)
+    cal.add_argument("--k", type=int, default=20)
+    cal.add_argument("--temperature", type=float, default=1.0)
+    cal.add_argument("--fpr", type=float, default=0.001, help="target false-positive rate")
+    cal.add_argument("--margin", type=float, default=2.0, help="safety factor on the quantile")
+    cal.add_argument("--report", default="docs/calibration.md")
+    cal.add_argument("--write-config", default="subnet.toml",
+                     help="TOML file whose [verify] tolerance is updated ('' = none)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise not_yet("subnet validator", 6)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else
+                        logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if getattr(args, "validator_command", None) == "calibrate":
+        return asyncio.run(_calibrate(args))
+    from neurons.validator.main import serve
+
+    if not args.config.validator.teacher:
+        raise ConfigError("validator.teacher is required: pass --teacher PATH")
+    return asyncio.run(serve(args.config, args.max_steps))
+
+
+async def _calibrate(args: argparse.Namespace) -> int:
+    from tokenizers import Tokenizer
+
+    from neurons.validator.calibrate import calibrate, report, write_config
+    from subnet.engine import load_engine
+
+    if not 0 < args.fpr < 1:
+        raise ConfigError(f"--fpr must be in (0, 1), got {args.fpr}")
+    model = Path(args.model)
+    miner = load_engine(args.miner_engine, model)
+    engines = {name: (miner if name == args.miner_engine else load_engine(name, model))
+               for name in [e.strip() for e in args.engines.split(",") if e.strip()]}
+    against = load_engine(args.miner_engine, args.against) if args.against else None
+    try:
+        cal = await calibrate(
+            miner, engines, Tokenizer.from_file(str(model / "tokenizer.json")),
+            seeds=args.seeds, batch_sizes=args.batch_sizes, tasks=args.tasks, k=args.k,
+            max_tokens=args.max_tokens, temperature=args.temperature, fpr=args.fpr,
+            margin=args.margin, against=against,
+        )
+    finally:
+        for engine in {id(e): e for e in [miner, *engines.values(), against] if e}.values():
+            await engine.close()
+    prov = "; ".join(f"{n}: {e.info.provenance.engine} {e.info.provenance.version} "
+                     f"{e.info.provenance.dtype} on {e.info.provenance.device}"
+                     for n, e in engines.items())
+    text = report(cal, model=str(model), against=args.against, provenance=prov)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(text)
+    if args.write_config:
+        write_config(Path(args.write_config), cal)
+    print(text)
+    return 0

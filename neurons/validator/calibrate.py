@@ -1,0 +1,171 @@
+"""Calibrate the spot-check tolerance from honest runs, for a target false-positive rate.
+
+An honest miner's claims come from generation (batch of one, its own engine); the validator
+recomputes them by teacher forcing, on each engine, with the prompt batched among others
+(batch sizes vary the kernels' reduction order). The claimed-vs-recomputed error of honest
+answers is the null distribution: the tolerance is its ``1 - fpr`` quantile times a safety
+margin (the agreement threshold its ``fpr`` quantile divided by it), so an honest miner fails a
+check with probability about ``fpr`` on the hardware measured. With fewer than ``1 / fpr``
+samples the quantile is the sample maximum; the report says so. A second model (``against``)
+shows the other side: how far a different model's claims land from the committed one's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from distill.tasks import generate_tasks
+from scoring import verify
+from scoring.config import VerifyConfig
+from subnet.engine import Completion, Engine, SamplingParams
+
+_LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_logprob=-1e9)
+
+
+@dataclass(frozen=True)
+class Sample:
+    engine: str
+    batch: int
+    seed: int
+    mean_abs_dp: float
+    agreement: float
+
+
+@dataclass
+class Calibration:
+    fpr: float
+    margin: float
+    samples: list[Sample] = field(default_factory=list)
+    against: list[Sample] = field(default_factory=list)
+
+    def dps(self) -> np.ndarray:
+        return np.array([s.mean_abs_dp for s in self.samples])
+
+    def agreements(self) -> np.ndarray:
+        return np.array([s.agreement for s in self.samples])
+
+    @property
+    def max_mean_abs_dp(self) -> float:
+        q = float(np.quantile(self.dps(), 1.0 - self.fpr)) if self.samples else 0.0
+        return float(min(1.0, max(q * self.margin, 1e-4)))
+
+    @property
+    def min_topk_agreement(self) -> float:
+        q = float(np.quantile(self.agreements(), self.fpr)) if self.samples else 1.0
+        return float(max(0.0, q / self.margin))
+
+
+def _claims(c: Completion, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (c.sampled_logprobs.astype(np.float64), c.top_ids[:, :k],
+            c.top_logprobs[:, :k].astype(np.float64))
+
+
+async def measure(
+    miner: Engine, recompute: dict[str, Engine], prompts: Sequence[Sequence[int]], *,
+    batch_sizes: Sequence[int], seed: int, k: int, max_tokens: int, temperature: float,
+) -> list[Sample]:
+    """One honest generation per prompt, recomputed on each engine at each batch size."""
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
+                            top_logprobs=k)
+    claims = [(await miner.generate([p], params))[0] for p in prompts]
+    out: list[Sample] = []
+    vocab = miner.info.vocab_size
+    for name, engine in recompute.items():
+        for b in batch_sizes:
+            for start in range(0, len(prompts), b):
+                idx = range(start, min(start + b, len(prompts)))
+                scored = await engine.score([prompts[i] for i in idx],
+                                            [claims[i].token_ids.tolist() for i in idx], k)
+                for i, r in zip(idx, scored, strict=True):
+                    s_lp, t_ids, t_lp = _claims(claims[i], k)
+                    v = verify.verify_distributions(
+                        s_lp, t_ids, t_lp, r.target_logprobs, r.target_ranks, r.top_ids,
+                        r.top_logprobs, vocab_size=vocab, cfg=_LOOSE)
+                    out.append(Sample(name, b, seed, v.mean_abs_dp, v.topk_agreement))
+    return out
+
+
+async def calibrate(
+    miner: Engine, recompute: dict[str, Engine], tokenizer: Tokenizer, *,
+    seeds: Sequence[int], batch_sizes: Sequence[int], tasks: int, k: int, max_tokens: int,
+    temperature: float, fpr: float, margin: float, against: Engine | None = None,
+) -> Calibration:
+    cal = Calibration(fpr, margin)
+    for seed in seeds:
+        prompts = [tokenizer.encode(t.prompt).ids for t in generate_tasks(f"calib-{seed}", tasks)]
+        cal.samples += await measure(miner, recompute, prompts, batch_sizes=batch_sizes,
+                                     seed=seed, k=k, max_tokens=max_tokens,
+                                     temperature=temperature)
+        if against is not None:
+            name = next(iter(recompute))
+            cal.against += await measure(against, {name: recompute[name]}, prompts,
+                                         batch_sizes=[max(batch_sizes)], seed=seed, k=k,
+                                         max_tokens=max_tokens, temperature=temperature)
+    return cal
+
+
+def _q(x: np.ndarray, q: float) -> str:
+    return f"{float(np.quantile(x, q)):.3g}" if x.size else "-"
+
+
+def report(cal: Calibration, *, model: str, against: str | None, provenance: str) -> str:
+    dps, agr = cal.dps(), cal.agreements()
+    enough = len(cal.samples) >= math.ceil(1 / cal.fpr)
+    lines = [
+        "# Spot-check calibration", "",
+        "Generated by `subnet validator calibrate`; the tolerance below is chosen from these",
+        "measurements, not by hand.", "",
+        f"- honest model: `{model}`", f"- engines and hardware: {provenance}",
+        f"- honest answers checked: {len(cal.samples)}; target false-positive rate "
+        f"{cal.fpr:g}; safety margin x{cal.margin:g}",
+        "- " + ("the quantile is empirical" if enough else
+                f"fewer than 1/fpr = {math.ceil(1 / cal.fpr)} samples: the quantile is the "
+                "sample maximum, so the margin carries the extrapolation"), "",
+        "| engine | batch | n | mean abs dp p50 | p99 | max | top-k agreement min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups = sorted({(s.engine, s.batch) for s in cal.samples})
+    for eng, b in groups:
+        sel = [s for s in cal.samples if s.engine == eng and s.batch == b]
+        d = np.array([s.mean_abs_dp for s in sel])
+        a = np.array([s.agreement for s in sel])
+        lines.append(f"| {eng} | {b} | {len(sel)} | {_q(d, .5)} | {_q(d, .99)} | "
+                     f"{d.max():.3g} | {a.min():.3g} |")
+    lines += ["", f"Honest overall: mean abs dp max {dps.max():.3g}, top-k agreement min "
+                  f"{agr.min():.3g}.", ""]
+    if cal.against:
+        d = np.array([s.mean_abs_dp for s in cal.against])
+        a = np.array([s.agreement for s in cal.against])
+        caught = float(np.mean((d > cal.max_mean_abs_dp) | (a < cal.min_topk_agreement)))
+        lines += [f"A different model (`{against}`) claiming to be the honest one: mean abs dp "
+                  f"p1 {_q(d, .01)}, median {_q(d, .5)}; top-k agreement median {_q(a, .5)}; "
+                  f"caught by the chosen tolerance in {caught:.1%} of {d.size} answers.", ""]
+    lines += ["## Chosen tolerance (written to the config)", "", "```toml", "[verify]",
+              f"max_mean_abs_dp = {cal.max_mean_abs_dp:.6g}",
+              f"min_topk_agreement = {cal.min_topk_agreement:.6g}", "```", ""]
+    return "\n".join(lines)
+
+
+def write_config(path: Path, cal: Calibration) -> None:
+    """Set the two ``[verify]`` keys in a TOML file, keeping every other line as it was."""
+    values = {"max_mean_abs_dp": f"{cal.max_mean_abs_dp:.6g}",
+              "min_topk_agreement": f"{cal.min_topk_agreement:.6g}"}
+    text = path.read_text() if path.exists() else ""
+    if "[verify]" not in text:
+        text += "\n[verify]\n"
+    head, _, rest = text.partition("[verify]")
+    section, nl, tail = rest.partition("\n[")
+    for key, value in values.items():
+        pattern = re.compile(rf"^{key}\s*=.*$", re.M)
+        if pattern.search(section):
+            section = pattern.sub(f"{key} = {value}", section)
+        else:
+            section = section.rstrip("\n") + f"\n{key} = {value}\n"
+    path.write_text(head + "[verify]" + section + nl + tail)

@@ -1,0 +1,141 @@
+"""A devnet subnet with real miners (the miner app on loopback, hf engine) for validator tests.
+
+Miners, all built from the tiny world: ``teacher`` (serves the teacher itself), ``student``
+(the undistilled student), and four adversaries, each committing its own model variant (a copy
+of the student whose ``config.json`` differs, so its digest is its own and no copy rule fires):
+``wrong`` serves the teacher under a student variant's identity, ``fabricated`` reports
+sharpened distributions, ``garbage`` sends malformed arrays, ``slow`` answers after the
+validator's timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from distill.identity import identity_for
+from distill.tiny import tiny_world
+from neurons.miner.adversary import wrap_engine
+from neurons.miner.app import Gate, build_app
+from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
+from neurons.miner.serving import MinerService, load_codec
+from subnet import auth
+from subnet.chain.devnet import Devnet
+from subnet.chain.network import open_chain
+from subnet.engine import Engine, load_engine
+from subnet.metrics import MinerMetrics
+from subnet.wallets import coldkey_address, create_wallet, hotkey_address
+
+TAO = 10**9
+NETUID = 1
+HOST = "127.0.0.2"  # the chain refuses 127.0.0.1 as an axon address
+MINERS = ("teacher", "student", "wrong", "fabricated", "garbage", "slow")
+ADVERSARY = {"wrong": "wrong-model", "fabricated": "fabricated", "garbage": "garbage",
+             "slow": "slow"}
+
+
+def model_zoo(root: Path) -> dict[str, Path]:
+    """name -> model folder: the teacher, the student and one student variant per adversary."""
+    world = tiny_world()
+    zoo = {"teacher": root / "teacher", "student": root / "student"}
+    if not zoo["teacher"].exists():
+        shutil.copytree(world.teacher, zoo["teacher"])
+        shutil.copytree(world.undistilled, zoo["student"])
+    for name in ADVERSARY:
+        path = root / f"student-{name}"
+        if not path.exists():
+            shutil.copytree(world.undistilled, path)
+            cfg = json.loads((path / "config.json").read_text())
+            cfg["_variant"] = name  # a distinct digest; identical outputs
+            (path / "config.json").write_text(json.dumps(cfg, indent=2))
+        zoo[name] = path
+    return zoo
+
+
+@dataclass
+class Subnet:
+    net: Devnet
+    chain_path: Path
+    wallets: dict[str, Any]
+    zoo: dict[str, Path]
+    uids: dict[str, int] = field(default_factory=dict)
+    engines: list[Engine] = field(default_factory=list)
+    runners: list[web.AppRunner] = field(default_factory=list)
+    gates: dict[str, Gate] = field(default_factory=dict)
+
+    @property
+    def network(self) -> str:
+        return f"devnet:{self.chain_path}"
+
+
+def make_subnet(tmp: Path, *, clock: str = "manual", block_time: float = 0.05,
+                tempo: int = 20) -> Subnet:
+    names = ("owner", "vali", *MINERS)
+    wallets = {n: create_wallet(n, "default", tmp / "wallets") for n in names}
+    owner = wallets["owner"]
+    path = tmp / "chain.sqlite"
+    net = Devnet.create(path, block_time=block_time, clock=clock,
+                        sudo_ss58=coldkey_address(owner), enable_mev_shield=False)
+    net.add_subnet(coldkey_address(owner), hotkey_address(owner), tempo=tempo,
+                   weights_rate_limit=1)
+    sub = Subnet(net, path, wallets, model_zoo(tmp / "models"))
+    for name in ("vali", *MINERS):
+        w = wallets[name]
+        sub.uids[name] = net.register(NETUID, hotkey_address(w), coldkey_address(w))
+    net.set_stake(NETUID, hotkey_address(wallets["vali"]), 1000 * TAO)
+    return sub
+
+
+def _miner_engine(sub: Subnet, name: str, slow_delay: float) -> Engine:
+    if name in ("teacher", "student"):
+        return load_engine("hf", sub.zoo[name])
+    committed = load_engine("hf", sub.zoo[name])
+    if name == "wrong":
+        return wrap_engine("wrong-model", committed, other=load_engine("hf", sub.zoo["teacher"]))
+    return wrap_engine(ADVERSARY[name], committed, delay=slow_delay)
+
+
+@contextlib.asynccontextmanager
+async def running_miners(sub: Subnet, tmp: Path, *, slow_delay: float = 30.0,
+                         names: tuple[str, ...] = MINERS) -> AsyncIterator[Subnet]:
+    """Start each miner's app on loopback, serve its axon and commit its identity."""
+    vali_hot = hotkey_address(sub.wallets["vali"])
+    directory = Directory({vali_hot: CallerInfo(sub.uids["vali"], 1000.0, True)})
+    async with open_chain(sub.network) as chain:
+        for name in names:
+            wallet = sub.wallets[name]
+            engine = _miner_engine(sub, name, slow_delay)
+            sub.engines.append(engine)
+            ident = identity_for(sub.zoo[name], name=name)
+            service = MinerService(engine, identity=ident.format(), model_name=name,
+                                   codec=load_codec(sub.zoo[name]), max_tokens=64,
+                                   max_logprobs=20)
+            gate = Gate(
+                wallet=wallet, hotkey=hotkey_address(wallet),
+                nonce_store=auth.SqliteNonceStore(tmp / f"nonces-{name}.sqlite", 120.0),
+                policy=CallerPolicy(directory, PolicyLimits(rate_rps=1e4, burst=10**5)),
+                limiter=PriorityLimiter(16, 256), request_timeout=120.0,
+            )
+            sub.gates[name] = gate
+            runner = web.AppRunner(build_app(service, gate, MinerMetrics()))
+            await runner.setup()
+            site = web.TCPSite(runner, HOST, 0)
+            await site.start()
+            sub.runners.append(runner)
+            port = runner.addresses[0][1]
+            await chain.serve(NETUID, wallet, HOST, port)
+            await chain.commit_identity(NETUID, wallet, ident.format())
+        try:
+            yield sub
+        finally:
+            for runner in sub.runners:
+                await runner.cleanup()
+            for engine in sub.engines:
+                await engine.close()
