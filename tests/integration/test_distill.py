@@ -1,0 +1,115 @@
+"""The distillation trainer: exact resume after a kill, bad inputs refused before training,
+and (slow) the tiny world's distilled student against the cross-entropy one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _distill_kit import make_model, make_targets
+from safetensors.torch import load_file
+
+from distill.shards import TargetsError
+from distill.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("distill")
+    teacher = make_model(root / "teacher", seed=0)
+    return {
+        "teacher": teacher,
+        "student": make_model(root / "student", seed=1, weights=False),
+        "targets": make_targets(teacher, root / "targets"),
+    }
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+RUN = """
+import sys
+from pathlib import Path
+from distill.train import TrainConfig, train
+cfg = TrainConfig(steps=int(sys.argv[4]), batch=4, lr=1e-2, warmup=3, eval_sequences=4,
+                  eval_every=-1, save_every=2, seed=5)
+train(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), cfg, progress=False,
+      log=lambda m: print(m, flush=True))
+"""
+
+
+def _run(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen([sys.executable, "-c", RUN, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_run_resumes_to_the_same_weights(world: dict[str, Path], tmp_path: Path) -> None:
+    steps = "400"
+    base = [str(world["student"]), str(world["targets"])]
+    whole = _run([*base, str(tmp_path / "whole"), steps])
+
+    killed_out = tmp_path / "killed"
+    proc = _run([*base, str(killed_out), steps])
+    deadline = time.monotonic() + 300
+    while not (killed_out / "checkpoints" / "step_000006").exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_out / "model.safetensors").exists()  # it really died mid-run
+
+    resumed = _run([*base, str(killed_out), steps])
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    assert "resuming from step" in out
+    assert whole.wait(timeout=600) == 0
+    a, b = _weights(tmp_path / "whole"), _weights(killed_out)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_trained_folder_is_a_committable_model(world: dict[str, Path], tmp_path: Path) -> None:
+    from distill.identity import identity_for, parse_identity
+
+    cfg = TrainConfig(steps=6, batch=4, warmup=2, eval_sequences=4, save_every=-1)
+    result = train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False,
+                   log=lambda _: None)
+    assert parse_identity(result.identity).digest == identity_for(tmp_path / "s").digest
+    assert (tmp_path / "s" / "tokenizer.json").read_bytes() == (
+        world["teacher"] / "tokenizer.json"
+    ).read_bytes()
+    assert result.eval_kl >= 0
+
+
+def test_other_tokenizer_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    other = make_model(tmp_path / "other", seed=1, tokenizer_seed=7, weights=False)
+    with pytest.raises(TargetsError, match="tokenizer mismatch"):
+        train(other, world["targets"], tmp_path / "o", TrainConfig(steps=2), progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_k_larger_than_stored_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(TargetsError, match="k=9 is larger than the 8 stored"):
+        train(world["student"], world["targets"], tmp_path / "o", TrainConfig(steps=2, k=9),
+              progress=False)
+
+
+def test_truncated_shard_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "targets"
+    shutil.copytree(world["targets"], bad)
+    path = bad / "shard-00001" / "top_ids.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(TargetsError, match="truncated"):
+        train(world["student"], bad, tmp_path / "o", TrainConfig(steps=2), progress=False)
