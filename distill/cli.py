@@ -23,11 +23,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     tiny.add_argument("--out", type=Path, required=True, help="directory to copy the world to")
     tiny.add_argument("--force", action="store_true", help="rebuild even if it is cached")
+    _configure_toolkit(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.distill_command == "tiny":
         return _tiny(args.out, args.force)
+    if args.distill_command in ("targets", "train", "eval"):
+        return _toolkit(args)
     raise ConfigError(f"unknown distill command {args.distill_command!r}")
 
 
@@ -44,4 +47,77 @@ def _tiny(out: Path, force: bool) -> int:
         acc = stats["heldout_accuracy"]
         print(f"  {out / name}: held-out accuracy {acc['all']:.0%} {acc}")
     print(f"  {out / 'tokenizer'}")
+    return 0
+
+
+# --- the miner's toolkit: targets, train, eval (distill/targets.py, train.py, evaluate.py) ---
+
+
+def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from dataclasses import fields
+
+    from distill.targets import TargetsConfig
+    from distill.train_config import TrainConfig
+
+    t = sub.add_parser("targets", help="teacher completions + top-K distributions, as shards")
+    t.add_argument("--teacher", type=Path, required=True, help="teacher model folder (HF)")
+    t.add_argument("--prompts", required=True,
+                   help="JSONL prompt file, or tasks:N[:SEED[:fam1,fam2]] for seeded tasks")
+    t.add_argument("--out", type=Path, required=True, help="targets folder (resumes if partial)")
+    t.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
+    for f in fields(TargetsConfig):
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                       help=f"(default {f.default})")
+
+    r = sub.add_parser("train", help="train a student on teacher targets (resumes from --out)")
+    r.add_argument("--student", type=Path, required=True,
+                   help="student init folder: HF weights, or only config.json (seeded init)")
+    r.add_argument("--targets", type=Path, required=True, help="folder from `distill targets`")
+    r.add_argument("--out", type=Path, required=True, help="output folder (HF + identity)")
+    for f in fields(TrainConfig):
+        r.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                       help=f"(default {f.default})")
+
+    e = sub.add_parser("eval", help="the validator's numbers for students vs a teacher")
+    e.add_argument("--student", type=Path, action="append", required=True,
+                   help="student folder (repeat for several)")
+    e.add_argument("--teacher", type=Path, required=True)
+    e.add_argument("--tasks", default="tasks:200:12345",
+                   help="JSONL prompt file or tasks:N[:SEED[:families]]")
+    e.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
+    e.add_argument("--k", type=int, default=16)
+    e.add_argument("--max-tokens", type=int, default=24)
+
+
+def _toolkit(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from distill.targets import TargetsConfig, load_prompts
+
+    def log(m: str) -> None:
+        print(m, file=sys.stderr, flush=True)
+
+    if args.distill_command == "targets":
+        from distill.targets import build_targets
+
+        tasks = load_prompts(args.prompts)
+        tcfg = TargetsConfig(**{f.name: getattr(args, f.name) for f in fields(TargetsConfig)})
+        m = build_targets(args.teacher, tasks, args.out, tcfg, engine_kind=args.engine,
+                          source=args.prompts, progress=sys.stderr.isatty())
+        print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")
+        return 0
+    if args.distill_command == "train":
+        from distill.train import TrainConfig, train
+
+        cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        res = train(args.student, args.targets, args.out, cfg, log=log,
+                    progress=sys.stderr.isatty())
+        print(f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
+              f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}")
+        return 0
+    from distill.evaluate import evaluate, format_table
+
+    results = evaluate(args.student, args.teacher, load_prompts(args.tasks),
+                       engine_kind=args.engine, k=args.k, max_tokens=args.max_tokens)
+    print(format_table(results))
     return 0

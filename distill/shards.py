@@ -31,13 +31,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from subnet.errors import ConfigError
+
 FORMAT = "distill-targets/v1"
 MANIFEST = "manifest.json"
 ARRAYS = ("tokens", "seq_offsets", "prompt_lens", "top_ids", "top_logprobs")
 
 
-class TargetsError(ValueError):
-    """Targets that cannot be used as asked; the message says which file and why."""
+class TargetsError(ConfigError, ValueError):
+    """Targets, prompts or a student that cannot be used as asked; the message says why.
+
+    A ConfigError, so the CLI prints it as one line: the operator fixes a file or an argument.
+    """
 
 
 @dataclass(frozen=True)
