@@ -1,15 +1,126 @@
-"""`subnet localnet` (placeholder until issue 8 lands)."""
+"""``subnet localnet``: run the whole subnet here, or (``--status``) read a running one."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
 
-from subnet.notyet import configure_placeholder, not_yet
+from subnet.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    configure_placeholder(parser, 8)
+    from neurons.localnet import DEFAULT_MINERS, ENGINES, ROLES, Options
+
+    d = Options()
+    parser.add_argument(
+        "--miners", default=DEFAULT_MINERS, metavar="SPEC",
+        help=f"comma-separated roles, each optionally role:engine (roles: {', '.join(ROLES)}; "
+        f"default: {DEFAULT_MINERS})",
+    )
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help=f"chain epochs to watch after every process is ready ({d.epochs})")
+    parser.add_argument("--engine", choices=ENGINES, default=d.engine,
+                        help=f"engine of the miners (default {d.engine})")
+    parser.add_argument("--validator-engine", choices=ENGINES, default=None,
+                        help="engine of the validator's teacher and spot checks "
+                        "(default: --engine)")
+    parser.add_argument("--dir", type=Path, default=d.folder,
+                        help=f"localnet folder: devnet, wallets, state, logs ({d.folder})")
+    parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+                        help="summary JSON (default DIR/summary.json; the chart goes next to it)")
+    parser.add_argument("--tempo", type=int, default=d.tempo, help=f"blocks per epoch ({d.tempo})")
+    parser.add_argument("--block-time", type=float, default=d.block_time,
+                        help=f"seconds per block ({d.block_time})")
+    parser.add_argument("--tasks-per-step", type=int, default=d.tasks_per_step,
+                        help=f"prompts per validator step ({d.tasks_per_step})")
+    parser.add_argument("--step-blocks", type=int, default=d.step_blocks,
+                        help=f"blocks between validator steps ({d.step_blocks})")
+    parser.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                        help=f"tokens per answer ({d.max_tokens})")
+    parser.add_argument("--ready-timeout", type=float, default=d.ready_timeout,
+                        help=f"seconds for every process to become ready ({d.ready_timeout:.0f})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="recreate the devnet and forget the validator state in DIR")
+    parser.add_argument("--status", action="store_true",
+                        help="print the state of the localnet running in DIR and exit")
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from neurons.localnet import Options, parse_miners
+
+    if args.epochs < 1 or args.tempo < 2 or args.block_time <= 0:
+        raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")
+    if args.tasks_per_step < 1 or args.step_blocks < 1 or args.max_tokens < 1:
+        raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
+    return Options(
+        folder=args.dir, miners=parse_miners(args.miners, args.engine), epochs=args.epochs,
+        engine=args.engine, validator_engine=args.validator_engine or args.engine,
+        json_out=args.json_out, tempo=args.tempo, block_time=args.block_time,
+        tasks_per_step=args.tasks_per_step, step_blocks=args.step_blocks,
+        max_tokens=args.max_tokens, ready_timeout=args.ready_timeout, fresh=args.fresh,
+        config_path=getattr(args, "config_path", None),
+        extra_sets=tuple(getattr(args, "config_set", []) or ()),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise not_yet("subnet localnet", 8)
+    from rich.console import Console
+
+    console = Console()
+    if args.status:
+        return status(args.dir, console)
+    from neurons.localnet import Localnet
+
+    return Localnet(options_from_args(args), console.print).run()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(folder: Path, console: Any) -> int:
+    """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
+    from neurons.localnet import STATE_FILE
+    from neurons.localnet_view import epoch_table
+    from neurons.localnet_watch import Snapshot
+
+    path = folder.expanduser() / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"no localnet in {folder} (no {STATE_FILE})") from e
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"unreadable localnet state {path}: {e}") from e
+    running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
+    console.print(f"localnet {folder}: " + (
+        f"running (pid {state['pid']}), phase {state.get('phase')}" if running
+        else f"not running; last run ended in phase {state.get('phase')} "
+             f"with exit code {state.get('exit_code')}"
+    ))
+    if state.get("network"):
+        console.print(f"  network {state['network']}  netuid {state.get('netuid')}")
+    procs = [("validator", state.get("validator") or {})]
+    procs += [(f"{m['name']}-{m['role']} uid {m['uid']} :{m['port']}", m)
+              for m in state.get("miners", [])]
+    for name, info in procs:
+        if "pid" in info:
+            alive = running and _pid_alive(int(info["pid"]))
+            console.print(f"  {name}: pid {info['pid']} {'alive' if alive else 'stopped'}"
+                          f"  log {info.get('log')}")
+    for death in state.get("deaths", []):
+        console.print(f"  [yellow]{death['name']} {death['reason']} (log {death['log']})[/yellow]")
+    epochs = state.get("epochs") or []
+    if epochs:
+        console.print(epoch_table(Snapshot.from_json(epochs[-1])))
+    if state.get("phases"):
+        console.print("  phases: " + ", ".join(f"{k} {v} s" for k, v in state["phases"].items()))
+    return 0 if running else 3
