@@ -262,8 +262,8 @@ def build_targets(
             from subnet.engine import load_engine
 
             engine = load_engine(
-                engine_kind,
-                teacher,  # type: ignore[arg-type]
+                engine_kind,  # type: ignore[arg-type]
+                teacher,
                 max_top_logprobs=max(cfg.k, 20),
             )
         try:
