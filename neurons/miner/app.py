@@ -1,0 +1,303 @@
+"""The miner's aiohttp application: ``build_app`` and thin routes over ``MinerService``.
+
+Request pipeline for ``POST /v1/completions`` (each step's failure has its own status/cause):
+body size (413, before reading) -> btauth/1 (401/403) -> caller policy (403/429) -> request
+schema (400) -> stake-ordered engine slot (429) -> generate (504 on timeout) -> signed
+response. One middleware turns every exception into the OpenAI error shape, signs every
+non-streamed response, counts it and writes one access-log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from bittensor.http_auth import Caller, NonceStore
+
+from neurons.miner.errors import HttpError, HttpFailure, to_failure
+from neurons.miner.policy import (
+    CallerInfo,
+    CallerPolicy,
+    Directory,
+    PriorityLimiter,
+    refresh_loop,
+    retry_after_header,
+)
+from neurons.miner.serving import MinerService
+from subnet import auth, protocol
+from subnet.metrics import MinerMetrics
+
+access_log = logging.getLogger("subnet.miner.access")
+
+
+@dataclass
+class Gate:
+    """Everything between the socket and the service: identity, limits, signing."""
+
+    wallet: Any  # signs responses with its hotkey
+    hotkey: str
+    nonce_store: NonceStore
+    policy: CallerPolicy
+    limiter: PriorityLimiter
+    auth_max_age: float = 10.0
+    auth_allowed_skew: float = 2.0
+    max_body_bytes: int = 1 << 20
+    request_timeout: float = 120.0
+
+    def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        return auth.verify_request(
+            request.headers, body, method=request.method, path=request.raw_path,
+            self_hotkey=self.hotkey, max_age=self.auth_max_age,
+            allowed_skew=self.auth_allowed_skew, nonce_store=self.nonce_store,
+        )
+
+
+SERVICE = web.AppKey("service", MinerService)
+GATE = web.AppKey("gate", Gate)
+METRICS = web.AppKey("metrics", MinerMetrics)
+_BODY = web.RequestKey("body", bytes)
+_CALLER = web.RequestKey("caller", Caller)
+_INFO = web.RequestKey("caller_info", CallerInfo)
+_STATS = web.RequestKey("stats", tuple)  # (prompt tokens, completion tokens, ttft or None)
+_CAUSE = web.RequestKey("cause", str)  # set when a 200 stream ended in an error event
+
+
+def build_app(
+    service: MinerService,
+    gate: Gate,
+    metrics: MinerMetrics,
+    *,
+    directory: Directory | None = None,
+    fetch_callers: Callable[[], Awaitable[Mapping[str, CallerInfo]]] | None = None,
+    refresh_interval: float = 12.0,
+) -> web.Application:
+    """The app; with ``fetch_callers`` a background task keeps ``directory`` fresh."""
+    app = web.Application(middlewares=[_guard], client_max_size=gate.max_body_bytes + 1)
+    app[SERVICE], app[GATE], app[METRICS] = service, gate, metrics
+    metrics.queue_depth.set_function(lambda: gate.limiter.waiting)
+    metrics.in_flight.set_function(lambda: gate.limiter.active)
+    app.router.add_post(protocol.COMPLETIONS_PATH, completions)
+    app.router.add_get(protocol.HEALTH_PATH, health)
+    app.router.add_get(protocol.METRICS_PATH, prometheus)
+    if fetch_callers is not None and directory is not None:
+        app.cleanup_ctx.append(_refresher(directory, fetch_callers, refresh_interval, metrics))
+    return app
+
+
+def _refresher(
+    directory: Directory, fetch: Callable[[], Awaitable[Mapping[str, CallerInfo]]],
+    interval: float, metrics: MinerMetrics,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def fetch_and_mark() -> Mapping[str, CallerInfo]:
+            callers = await fetch()
+            metrics.metagraph_age.set(time.time())
+            return callers
+
+        task = asyncio.create_task(refresh_loop(
+            directory, fetch_and_mark, interval, lambda e: metrics.metagraph_errors.inc()
+        ))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
+    deadline = asyncio.get_running_loop().time() + gate.request_timeout
+    body = await _read_body(request, gate.max_body_bytes)
+    request[_BODY] = body
+    caller = gate.authenticate(request, body)
+    request[_CALLER] = caller
+    info = gate.policy.admit(caller.hotkey_ss58)
+    request[_INFO] = info
+    metrics.caller_requests.labels(str(info.uid)).inc()
+    req = service.parse(body)
+    if req.ignored:
+        access_log.debug("ignored request fields: %s", ", ".join(req.ignored))
+    async with asyncio.timeout_at(deadline):
+        await gate.limiter.acquire(info.stake, timeout=gate.request_timeout)
+    try:
+        if req.stream:
+            return await _stream(request, req, deadline)
+        async with asyncio.timeout_at(deadline):
+            piece = await service.complete(req)
+    finally:
+        gate.limiter.release()
+    request[_STATS] = (len(req.prompt_ids), len(piece.completion.token_ids), None)
+    out = protocol.completion_body(
+        rid=_rid(), created=int(time.time()), model=service.model_name, request=req,
+        identity=service.identity, piece=piece,
+    )
+    return web.Response(body=protocol.dumps(out), content_type="application/json")
+
+
+async def _stream(
+    request: web.Request, req: protocol.CompletionRequest, deadline: float
+) -> web.StreamResponse:
+    """SSE: chunks as tokens arrive, then a signature event over all prior bytes, then DONE."""
+    service, gate = request.app[SERVICE], request.app[GATE]
+    t0 = time.perf_counter()
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Subnet-Stream-Signature": "trailer-event",
+    })
+    await resp.prepare(request)
+    digest = hashlib.sha256()
+    rid, created, total, ttft = _rid(), int(time.time()), 0, None
+
+    async def send(obj: Mapping[str, Any]) -> None:
+        data = protocol.sse_event(obj)
+        digest.update(data)
+        await resp.write(data)
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for s in service.stream(req):
+                chunk = protocol.stream_chunk(
+                    rid=rid, created=created, model=service.model_name, request=req,
+                    piece=s.piece, finish_reason=s.finish_reason, completion_tokens=s.total_tokens,
+                    identity=service.identity if total == 0 else None,
+                )
+                await send(chunk)
+                total = s.total_tokens
+                ttft = ttft if ttft is not None else time.perf_counter() - t0
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the caller went away: nothing left to send to
+    except Exception as e:
+        f = to_failure(e)
+        request[_CAUSE] = f.cause
+        await send(protocol.error_body(f.message, status=f.status, code=f.cause, param=f.param))
+    caller: Caller = request[_CALLER]
+    fields = auth.sign_response(
+        gate.wallet, status=200, path=request.raw_path, request_body=request[_BODY],
+        caller=caller.hotkey_ss58, request_nonce=caller.nonce_ns, body_sha256=digest.hexdigest(),
+    )
+    await resp.write(protocol.sse_event(auth.stream_signature_event(fields)))
+    await resp.write(protocol.SSE_DONE)
+    await resp.write_eof()
+    request[_STATS] = (len(req.prompt_ids), total, ttft)
+    return resp
+
+
+async def health(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    capacity = {"max_concurrency": gate.limiter.capacity, "in_flight": gate.limiter.active,
+                "queued": gate.limiter.waiting, "max_queue": gate.limiter.max_queue}
+    body = request.app[SERVICE].health(capacity) | {"hotkey": gate.hotkey}
+    return web.Response(body=protocol.dumps(body), content_type="application/json")
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as it is known to exceed ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, "body_too_large", f"body larger than {limit} bytes")
+    buf = bytearray()
+    while chunk := await request.content.readany():
+        buf += chunk
+        if len(buf) > limit:
+            raise HttpError(413, "body_too_large", f"body larger than {limit} bytes")
+    return bytes(buf)
+
+
+def _rid() -> str:
+    return "cmpl-" + secrets.token_hex(12)
+
+
+# -- the middleware -------------------------------------------------------------------------
+
+
+_ROUTER_CAUSES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    failure: HttpFailure | None = None
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        failure = HttpFailure(e.status, _ROUTER_CAUSES.get(e.status, "http"), e.reason)
+        resp = _error_response(failure)
+    except asyncio.CancelledError:
+        _record(request, route, 499, "client_gone", t0)
+        raise
+    except Exception as e:
+        failure = to_failure(e)
+        resp = _error_response(failure)
+    if not resp.prepared and isinstance(resp, web.Response):
+        _sign(request, resp)
+    cause = request.get(_CAUSE) or (failure.cause if failure else "ok")
+    _record(request, route, resp.status, cause, t0)
+    return resp
+
+
+def _error_response(f: HttpFailure) -> web.Response:
+    body = protocol.error_body(f.message, status=f.status, code=f.cause, param=f.param)
+    resp = web.Response(status=f.status, body=protocol.dumps(body),
+                        content_type="application/json")
+    if f.retry_after is not None:
+        resp.headers["Retry-After"] = retry_after_header(f.retry_after)
+    if f.status == 413:
+        resp.force_close()  # do not drain a body we refused
+    return resp
+
+
+def _sign(request: web.Request, resp: web.Response) -> None:
+    caller: Caller | None = request.get(_CALLER)
+    body = resp.body if isinstance(resp.body, bytes) else b""
+    resp.headers.update(auth.sign_response(
+        request.app[GATE].wallet, status=resp.status, path=request.raw_path,
+        request_body=request.get(_BODY, b""), body=body,
+        caller=caller.hotkey_ss58 if caller else None,
+        request_nonce=caller.nonce_ns if caller else None,
+    ))
+
+
+def _record(request: web.Request, route: str, status: int, cause: str, t0: float) -> None:
+    metrics = request.app[METRICS]
+    elapsed = time.perf_counter() - t0
+    metrics.requests.labels(route, str(status), cause).inc()
+    metrics.latency.labels(route).observe(elapsed)
+    if cause.startswith("auth_"):
+        metrics.auth_failures.labels(cause).inc()
+    info: CallerInfo | None = request.get(_INFO)
+    prompt_tokens, completion_tokens, ttft = request.get(_STATS, (0, 0, None))
+    if completion_tokens:
+        metrics.tokens.inc(completion_tokens)
+        metrics.tokens_per_second.observe(completion_tokens / max(elapsed, 1e-6))
+    if ttft is not None:
+        metrics.ttft.observe(ttft)
+    if route == protocol.METRICS_PATH or (route == protocol.HEALTH_PATH and status == 200):
+        return
+    access_log.info(json.dumps({
+        "route": route, "status": status, "cause": cause,
+        "uid": info.uid if info else None, "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens, "latency_ms": round(elapsed * 1000, 2),
+        "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+    }, separators=(",", ":")))
