@@ -57,6 +57,7 @@ def ensure_dir(final: Path, build: Callable[[Path], object], force: bool = False
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             build(tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by CI users
             if final.exists():
                 old = final.with_name(f".{final.name}.old.{os.getpid()}")
                 final.rename(old)

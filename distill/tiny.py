@@ -3,7 +3,7 @@
 Tests, CI and the localnet need a real teacher that vLLM, transformers and the trainer load
 like any Hugging Face model, without a model hub. :func:`tiny_world` builds one in minutes on
 2 CPU cores the first time (byte-level BPE tokenizer, a ~0.9M-parameter 4-layer Llama teacher
-trained on :mod:`distill.tasks`, and a ~0.1M-parameter 2-layer "undistilled" student trained the
+trained on :mod:`distill.tasks`, and a ~0.14M-parameter 2-layer "undistilled" student trained the
 same way) and returns instantly afterwards: the world lives in the user cache under the content
 hash of its recipe, outside any clone, so every checkout and CI run on a machine shares it.
 

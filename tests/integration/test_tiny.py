@@ -88,11 +88,12 @@ def test_tokenizer_adds_bos_and_round_trips(world: TinyWorld) -> None:
 
 
 def test_teacher_beats_chance_and_the_undistilled_student(world: TinyWorld) -> None:
-    chance = max(CHANCE.values())
+    # The easiest family to guess (count) is right by chance 1 time in 9; the build measured
+    # about 70 % for the teacher and 60 % for the student on 500 held-out tasks.
     teacher = _greedy_accuracy(world.teacher)
     student = _greedy_accuracy(world.undistilled)
-    assert teacher >= 0.3 > 3 * chance
-    assert teacher > student
+    assert teacher >= 0.5 > 4 * max(CHANCE.values())
+    assert teacher > student, (teacher, student)
 
 
 def test_cli_copies_the_cached_world(world: TinyWorld, tmp_path: Path) -> None:
