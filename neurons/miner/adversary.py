@@ -4,8 +4,9 @@
 unchanged (same HTTP app, same signatures, same committed identity):
 
 * ``wrong-model``: commits the identity of one model but answers with another (``other``).
-* ``fabricated``: samples honestly from its model but reports sharpened, teacher-like top-k
-  distributions (consistent enough to pass the format gate; only a spot check sees it).
+* ``fabricated``: samples honestly from its model but reports teacher-like distributions: the
+  teacher's own top-k at those positions when ``other`` (the teacher) is given, else its own
+  top-k sharpened. Consistent enough to pass the format gate; only a spot check sees it.
 * ``garbage``: well-framed responses whose arrays are nonsense (ids outside the vocabulary,
   positive and unsorted logprobs).
 * ``slow``: correct answers, ``delay`` seconds late (past any sane validator timeout).
@@ -52,21 +53,40 @@ class _Wrapper:
 
 
 class Fabricated(_Wrapper):
-    """Real tokens, fake distributions: top-k logprobs sharpened by ``sharpen`` and renormed."""
+    """Real tokens, fake distributions: the teacher's (``teacher``) or sharpened own ones."""
 
-    def __init__(self, engine: Engine, sharpen: float = 4.0) -> None:
+    def __init__(self, engine: Engine, teacher: Engine | None = None,
+                 sharpen: float = 4.0) -> None:
         super().__init__(engine)
+        self.teacher = teacher
         self.sharpen = sharpen
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Completion]:
+        out = await self.inner.generate(prompts, params)
+        k = params.top_logprobs
+        if self.teacher is None or k == 0:
+            return [self.corrupt(c) for c in out]
+        scored = await self.teacher.score(prompts, [c.token_ids.tolist() for c in out], k)
+        return [self._claim(c, s.top_ids, s.top_logprobs.astype(np.float64))
+                for c, s in zip(out, scored, strict=True)]
 
     def corrupt(self, c: Completion) -> Completion:
         if c.top_logprobs.shape[1] == 0:
             return c
         lp = c.top_logprobs.astype(np.float64) * self.sharpen
         lp = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)  # all mass on the top-k
-        listed = c.top_ids == c.token_ids[:, None]
+        return self._claim(c, c.top_ids, lp)
+
+    @staticmethod
+    def _claim(c: Completion, ids: np.ndarray, lp: np.ndarray) -> Completion:
+        """Report ``ids``/``lp`` as the top-k, with sampled logprobs consistent with them."""
+        listed = ids == c.token_ids[:, None]
         sampled = np.where(listed.any(axis=1), np.where(listed, lp, 0.0).sum(axis=1),
                            np.minimum(c.sampled_logprobs, lp[:, -1]))
-        return dataclasses.replace(c, top_logprobs=lp.astype(np.float32),
+        return dataclasses.replace(c, top_ids=ids.astype(np.int64),
+                                   top_logprobs=lp.astype(np.float32),
                                    sampled_logprobs=sampled.astype(np.float32))
 
 
@@ -102,17 +122,16 @@ class WrongModel(_Wrapper):
         self.committed = committed
 
     async def close(self) -> None:
-        await self.inner.close()
-        if self.committed is not self.inner:
-            await self.committed.close()
+        await self.committed.close()  # ``other`` belongs to the caller
 
 
 def wrap_engine(
     kind: str, engine: Engine, *, other: Engine | None = None, delay: float = 60.0
 ) -> Engine:
-    """The adversary ``kind`` around ``engine`` (``wrong-model`` needs ``other``)."""
+    """The adversary ``kind`` around ``engine``; ``other`` is the model ``wrong-model`` really
+    serves (required) and the teacher whose distributions ``fabricated`` reports (optional)."""
     if kind == "fabricated":
-        return Fabricated(engine)
+        return Fabricated(engine, other)
     if kind == "garbage":
         return Garbage(engine)
     if kind == "slow":

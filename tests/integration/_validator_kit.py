@@ -3,9 +3,9 @@
 Miners, all built from the tiny world: ``teacher`` (serves the teacher itself), ``student``
 (the undistilled student), and four adversaries, each committing its own model variant (a copy
 of the student whose ``config.json`` differs, so its digest is its own and no copy rule fires):
-``wrong`` serves the teacher under a student variant's identity, ``fabricated`` reports
-sharpened distributions, ``garbage`` sends malformed arrays, ``slow`` answers after the
-validator's timeout.
+``wrong`` serves the teacher under a student variant's identity, ``fabricated`` samples its
+student but reports the teacher's distributions, ``garbage`` sends malformed arrays, ``slow``
+answers after the validator's timeout.
 """
 
 from __future__ import annotations
@@ -97,8 +97,10 @@ def _miner_engine(sub: Subnet, name: str, slow_delay: float) -> Engine:
     if name in ("teacher", "student"):
         return load_engine("hf", sub.zoo[name])
     committed = load_engine("hf", sub.zoo[name])
-    if name == "wrong":
-        return wrap_engine("wrong-model", committed, other=load_engine("hf", sub.zoo["teacher"]))
+    if name in ("wrong", "fabricated"):
+        teacher = load_engine("hf", sub.zoo["teacher"])
+        sub.engines.append(teacher)  # the wrappers close only what they own
+        return wrap_engine(ADVERSARY[name], committed, other=teacher)
     return wrap_engine(ADVERSARY[name], committed, delay=slow_delay)
 
 
