@@ -1,15 +1,55 @@
-"""`subnet miner` (placeholder until issue 5 lands)."""
+"""`subnet miner`: serve a student model to validators (signed OpenAI-compatible completions).
+
+    subnet miner --model PATH --wallet.name W --wallet.hotkey H --network NET --netuid N
+                 --port P [--external-ip IP] [--register] [--engine vllm|hf]
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 
-from subnet.notyet import configure_placeholder, not_yet
+from subnet.cli import CONFIG_DEST_PREFIX, config_flag
+
+
+def _alias(parser: argparse.ArgumentParser, flag: str, key: str) -> None:
+    parser.add_argument(flag, dest=CONFIG_DEST_PREFIX + key, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    configure_placeholder(parser, 5)
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="the student model folder (Hugging Face format, safetensors)")
+    parser.add_argument("--model-name", default=None,
+                        help="name committed with the model digest (default: folder name)")
+    parser.add_argument("--revision", default="local",
+                        help="revision committed with the model digest (default: local)")
+    parser.add_argument("--register", action="store_true",
+                        help="register the hotkey if it is not (pays the burn)")
+    config_flag(parser, "--engine", "miner.engine")
+    config_flag(parser, "--network", "chain.network")
+    config_flag(parser, "--netuid", "chain.netuid")
+    config_flag(parser, "--wallet.name", "wallet.name")
+    config_flag(parser, "--wallet.hotkey", "wallet.hotkey")
+    config_flag(parser, "--wallet.path", "wallet.path")
+    config_flag(parser, "--wallet.password-file", "wallet.password_file")
+    for flag, key in (("--wallet-name", "wallet.name"), ("--wallet-hotkey", "wallet.hotkey"),
+                      ("--wallet-path", "wallet.path")):
+        _alias(parser, flag, key)
+    config_flag(parser, "--host", "miner.host")
+    config_flag(parser, "--port", "miner.port")
+    config_flag(parser, "--external-ip", "miner.external_ip")
+    config_flag(parser, "--state-dir", "miner.state_dir")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging (the per-request access log is always on)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise not_yet("subnet miner", 5)
+    from neurons.miner.main import MinerOptions, serve
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    opts = MinerOptions(model=args.model, register=args.register,
+                        model_name=args.model_name, revision=args.revision)
+    return asyncio.run(serve(args.config, opts))

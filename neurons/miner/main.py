@@ -1,0 +1,173 @@
+"""The miner process: startup in a fixed order, serve until signalled, drain, exit 0.
+
+Startup: wallet -> chain (registered? register with ``--register``, else stop with a clear
+message) -> engine -> model identity (digest of the weight files, committed on chain when it
+changed) -> HTTP server bound -> endpoint announced on chain (skipped when unchanged, so
+restarts do not trip the serving rate limit) -> serve. SIGTERM/SIGINT stop accepting, let
+in-flight requests finish (``miner.shutdown_grace`` seconds at most) and return 0; a second
+signal kills the process the default way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+
+from distill.identity import identity_for
+from neurons.miner.app import Gate, build_app
+from neurons.miner.policy import (
+    CallerInfo,
+    CallerPolicy,
+    Directory,
+    PolicyLimits,
+    PriorityLimiter,
+    callers_from_metagraph,
+)
+from neurons.miner.serving import MinerService, load_codec
+from subnet.auth import SqliteNonceStore
+from subnet.chain.network import parse_network
+from subnet.config import SubnetConfig
+from subnet.errors import ConfigError
+from subnet.metrics import MinerMetrics
+from subnet.wallets import hotkey_address, load_wallet
+
+if TYPE_CHECKING:
+    from subnet.chain.client import ChainClient
+    from subnet.engine.types import Engine
+
+log = logging.getLogger("subnet.miner")
+LOOPBACK_ANNOUNCE = "127.0.0.2"  # the chain rejects 127.0.0.1; 127.0.0.2 is loopback on Linux
+
+
+@dataclass(frozen=True)
+class MinerOptions:
+    model: str
+    register: bool = False
+    model_name: str | None = None
+    revision: str = "local"
+
+
+def announce_ip(config: SubnetConfig) -> str:
+    if config.miner.external_ip:
+        return config.miner.external_ip
+    spec = parse_network(config.chain.network)
+    if spec.kind == "devnet" or spec.text == "local":
+        return LOOPBACK_ANNOUNCE
+    raise ConfigError("miner.external_ip is required on a public network: pass --external-ip")
+
+
+async def serve(config: SubnetConfig, opts: MinerOptions,
+                ready: asyncio.Event | None = None) -> int:
+    from subnet.chain.network import open_chain
+    from subnet.engine import load_engine
+
+    mc, netuid = config.miner, config.chain.netuid
+    model_dir = Path(opts.model).expanduser()
+    if not model_dir.is_dir():
+        raise ConfigError(f"--model {opts.model}: not a model folder (no hub downloads here)")
+    ip = announce_ip(config)
+    wallet = load_wallet(config.wallet.name, config.wallet.hotkey, config.wallet.path,
+                         password_file=config.wallet.password_file or None)
+    hotkey = hotkey_address(wallet)
+
+    async with open_chain(config.chain.network) as chain:
+        uid = await chain.is_registered(netuid, hotkey)
+        if uid is None and not opts.register:
+            raise ConfigError(
+                f"hotkey {hotkey} is not registered on netuid {netuid} of "
+                f"{config.chain.network}: pass --register to register it (burns TAO)"
+            )
+        if uid is None:
+            uid = await chain.register(netuid, wallet)
+            log.info("registered as uid %d on netuid %d", uid, netuid)
+
+        kind: Literal["vllm", "hf"] = "hf" if mc.engine == "hf" else "vllm"
+        engine = load_engine(kind, model_dir, max_top_logprobs=max(mc.max_logprobs, 1))
+        try:
+            ident = identity_for(model_dir, opts.model_name, opts.revision).format()
+            current = (await chain.identities(netuid)).get(hotkey)
+            if current is None or current.payload != ident:
+                await chain.commit_identity(netuid, wallet, ident)
+                log.info("committed identity %s", ident)
+            return await _run_server(config, chain, wallet, hotkey, engine, ident,
+                                     model_dir, ip, uid, ready)
+        finally:
+            await engine.close()
+
+
+async def _run_server(
+    config: SubnetConfig, chain: ChainClient, wallet: Any, hotkey: str, engine: Engine,
+    ident: str, model_dir: Path, ip: str, uid: int, ready: asyncio.Event | None,
+) -> int:
+    mc, netuid = config.miner, config.chain.netuid
+    directory = Directory()
+
+    async def fetch_callers() -> dict[str, CallerInfo]:
+        return callers_from_metagraph((await chain.metagraph(netuid)).neurons)
+
+    directory.replace(await fetch_callers())  # policy is live before the first request
+    state = Path(mc.state_dir).expanduser()
+    store = SqliteNonceStore(state / f"nonces-{hotkey}.sqlite",
+                             retention=mc.auth_max_age + mc.auth_allowed_skew + 5.0)
+    gate = Gate(
+        wallet=wallet, hotkey=hotkey, nonce_store=store,
+        policy=CallerPolicy(directory, PolicyLimits(
+            min_stake=mc.min_validator_stake, require_permit=mc.require_validator_permit,
+            rate_rps=mc.rate_limit_rps, burst=mc.rate_limit_burst)),
+        limiter=PriorityLimiter(mc.max_concurrency, mc.max_queue),
+        auth_max_age=mc.auth_max_age, auth_allowed_skew=mc.auth_allowed_skew,
+        max_body_bytes=mc.max_body_bytes, request_timeout=mc.request_timeout,
+    )
+    service = MinerService(engine, identity=ident, model_name=model_dir.name,
+                           codec=load_codec(model_dir), max_tokens=mc.max_tokens,
+                           max_logprobs=mc.max_logprobs)
+    app = build_app(service, gate, MinerMetrics(), directory=directory,
+                    fetch_callers=fetch_callers, refresh_interval=mc.metagraph_refresh)
+    runner = web.AppRunner(app, shutdown_timeout=mc.shutdown_grace, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    try:
+        await web.TCPSite(runner, mc.host, mc.port).start()
+        mg = await chain.metagraph(netuid)
+        me = mg.by_hotkey(hotkey)
+        if me is None or me.axon is None or (me.axon.ip, me.axon.port) != (ip, mc.port):
+            await chain.serve(netuid, wallet, ip, mc.port)
+        log.info("miner uid %d serving %s on %s:%d (announced %s:%d)", uid, ident, mc.host,
+                 mc.port, ip, mc.port)
+        with _signals(stop):
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("shutting down: finishing in-flight requests")
+    finally:
+        await runner.cleanup()  # stop accepting, wait for handlers, run cleanup contexts
+        store.close()
+    return 0
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` once; handlers are restored afterwards."""
+    loop = asyncio.get_running_loop()
+
+    def handler(sig: signal.Signals) -> None:
+        log.info("received %s", sig.name)
+        stop.set()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(s)  # a second signal acts as usual
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, handler, s)
+    try:
+        yield
+    finally:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(s)
