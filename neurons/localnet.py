@@ -144,11 +144,13 @@ def steps_committed(db: Path) -> int:
 
 
 class Localnet:
-    """One run. ``print`` is a rich console's print (or anything with that signature)."""
+    """One run, printing to a rich ``console`` (a live table when it is a terminal)."""
 
-    def __init__(self, opts: Options, print_fn: Callable[..., None]) -> None:
+    def __init__(self, opts: Options, console: Any) -> None:
         self.o = opts
-        self.print = print_fn
+        self.console = console
+        self.print: Callable[..., None] = console.print
+        self.live = console.is_terminal if opts.live is None else opts.live
         self.folder = opts.folder.expanduser().resolve()
         self.devnet_dir = self.folder / "devnet"
         self.logs = self.folder / "logs"
@@ -253,7 +255,7 @@ class Localnet:
         # is new): sharing an honest miner's commitment would be caught by the copy rule
         # instead, and the demo means to show the spot checks catching the cheats.
         for role, base in (("adversary-wrong-model", world.undistilled),
-                           ("adversary-fabricated", distilled)):
+                           ("adversary-fabricated", world.undistilled)):
             models[role] = model_variant(base, self.folder / "models" / role, role)
         self.print(f"   tiny world {world.root}" + (" (built now)" if world.built else ""))
         return models
@@ -298,8 +300,8 @@ class Localnet:
                  "--set", f"miner.state_dir={self.folder / 'miners' / p.name}"]
         if p.role == "adversary-wrong-model":  # commits a small student, answers as the teacher
             argv += ["--adversary", "wrong-model", "--adversary-model", str(models["teacher"])]
-        elif p.role == "adversary-fabricated":
-            argv += ["--adversary", "fabricated"]
+        elif p.role == "adversary-fabricated":  # own samples, the teacher's distributions
+            argv += ["--adversary", "fabricated", "--adversary-model", str(models["teacher"])]
         return ProcSpec(f"{p.name}-{p.role}", tuple(argv), self.logs / f"{p.name}-{p.role}.log",
                         CHILD_ENV)
 
@@ -381,17 +383,27 @@ class Localnet:
         t0 = time.monotonic()
         self.print(f"   watching {self.o.epochs} epochs (tempo {self.o.tempo} blocks x "
                    f"{self.o.block_time} s)")
-        while len(self.snaps) < self.o.epochs and not self.stop:
-            if self._deaths(sup, plans):
-                return
-            alive = set(sup.alive())
-            snap = watcher.poll(time.monotonic() - t0,
-                                {uid: name in alive for uid, name in names.items()})
-            if snap is not None:
-                self.snaps.append(snap)
-                self.print(epoch_table(snap))
-                self.state.update(epochs=[s.to_json() for s in self.snaps])
-            time.sleep(0.5)
+        live_ctx: Any = contextlib.nullcontext()
+        if self.live:
+            from rich.live import Live
+
+            live_ctx = Live(console=self.console, refresh_per_second=2, transient=True)
+        with live_ctx as live:
+            while len(self.snaps) < self.o.epochs and not self.stop:
+                if self._deaths(sup, plans):
+                    return
+                alive = set(sup.alive())
+                snap, closed = watcher.poll(time.monotonic() - t0,
+                                            {uid: name in alive for uid, name in names.items()})
+                if closed:
+                    self.snaps.append(snap)
+                    self.print(epoch_table(snap))
+                    self.state.update(epochs=[s.to_json() for s in self.snaps])
+                elif live is not None:
+                    live.update(epoch_table(snap, title=(
+                        f"epoch {snap.epoch} in progress: block {snap.block}, "
+                        f"{snap.steps} validator steps, {snap.elapsed_s:.0f} s")))
+                time.sleep(0.5)
 
     # --- results --------------------------------------------------------------------------
 

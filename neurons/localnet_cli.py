@@ -70,11 +70,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough for the whole table
+        console = Console(width=max(console.width, 150))
     if args.status:
         return status(args.dir, console)
     from neurons.localnet import Localnet
 
-    return Localnet(options_from_args(args), console.print).run()
+    return Localnet(options_from_args(args), console).run()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -188,21 +188,24 @@ class Watcher:
         self.last_step = start.last_step
         return chain
 
-    def poll(self, elapsed_s: float, alive: Mapping[int, bool]) -> Snapshot | None:
-        """A snapshot when a new chain epoch ran since the last call, else None."""
+    def poll(self, elapsed_s: float, alive: Mapping[int, bool]) -> tuple[Snapshot, bool]:
+        """The current window: ``(snapshot, True)`` when a chain epoch closed it since the last
+        call (the next window starts empty), else ``(partial snapshot, False)`` for a live view.
+        """
         chain = read_chain(self.devnet_file, self.netuid)
-        if chain.epoch_index == self.last_epoch:
-            return None
+        closed = chain.epoch_index != self.last_epoch
         view = read_validator(self.validator_db, self.last_step)
         rows = tuple(self._row(m, chain, view, alive.get(m.uid, True)) for m in self.members)
+        done = self.last_epoch - self.start_epoch
         snap = Snapshot(
-            chain.epoch_index - self.start_epoch, chain.epoch_index, chain.block, elapsed_s,
-            view.last_step, rows,
+            chain.epoch_index - self.start_epoch if closed else done + 1, chain.epoch_index,
+            chain.block, elapsed_s, view.last_step, rows,
         )
-        self.last_epoch, self.last_step, self.prev_stake = (
-            chain.epoch_index, view.last_step, dict(chain.stake)
-        )
-        return snap
+        if closed:
+            self.last_epoch, self.last_step, self.prev_stake = (
+                chain.epoch_index, view.last_step, dict(chain.stake)
+            )
+        return snap, closed
 
     def _row(self, m: Member, chain: ChainView, view: ValidatorView, alive: bool) -> MinerRow:
         got = view.answers.get(m.uid, [])

@@ -57,7 +57,8 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     db_path = tmp_path / "validator" / "validator.sqlite"
     watcher = Watcher(tmp_path / "chain.sqlite", 1, db_path, members)
     watcher.begin()  # no validator database yet: empty views, no error
-    assert watcher.poll(0.0, {}) is None  # no epoch ran since begin()
+    partial, closed = watcher.poll(0.0, {})  # no epoch ran since begin(): a live view
+    assert not closed and partial.epoch == 1 and all(m.answers == 0 for m in partial.miners)
 
     store = Store(db_path)
     hk = {r: hotkey_address(wallets[r]) for r in ROLES}
@@ -81,9 +82,12 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     net.advance(1)  # weights set at a miner's registration block are masked (as on chain)
     async with open_chain(f"devnet:{tmp_path / 'chain.sqlite'}") as chain:
         await chain.set_weights(1, wallets["vali"], weights)
-    net.advance(5)  # one epoch with the weights in
-    snap = watcher.poll(12.0, {u["undistilled"]: False})
-    assert snap is not None and snap.epoch == 1 and snap.steps == 1
+    net.advance(1)
+    partial, closed = watcher.poll(11.0, {})  # the step is in, the epoch not yet
+    assert not closed and {m.role: m.answers for m in partial.miners}["distilled"] == 2
+    net.advance(4)  # one epoch with the weights in
+    snap, closed = watcher.poll(12.0, {u["undistilled"]: False})
+    assert closed and snap.epoch == 1 and snap.steps == 1
     rows = {m.role: m for m in snap.miners}
     assert rows["distilled"].answers == 2 and rows["distilled"].score == pytest.approx(0.8)
     assert rows["distilled"].ema == 0.8 and rows["distilled"].weight == 0.8
@@ -94,8 +98,8 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     assert rows["distilled"].emission == rows["distilled"].emission_total
 
     net.advance(5)  # a second epoch, no new steps: same weights, more emission
-    snap2 = watcher.poll(24.0, {})
-    assert snap2 is not None and snap2.epoch == 2
+    snap2, closed = watcher.poll(24.0, {})
+    assert closed and snap2.epoch == 2
     rows2 = {m.role: m for m in snap2.miners}
     assert rows2["distilled"].answers == 0 and rows2["distilled"].score is None
     assert rows2["distilled"].emission_total == pytest.approx(

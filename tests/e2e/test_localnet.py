@@ -1,0 +1,125 @@
+"""``subnet localnet`` end to end: real devnet, a real validator and real miner processes.
+
+Shorter than the demo (hf engines, a short tempo, few epochs) but the same code path: the
+summary JSON must show the demo's ordering, a miner killed mid-run must be reported while the
+validator keeps scoring the others, and no process may outlive the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SHORT = ["--engine", "hf", "--tempo", "10", "--block-time", "0.5", "--step-blocks", "2",
+         "--tasks-per-step", "2", "--fresh"]
+
+
+def _cmd(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "subnet.cli", "localnet", "--dir", str(tmp_path / "ln"),
+            "--json", str(tmp_path / "summary.json"), *SHORT, *extra]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
+
+
+def _pids(state: dict[str, Any]) -> list[int]:
+    pids = [int(state["validator"]["pid"])] if state.get("validator") else []
+    return pids + [int(m["pid"]) for m in state.get("miners", [])]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)  # each child leads its own process group
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _state(tmp_path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((tmp_path / "ln" / "localnet.json").read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
+    run = subprocess.run(_cmd(tmp_path, "--epochs", "4"), cwd=tmp_path, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    by_role = {m["role"]: m for m in summary["miners"]}
+    assert set(by_role) == {"teacher", "distilled", "undistilled", "adversary-wrong-model",
+                            "adversary-fabricated"}
+    assert by_role["distilled"]["emission_total"] > by_role["undistilled"]["emission_total"] > 0
+    for role in ("adversary-wrong-model", "adversary-fabricated"):
+        assert by_role[role]["emission_total"] == 0, by_role[role]
+        assert by_role[role]["causes"], f"{role} shows no cause code"
+    assert all(summary["checks"].values()), summary["checks"]
+    assert len(summary["epochs"]) == 4
+    assert set(summary["phases"]) >= {"setup", "tiny world", "engine starts", "epochs", "total"}
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "localnet summary" in run.stdout and "adversaries earn nothing" in run.stdout
+    state = _state(tmp_path)
+    assert state["phase"] == "ended" and state["exit_code"] == 0
+    assert all(_gone(pid) for pid in _pids(state))
+    logs = {p.name for p in (tmp_path / "ln" / "logs").iterdir()}
+    assert "validator.log" in logs and len(logs) == 6
+    status = subprocess.run([sys.executable, "-m", "subnet.cli", "localnet", "--status",
+                             "--dir", str(tmp_path / "ln")], cwd=tmp_path, env=_env(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 3 and "not running" in status.stdout
+
+
+def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp_path):
+    proc = subprocess.Popen(_cmd(tmp_path, "--epochs", "4"), cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = _state(tmp_path)
+            if state.get("epochs"):
+                break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.5)
+        assert state.get("epochs"), "no epoch within the deadline"
+        status = subprocess.run(
+            [sys.executable, "-m", "subnet.cli", "localnet", "--status", "--dir",
+             str(tmp_path / "ln")], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+            text=True, timeout=60)
+        assert status.returncode == 0 and "running" in status.stdout, status.stdout
+        victim = next(m for m in state["miners"] if m["role"] == "undistilled")
+        os.kill(int(victim["pid"]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert proc.returncode == 0, out[-4000:]
+    name = f"{victim['name']}-undistilled"
+    assert f"{name} (pid {victim['pid']}) killed by signal SIGKILL" in out
+    assert "the run goes on without it" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [d["name"] for d in summary["deaths"]] == [name]
+    assert summary["deaths"][0]["reason"] == "killed by signal SIGKILL"
+    after = [e for e in summary["epochs"] if e["epoch"] > len(state["epochs"]) + 1]
+    assert after, "no epoch after the kill"
+    for epoch in after:
+        rows = {m["role"]: m for m in epoch["miners"]}
+        assert not rows["undistilled"]["alive"]
+        assert rows["distilled"]["answers"] > 0 and rows["teacher"]["answers"] > 0
+        assert rows["undistilled"]["score"] in (None, 0.0)
+    assert all(_gone(pid) for pid in _pids(_state(tmp_path)))
