@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from subnet.engine.common import DEFAULT_MAX_TOP_LOGPROBS
 from subnet.engine.types import (
     Completion,
     Engine,
@@ -42,7 +43,7 @@ def load_engine(
     dtype: str | None = None,
     device: str | None = None,
     max_model_len: int | None = None,
-    max_top_logprobs: int = 20,
+    max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
     **engine_args: Any,
 ) -> Engine:
     """Load ``model_path`` (an HF-format directory) on the named engine.

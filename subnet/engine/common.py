@@ -19,6 +19,9 @@ from pathlib import Path
 from subnet.engine.types import EngineInfo, EngineInputError, SamplingParams, TokenIds
 from subnet.errors import EngineError
 
+# Largest top-k the engines report unless told otherwise (vLLM's own default max_logprobs).
+DEFAULT_MAX_TOP_LOGPROBS = 20
+
 
 @dataclass(frozen=True)
 class ModelFacts:

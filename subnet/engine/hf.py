@@ -2,21 +2,30 @@
 
 The fast path on CPU (no 40 s vLLM start) and a second opinion next to vLLM. Reported
 distributions are ``log_softmax`` of the raw fp32 logits; temperature and top-p only shape the
-sampling. Each call runs in a worker thread under one lock: calls are serialized, each batched.
+sampling. Each call runs in a worker thread under one thread lock: calls are serialized (from
+any event loop or thread), each one batched.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from subnet.engine.common import prompt_seed, read_model_facts, validate_generate, validate_score
+from subnet.engine.common import (
+    DEFAULT_MAX_TOP_LOGPROBS,
+    prompt_seed,
+    read_model_facts,
+    validate_generate,
+    validate_score,
+)
 from subnet.engine.types import (
     Completion,
     EngineInfo,
@@ -27,7 +36,7 @@ from subnet.engine.types import (
 )
 from subnet.errors import EngineError
 
-DEFAULT_MAX_TOP_LOGPROBS = 20
+T = TypeVar("T")
 
 
 def _device_name(device: torch.device) -> str:
@@ -106,7 +115,8 @@ class HFEngine:
                 model=str(model_path),
             ),
         )
-        self._lock = asyncio.Lock()
+        # A thread lock, not an asyncio one: callers may live on different event loops.
+        self._lock = threading.Lock()
 
     @property
     def info(self) -> EngineInfo:
@@ -117,8 +127,7 @@ class HFEngine:
     ) -> list[Completion]:
         validate_generate(self._info, prompts, params)
         rows = [[int(t) for t in p] for p in prompts]
-        async with self._lock:
-            return await asyncio.to_thread(self._generate, rows, params)
+        return await asyncio.to_thread(self._locked, self._generate, rows, params)
 
     async def score(
         self,
@@ -131,16 +140,21 @@ class HFEngine:
             ([int(t) for t in p], [int(t) for t in c])
             for p, c in zip(prompts, completions, strict=True)
         ]
-        async with self._lock:
-            return await asyncio.to_thread(self._score, pairs, k)
+        return await asyncio.to_thread(self._locked, self._score, pairs, k)
 
     async def close(self) -> None:
-        async with self._lock:
-            self._model = None
-            if self._device.type == "cuda":
-                torch.cuda.empty_cache()
+        await asyncio.to_thread(self._locked, self._release)
 
     # -- worker-thread side --------------------------------------------------------------
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
+
+    def _release(self) -> None:
+        self._model = None
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def _generate(self, rows: list[list[int]], params: SamplingParams) -> list[Completion]:

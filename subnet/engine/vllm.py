@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from subnet.engine.common import prompt_seed, read_model_facts, validate_generate, validate_score
+from subnet.engine.common import (
+    DEFAULT_MAX_TOP_LOGPROBS,
+    prompt_seed,
+    read_model_facts,
+    validate_generate,
+    validate_score,
+)
 from subnet.engine.types import (
     Completion,
     EngineInfo,
@@ -40,8 +46,6 @@ from subnet.engine.types import (
     TokenIds,
 )
 from subnet.errors import EngineError
-
-DEFAULT_MAX_TOP_LOGPROBS = 20
 
 # CPU defaults (no effect on GPUs): a small KV cache, and no OpenMP core binding, which on a
 # small shared box slows the engine about 5x.
