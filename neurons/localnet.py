@@ -279,8 +279,9 @@ class Localnet:
 
     # --- processes ------------------------------------------------------------------------
 
-    def _base_argv(self, command: str, manifest: dict[str, Any], wallet: str) -> list[str]:
-        argv = [sys.executable, "-m", "subnet.cli", command]
+    def _base_argv(self, command: str, manifest: dict[str, Any], wallet: str,
+                   launcher: tuple[str, ...] = ()) -> list[str]:
+        argv = [sys.executable, "-m", *(launcher or ("subnet.cli", command))]
         if self.o.config_path:
             argv += ["--config", self.o.config_path]
         sets = [f"chain.network={manifest['network']}", f"chain.netuid={manifest['netuid']}",
@@ -293,15 +294,18 @@ class Localnet:
     def _miner_spec(
         self, p: MinerPlan, manifest: dict[str, Any], models: dict[str, Path]
     ) -> ProcSpec:
-        argv = self._base_argv("miner", manifest, p.name)
+        # Adversaries run the real miner node with a wrapped engine: wrong-model commits a
+        # small student and answers as the teacher; fabricated samples its own tokens and
+        # reports the teacher's distributions for them.
+        launcher: tuple[str, ...] = ()
+        if p.role.startswith("adversary-"):
+            kind = p.role.removeprefix("adversary-")
+            launcher = ("neurons.localnet_adversary", kind, str(models["teacher"]))
+        argv = self._base_argv("miner", manifest, p.name, launcher)
         argv += ["--model", str(models[p.role]), "--register",
                  "--set", f"miner.engine={p.engine}", "--set", f"miner.port={p.port}",
                  "--set", f"miner.host={MINER_IP}", "--set", f"miner.external_ip={MINER_IP}",
                  "--set", f"miner.state_dir={self.folder / 'miners' / p.name}"]
-        if p.role == "adversary-wrong-model":  # commits a small student, answers as the teacher
-            argv += ["--adversary", "wrong-model", "--adversary-model", str(models["teacher"])]
-        elif p.role == "adversary-fabricated":  # own samples, the teacher's distributions
-            argv += ["--adversary", "fabricated", "--adversary-model", str(models["teacher"])]
         return ProcSpec(f"{p.name}-{p.role}", tuple(argv), self.logs / f"{p.name}-{p.role}.log",
                         CHILD_ENV)
 
