@@ -81,7 +81,7 @@ def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], 
                           warmup=spec["warmup"], seed=spec["seed"], threads=threads,
                           k=recipe.k, ce_weight=recipe.ce_weight, eval_every=-1,
                           save_every=-1, device="cpu")
-        result = train(init, targets, out, cfg, progress=False, log=log)
+        result = train(init, targets, out, cfg, progress=False, log=log, name="tiny-distilled")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     stats = {"version": DISTILLED_VERSION, "recipe": asdict(recipe),
              "targets_seconds": round(targets_s, 1),

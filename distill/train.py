@@ -200,13 +200,14 @@ def load_checkpoint(out: Path, model: Any, opt: torch.optim.Optimizer, meta: dic
     return int(saved["step"])
 
 
-def save_final(out: Path, student: Path, model: Any, meta: dict[str, Any]) -> str:
+def save_final(out: Path, student: Path, model: Any, meta: dict[str, Any],
+               name: str | None = None) -> str:
     """HF folder (safetensors + config + the student's tokenizer files) and its identity."""
     model.save_pretrained(str(out), safe_serialization=True)
     for name in COPY_FILES:
         if (student / name).is_file():
             shutil.copy2(student / name, out / name)
-    payload = identity_for(out, name=out.resolve().name).format()
+    payload = identity_for(out, name=name or out.resolve().name).format()
     (out / "identity.txt").write_text(payload + "\n")
     (out / "train_meta.json").write_text(json.dumps({**meta, "identity": payload}, indent=2))
     return payload
@@ -223,10 +224,12 @@ def train(
     *,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    name: str | None = None,
 ) -> TrainResult:
     """Distil ``targets_dir`` into the student at ``student``; write the result to ``out``.
 
-    Reruns of an interrupted call with the same arguments resume from the newest checkpoint.
+    ``name`` goes into the identity payload (default: the folder name). Reruns of an
+    interrupted call with the same arguments resume from the newest checkpoint.
     """
     student, out = Path(student), Path(out)
     # Inputs: open and check everything before any compute.
@@ -309,7 +312,7 @@ def train(
 
     elapsed = time.monotonic() - t0
     meta["eval_forward_kl"] = eval_kl
-    identity = save_final(out, student, model.float().cpu(), meta)
+    identity = save_final(out, student, model.float().cpu(), meta, name)
     log(f"saved {out} ({identity})")
     return TrainResult(
         out=out,
