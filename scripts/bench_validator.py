@@ -41,6 +41,8 @@ from subnet import auth
 from subnet.chain.types import Axon, Commitment, MetagraphView, NeuronView
 from subnet.config import load_config
 from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored, load_engine
+from subnet.engine.types import TokenIds
+from subnet.metrics import MinerMetrics
 
 
 @dataclass
@@ -65,12 +67,12 @@ class Replay:
     def info(self) -> EngineInfo:
         return self._info
 
-    async def generate(self, prompts: Sequence[Sequence[int]],
+    async def generate(self, prompts: Sequence[TokenIds],
                        params: SamplingParams) -> list[Completion]:
         return [self.answers[tuple(p)] for p in prompts]
 
-    async def score(self, prompts: Sequence[Sequence[int]],
-                    completions: Sequence[Sequence[int]], k: int) -> list[Scored]:
+    async def score(self, prompts: Sequence[TokenIds],
+                    completions: Sequence[TokenIds], k: int) -> list[Scored]:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -122,7 +124,7 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
             gate = Gate(w, w.hotkey.ss58_address, nonces,
                         CallerPolicy(directory, PolicyLimits(rate_rps=1e6, burst=10**6)),
                         PriorityLimiter(64, 4096))
-            runner = web.AppRunner(build_app(svc, gate, _metrics()), access_log=None)
+            runner = web.AppRunner(build_app(svc, gate, MinerMetrics()), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             runners.append(runner)
@@ -157,12 +159,6 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
     raw = n_answers / statistics.median(raw_times)
     return {"miners": n_miners, "answers": n_answers, "e2e_per_s": e2e, "raw_per_s": raw,
             "ratio": e2e / raw}
-
-
-def _metrics():  # type: ignore[no-untyped-def]
-    from subnet.metrics import MinerMetrics
-
-    return MinerMetrics()
 
 
 async def _no_loader(path: Path) -> Engine:

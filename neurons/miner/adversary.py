@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored
+from subnet.engine.types import TokenIds
 
 KINDS = ("wrong-model", "fabricated", "garbage", "slow")
 
@@ -36,7 +37,7 @@ class _Wrapper:
         return self.inner.info
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+        self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         return [self.corrupt(c) for c in await self.inner.generate(prompts, params)]
 
@@ -44,7 +45,7 @@ class _Wrapper:
         return c
 
     async def score(
-        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], k: int
+        self, prompts: Sequence[TokenIds], completions: Sequence[TokenIds], k: int
     ) -> list[Scored]:
         return await self.inner.score(prompts, completions, k)
 
@@ -62,7 +63,7 @@ class Fabricated(_Wrapper):
         self.sharpen = sharpen
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+        self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         out = await self.inner.generate(prompts, params)
         k = params.top_logprobs
@@ -108,7 +109,7 @@ class Slow(_Wrapper):
         self.delay = delay
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+        self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         await asyncio.sleep(self.delay)
         return await self.inner.generate(prompts, params)
