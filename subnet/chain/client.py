@@ -51,6 +51,16 @@ class ChainClient:
         with translated("read block time"):
             return float(await self._client.block_time())
 
+    async def block_hash(self, block: int) -> str | None:
+        """The hash of ``block`` (None if the chain does not have it yet).
+
+        Validators seed their tasks from it, so every validator of a subnet draws the same
+        prompts for the same block and nobody can precompute them.
+        """
+        with translated(f"read block {block}"):
+            info = await self._client.block_info(block)
+            return None if info is None or not info.hash else str(info.hash)
+
     async def wait_for_block(
         self, block: int | None = None, *, timeout: float | None = None
     ) -> int:

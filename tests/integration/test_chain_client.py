@@ -235,3 +235,13 @@ async def test_commit_reveal_weights_are_committed_not_read_back(chain, net, wal
     assert result.path == "commit_reveal" and result.matches is None
     assert isinstance(result.reveal_round, int) and result.reveal_round > 0
     assert net.weights(1)[vuid] == []
+
+
+async def test_block_hash_is_stable_for_past_blocks_and_none_for_future(chain, net):
+    net.advance(3)
+    head = await chain.block()
+    first = await chain.block_hash(head - 1)
+    assert first and first.startswith("0x")
+    assert await chain.block_hash(head - 1) == first  # validators agree on a block's seed
+    assert await chain.block_hash(head - 2) != first
+    assert await chain.block_hash(head + 100) is None
