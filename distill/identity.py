@@ -53,8 +53,10 @@ class ModelIdentity:
     def __post_init__(self) -> None:
         if not _DIGEST.match(self.digest):
             raise IdentityError("digest must be 64 lowercase hex characters")
-        for label, value, limit in (("name", self.name, MAX_NAME),
-                                    ("revision", self.revision, MAX_REVISION)):
+        for label, value, limit in (
+            ("name", self.name, MAX_NAME),
+            ("revision", self.revision, MAX_REVISION),
+        ):
             if not 0 < len(value) <= limit or not _TOKEN.match(value):
                 raise IdentityError(
                     f"{label} must be 1..{limit} characters of [A-Za-z0-9._/+-], got {value!r}"
@@ -116,8 +118,9 @@ def _token(text: str, limit: int) -> str:
     return cleaned[-limit:].lstrip("-/") or "model"
 
 
-def identity_for(model_dir: str | Path, name: str | None = None,
-                 revision: str = "local") -> ModelIdentity:
+def identity_for(
+    model_dir: str | Path, name: str | None = None, revision: str = "local"
+) -> ModelIdentity:
     """The identity of a model folder; ``name`` defaults to the folder name."""
     root = Path(model_dir)
     return ModelIdentity(
