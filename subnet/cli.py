@@ -55,7 +55,12 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def config_flag(
-    parser: argparse.ArgumentParser, flag: str, key: str, **kwargs: Any
+    parser: argparse.ArgumentParser,
+    flag: str,
+    key: str,
+    *,
+    aliases: Sequence[str] = (),
+    **kwargs: Any,
 ) -> None:
     """Add ``flag`` as a CLI override of config key ``section.key`` (help from its declaration)."""
     from subnet.config import declared_keys
@@ -64,12 +69,22 @@ def config_flag(
     help_text = kwargs.pop("help", None) or field.metadata["help"]
     parser.add_argument(
         flag,
+        *aliases,
         dest=CONFIG_DEST_PREFIX + key,
         default=argparse.SUPPRESS,
         metavar=kwargs.pop("metavar", key.split(".")[-1].upper()),
         help=f"{help_text} ({describe_range(field)}; config key {key})",
         **kwargs,
     )
+
+
+def wallet_flags(parser: argparse.ArgumentParser, *, password_file: bool = True) -> None:
+    """``--wallet.name/--wallet.hotkey/--wallet.path`` (btcli spelling; ``--wallet-name`` too)."""
+    for part in ("name", "hotkey", "path"):
+        config_flag(parser, f"--wallet.{part}", f"wallet.{part}", aliases=(f"--wallet-{part}",))
+    if password_file:
+        config_flag(parser, "--wallet.password-file", "wallet.password_file",
+                    aliases=("--wallet-password-file",))
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -10,12 +10,7 @@ import argparse
 import asyncio
 import logging
 
-from subnet.cli import CONFIG_DEST_PREFIX, config_flag
-
-
-def _alias(parser: argparse.ArgumentParser, flag: str, key: str) -> None:
-    parser.add_argument(flag, dest=CONFIG_DEST_PREFIX + key, default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)
+from subnet.cli import config_flag, wallet_flags
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,13 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--engine", "miner.engine")
     config_flag(parser, "--network", "chain.network")
     config_flag(parser, "--netuid", "chain.netuid")
-    config_flag(parser, "--wallet.name", "wallet.name")
-    config_flag(parser, "--wallet.hotkey", "wallet.hotkey")
-    config_flag(parser, "--wallet.path", "wallet.path")
-    config_flag(parser, "--wallet.password-file", "wallet.password_file")
-    for flag, key in (("--wallet-name", "wallet.name"), ("--wallet-hotkey", "wallet.hotkey"),
-                      ("--wallet-path", "wallet.path")):
-        _alias(parser, flag, key)
+    wallet_flags(parser)
     config_flag(parser, "--host", "miner.host")
     config_flag(parser, "--port", "miner.port")
     config_flag(parser, "--external-ip", "miner.external_ip")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from subnet.cli import config_flag
+from subnet.cli import config_flag, wallet_flags
 from subnet.errors import ConfigError
 
 
@@ -32,9 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--engine", "validator.engine")
     config_flag(parser, "--network", "chain.network")
     config_flag(parser, "--netuid", "chain.netuid")
-    config_flag(parser, "--wallet-name", "wallet.name")
-    config_flag(parser, "--wallet-hotkey", "wallet.hotkey")
-    config_flag(parser, "--wallet-path", "wallet.path")
+    wallet_flags(parser)
     config_flag(parser, "--state-dir", "validator.state_dir")
     config_flag(parser, "--tasks-per-step", "validator.tasks_per_step")
     config_flag(parser, "--sample-miners", "validator.sample_miners")

@@ -225,7 +225,7 @@ def _advance(folder: Path, blocks: int) -> int:
 
 
 def configure_hparams(parser: argparse.ArgumentParser) -> None:
-    from subnet.cli import config_flag
+    from subnet.cli import config_flag, wallet_flags
 
     sub = parser.add_subparsers(dest="hparams_command", metavar="ACTION", required=True)
     get = sub.add_parser("get", help="print every hyperparameter of a subnet")
@@ -234,10 +234,7 @@ def configure_hparams(parser: argparse.ArgumentParser) -> None:
         config_flag(p, "--network", "chain.network")
         config_flag(p, "--netuid", "chain.netuid")
     get.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    config_flag(set_, "--wallet.name", "wallet.name")
-    config_flag(set_, "--wallet.hotkey", "wallet.hotkey")
-    config_flag(set_, "--wallet.path", "wallet.path")
-    config_flag(set_, "--wallet.password-file", "wallet.password_file")
+    wallet_flags(set_)
     set_.add_argument("--name", required=True, help="hyperparameter name (see `hparams get`)")
     set_.add_argument(
         "--value", required=True,
