@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 setup:
 	@ENGINE=$(ENGINE) bash scripts/setup.sh
 
+# The whole subnet on this machine (subnet localnet): a fresh devnet in .localnet/ each time; the
+# tiny world is built once into the user cache. Ctrl-C stops every process it started.
 demo: setup
-	$(VENV)/bin/subnet distill tiny
+	$(VENV)/bin/subnet localnet --fresh
 
 # pytest exits 5 when it collected nothing (e.g. a filtered run): say so instead of failing.
 test: setup

@@ -36,7 +36,12 @@ from neurons.localnet_watch import Member, Snapshot, Watcher
 from subnet.errors import ConfigError
 
 ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
-DEFAULT_MINERS = "distilled,undistilled,teacher,adversary-wrong-model,adversary-fabricated"
+# Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
+# the validator five (teacher + committed models for spot checks), so they default to the light
+# transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
+DEFAULT_MINERS = (
+    "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
+)
 ENGINES = ("vllm", "hf")
 MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 STATE_FILE = "localnet.json"
@@ -58,7 +63,7 @@ class Options:
     miners: tuple[tuple[str, str], ...] = ()  # (role, engine)
     epochs: int = 6
     engine: str = "vllm"
-    validator_engine: str = "vllm"
+    validator_engine: str = "hf"
     json_out: Path | None = None
     chart_out: Path | None = None
     tempo: int = 20
@@ -310,7 +315,7 @@ class Localnet:
                         CHILD_ENV)
 
     def _validator_spec(self, manifest: dict[str, Any], models: dict[str, Path]) -> ProcSpec:
-        argv = self._base_argv("validator", manifest, manifest["validators"][0])
+        argv = [*self._base_argv("validator", manifest, manifest["validators"][0]), "-v"]
         o = self.o
         for s in (f"validator.teacher={models['teacher']}",
                   f"validator.engine={o.validator_engine}",
@@ -326,20 +331,20 @@ class Localnet:
 
     def _start(self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan],
                models: dict[str, Path]) -> bool:
+        """Miners first, then the validator once they all serve (or died): a miner still
+        loading its engine would otherwise score zeros that its EMA carries into the epochs."""
         specs = {p.name: self._miner_spec(p, manifest, models) for p in plans}
         for spec in specs.values():
             sup.start(spec)
-        validator = self._validator_spec(manifest, models)
-        sup.start(validator)
         self.state.update(
             network=manifest["network"], netuid=manifest["netuid"],
-            validator={"pid": sup.pids()["validator"], "log": str(validator.log),
-                       "db": str(self.validator_db)},
             miners=[{**p.__dict__, "process": specs[p.name].name, "log": str(specs[p.name].log),
                      "pid": sup.pids()[specs[p.name].name]} for p in plans],
         )
-        self.print(f"   started {len(plans)} miners and a validator; logs in {self.logs}")
+        self.print(f"   started {len(plans)} miners; logs in {self.logs}")
         pending = {p.name: p for p in plans}
+        steps_before = steps_committed(self.validator_db)
+        validator: ProcSpec | None = None
         deadline = time.monotonic() + self.o.ready_timeout
         while time.monotonic() < deadline and not self.stop:
             if self._deaths(sup, plans):
@@ -350,7 +355,15 @@ class Localnet:
                     pending.pop(name)
                     self.print(f"   {specs[name].name} (uid {p.uid}) "
                                + ("died" if specs[name].name in dead else "is serving"))
-            if not pending and steps_committed(self.validator_db) > 0:
+            if not pending and validator is None:
+                validator = self._validator_spec(manifest, models)
+                sup.start(validator)
+                self.state.update(validator={"pid": sup.pids()["validator"],
+                                             "log": str(validator.log),
+                                             "db": str(self.validator_db)})
+                self.print(f"   started the validator ({self.o.validator_engine} engine)")
+            if validator is not None and steps_committed(self.validator_db) > steps_before:
+                self.print("   the validator committed its first step")
                 return True
             time.sleep(1.0)
         if not self.stop:

@@ -17,16 +17,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d = Options()
     parser.add_argument(
         "--miners", default=DEFAULT_MINERS, metavar="SPEC",
-        help=f"comma-separated roles, each optionally role:engine (roles: {', '.join(ROLES)}; "
-        f"default: {DEFAULT_MINERS})",
+        help=f"comma-separated roles, each optionally role:engine, else --engine (roles: "
+        f"{', '.join(ROLES)}; default: {DEFAULT_MINERS})",
     )
     parser.add_argument("--epochs", type=int, default=d.epochs,
                         help=f"chain epochs to watch after every process is ready ({d.epochs})")
     parser.add_argument("--engine", choices=ENGINES, default=d.engine,
-                        help=f"engine of the miners (default {d.engine})")
-    parser.add_argument("--validator-engine", choices=ENGINES, default=None,
+                        help=f"engine of miners without one in --miners (default {d.engine})")
+    parser.add_argument("--validator-engine", choices=ENGINES, default=d.validator_engine,
                         help="engine of the validator's teacher and spot checks "
-                        "(default: --engine)")
+                        f"(default {d.validator_engine})")
     parser.add_argument("--dir", type=Path, default=d.folder,
                         help=f"localnet folder: devnet, wallets, state, logs ({d.folder})")
     parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
@@ -57,7 +57,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
     return Options(
         folder=args.dir, miners=parse_miners(args.miners, args.engine), epochs=args.epochs,
-        engine=args.engine, validator_engine=args.validator_engine or args.engine,
+        engine=args.engine, validator_engine=args.validator_engine,
         json_out=args.json_out, tempo=args.tempo, block_time=args.block_time,
         tasks_per_step=args.tasks_per_step, step_blocks=args.step_blocks,
         max_tokens=args.max_tokens, ready_timeout=args.ready_timeout, fresh=args.fresh,

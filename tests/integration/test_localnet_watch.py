@@ -148,7 +148,7 @@ def test_parse_miners_accepts_roles_and_engines_and_names_bad_input():
     default = parse_miners(DEFAULT_MINERS, "vllm")
     assert [r for r, _ in default] == ["distilled", "undistilled", "teacher",
                                        "adversary-wrong-model", "adversary-fabricated"]
-    assert {e for _, e in default} == {"vllm"}
+    assert [e for _, e in default] == ["vllm", "vllm", "vllm", "hf", "hf"]
     assert parse_miners("teacher:hf, distilled", "vllm") == (("teacher", "hf"),
                                                            ("distilled", "vllm"))
     with pytest.raises(ConfigError, match="unknown role 'cheater'"):
