@@ -122,4 +122,6 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
         assert not rows["undistilled"]["alive"]
         assert rows["distilled"]["answers"] > 0 and rows["teacher"]["answers"] > 0
         assert rows["undistilled"]["score"] in (None, 0.0)
+        if rows["undistilled"]["answers"]:
+            assert set(rows["undistilled"]["causes"]) == {"http_error"}
     assert all(_gone(pid) for pid in _pids(_state(tmp_path)))
