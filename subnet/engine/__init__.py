@@ -19,6 +19,7 @@ from subnet.engine.types import (
     Provenance,
     SamplingParams,
     Scored,
+    StreamingEngine,
     TokenIds,
 )
 from subnet.errors import EngineError
@@ -31,6 +32,7 @@ __all__ = [
     "Provenance",
     "SamplingParams",
     "Scored",
+    "StreamingEngine",
     "TokenIds",
     "load_engine",
 ]
@@ -45,7 +47,7 @@ def load_engine(
     max_model_len: int | None = None,
     max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
     **engine_args: Any,
-) -> Engine:
+) -> StreamingEngine:
     """Load ``model_path`` (an HF-format directory) on the named engine.
 
     ``dtype`` defaults to the checkpoint's, ``device`` to the best available, ``max_model_len``

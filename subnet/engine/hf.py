@@ -2,15 +2,17 @@
 
 The fast path on CPU (no 40 s vLLM start) and a second opinion next to vLLM. Reported
 distributions are ``log_softmax`` of the raw fp32 logits; temperature and top-p only shape the
-sampling. Each call runs in a worker thread under one thread lock: calls are serialized (from
-any event loop or thread), each one batched.
+sampling. Model calls run on the engine's one worker thread, so they are serialized (from any
+event loop or thread) and never block an event loop: ``generate`` and ``score`` are one job
+each (batched); ``generate_stream`` is one job per token, so concurrent streams interleave
+token by token, each with its own KV cache.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +39,8 @@ from subnet.engine.types import (
 from subnet.errors import EngineError
 
 T = TypeVar("T")
+# One decode step's numpy outputs per row: token, its logprob, top-k ids, top-k logprobs.
+Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _device_name(device: torch.device) -> str:
@@ -78,6 +82,52 @@ def _sample(
     return torch.cat(out)
 
 
+class _Decode:
+    """Incremental decoding of one batch: the prefill, then one sampled token per row per step.
+
+    ``generate`` and ``generate_stream`` both run this, so a stream is the same computation as
+    a batch of one, token for token. Not thread-safe: one step at a time (the worker thread).
+    """
+
+    def __init__(self, rows: list[list[int]], params: SamplingParams, device: torch.device):
+        self.params = params
+        self.generators: list[torch.Generator | None] = []
+        for i in range(len(rows)):
+            seed = prompt_seed(params.seed, i)
+            self.generators.append(None if seed is None else torch.Generator().manual_seed(seed))
+        self.ids, self.mask, self.positions = _left_pad(rows, device)
+        self.past: Any = None
+        self.last: torch.Tensor | None = None  # the tokens sampled by the previous step
+
+    @torch.inference_mode()
+    def step(self, model: Any) -> Step:
+        if self.last is None:
+            out = model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.positions)
+        else:
+            ones = torch.ones((len(self.last), 1), dtype=self.mask.dtype, device=self.mask.device)
+            self.mask = torch.cat([self.mask, ones], 1)
+            self.positions = self.positions[:, -1:] + 1
+            out = model(
+                input_ids=self.last[:, None],
+                attention_mask=self.mask,
+                position_ids=self.positions,
+                past_key_values=self.past,
+                use_cache=True,
+            )
+        self.past = out.past_key_values
+        logits = out.logits[:, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        token = _sample(logits, self.params, self.generators)
+        self.last = token
+        values, indices = logprobs.topk(self.params.top_logprobs, dim=-1)
+        return (
+            token.cpu().numpy().astype(np.int64),
+            logprobs.gather(-1, token[:, None])[:, 0].cpu().numpy().astype(np.float32),
+            indices.cpu().numpy().astype(np.int64),
+            values.cpu().numpy().astype(np.float32),
+        )
+
+
 class HFEngine:
     """transformers + torch on CPU or CUDA; see the module docstring."""
 
@@ -115,8 +165,9 @@ class HFEngine:
                 model=str(model_path),
             ),
         )
-        # A thread lock, not an asyncio one: callers may live on different event loops.
-        self._lock = threading.Lock()
+        # One worker thread, not an asyncio lock: callers may live on different event loops.
+        # Jobs run in submission order, so streams take turns token by token.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-engine")
 
     @property
     def info(self) -> EngineInfo:
@@ -127,7 +178,34 @@ class HFEngine:
     ) -> list[Completion]:
         validate_generate(self._info, prompts, params)
         rows = [[int(t) for t in p] for p in prompts]
-        return await asyncio.to_thread(self._locked, self._generate, rows, params)
+        return await self._run(self._generate, rows, params)
+
+    def generate_stream(
+        self, prompt: TokenIds, params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        validate_generate(self._info, [prompt], params)  # now, not at the first iteration
+        return self._stream([int(t) for t in prompt], params)
+
+    async def _stream(
+        self, row: list[int], params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        decode = _Decode([row], params, self._device)
+        for step in range(params.max_tokens):
+            # A cancelled await leaves the running step to finish on the worker; no more follow.
+            token, sampled, top_ids, top_lp = await self._run(self._step, decode)
+            reason = "length" if step + 1 == params.max_tokens else ""
+            if not params.ignore_eos and int(token[0]) == self._eos:
+                reason = "stop"
+            yield Completion(
+                token_ids=token,
+                sampled_logprobs=sampled,
+                top_ids=top_ids,
+                top_logprobs=top_lp,
+                finish_reason=reason,
+                provenance=self._info.provenance,
+            )
+            if reason:
+                return
 
     async def score(
         self,
@@ -140,71 +218,45 @@ class HFEngine:
             ([int(t) for t in p], [int(t) for t in c])
             for p, c in zip(prompts, completions, strict=True)
         ]
-        return await asyncio.to_thread(self._locked, self._score, pairs, k)
+        return await self._run(self._score, pairs, k)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._locked, self._release)
+        await self._run(self._release)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     # -- worker-thread side --------------------------------------------------------------
 
-    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            return fn(*args)
+    def _live_model(self) -> Any:
+        if self._model is None:
+            raise EngineError("engine is closed")
+        return self._model
+
+    def _step(self, decode: _Decode) -> Step:
+        return decode.step(self._live_model())
 
     def _release(self) -> None:
         self._model = None
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
 
-    @torch.inference_mode()
     def _generate(self, rows: list[list[int]], params: SamplingParams) -> list[Completion]:
-        if self._model is None:
-            raise EngineError("engine is closed")
-        n, k = len(rows), params.top_logprobs
-        generators: list[torch.Generator | None] = []
-        for i in range(n):
-            seed = prompt_seed(params.seed, i)
-            generators.append(None if seed is None else torch.Generator().manual_seed(seed))
-        ids, mask, positions = _left_pad(rows, self._device)
-        out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions)
-        past = out.past_key_values
-        logits = out.logits[:, -1].float()
-        tokens: list[torch.Tensor] = []
-        sampled_lp: list[torch.Tensor] = []
-        top_ids: list[torch.Tensor] = []
-        top_lp: list[torch.Tensor] = []
-        done = torch.zeros(n, dtype=torch.bool, device=self._device)
-        for step in range(params.max_tokens):
-            logprobs = torch.log_softmax(logits, dim=-1)
-            token = _sample(logits, params, generators)
-            tokens.append(token)
-            sampled_lp.append(logprobs.gather(-1, token[:, None])[:, 0])
-            values, indices = logprobs.topk(k, dim=-1)
-            top_lp.append(values)
-            top_ids.append(indices)
+        model = self._live_model()
+        decode = _Decode(rows, params, self._device)
+        steps: list[Step] = []
+        done = np.zeros(len(rows), dtype=bool)
+        for _ in range(params.max_tokens):
+            steps.append(decode.step(model))
             if not params.ignore_eos:
-                done |= token == self._eos
-                if bool(done.all()):
+                done |= steps[-1][0] == self._eos
+                if done.all():
                     break
-            if step + 1 == params.max_tokens:
-                break
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=mask.device)], 1)
-            positions = positions[:, -1:] + 1
-            out = self._model(
-                input_ids=token[:, None],
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=past,
-                use_cache=True,
-            )
-            past = out.past_key_values
-            logits = out.logits[:, -1].float()
-        all_tokens = torch.stack(tokens, 1).cpu().numpy().astype(np.int64)
-        all_lp = torch.stack(sampled_lp, 1).cpu().numpy().astype(np.float32)
-        all_top_ids = torch.stack(top_ids, 1).cpu().numpy().astype(np.int64)
-        all_top_lp = torch.stack(top_lp, 1).cpu().numpy().astype(np.float32)
+        all_tokens, all_lp, all_top_ids, all_top_lp = (
+            np.stack([st[j] for st in steps], 1) for j in range(4)
+        )
         results = []
-        for i in range(n):
+        for i in range(len(rows)):
             length, reason = all_tokens.shape[1], "length"
             if not params.ignore_eos:
                 stops = np.flatnonzero(all_tokens[i] == self._eos)
@@ -224,14 +276,11 @@ class HFEngine:
 
     @torch.inference_mode()
     def _score(self, pairs: list[tuple[list[int], list[int]]], k: int) -> list[Scored]:
-        if self._model is None:
-            raise EngineError("engine is closed")
+        model = self._live_model()
         ids, mask, positions = _left_pad([p + c for p, c in pairs], self._device)
         # Left padding puts every completion at the end of its row: keep only those logits.
         keep = max(len(c) for _, c in pairs) + 1
-        out = self._model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
-        )
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
         results = []
         for i, (_, completion) in enumerate(pairs):
             p = len(completion)

@@ -11,7 +11,7 @@ rows are sorted by descending logprob.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,7 +84,7 @@ class Completion:
     sampled_logprobs: FloatArray  # [P] raw logprob of each sampled token
     top_ids: IntArray  # [P, k] (k may be 0)
     top_logprobs: FloatArray  # [P, k] sorted descending
-    finish_reason: str  # "stop" (EOS) | "length"
+    finish_reason: str  # "stop" (EOS) | "length"; "" on a stream chunk that is not the last
     provenance: Provenance
 
 
@@ -125,3 +125,26 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class StreamingEngine(Engine, Protocol):
+    """An engine that also hands out one completion token by token, as it is computed.
+
+    Both real engines implement it. It is a separate protocol only so that engine wrappers
+    that cannot stream (the adversaries in ``neurons/miner/adversary.py``) still are Engines;
+    the miner checks for ``generate_stream`` and falls back to ``generate`` without it.
+    """
+
+    def generate_stream(
+        self, prompt: TokenIds, params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        """The completion of one prompt in chunks, each as soon as the engine has it.
+
+        Input is validated like ``generate`` when called (``EngineInputError`` before anything
+        runs). Each chunk holds only the new positions (at least one, except possibly an empty
+        last chunk) with the same raw distributions ``generate`` reports; ``finish_reason`` is
+        "" on every chunk but the last. The chunks concatenated equal ``generate([prompt],
+        params)[0]``, seed included. Closing the iterator early (``aclose``, cancellation)
+        stops the request in the engine.
+        """
+        ...

@@ -1,6 +1,8 @@
 """The vLLM engine: AsyncLLM with raw logprobs and continuous batching across callers.
 
-Every prompt of every call becomes its own vLLM request, so concurrent callers share batches.
+Every prompt of every call becomes its own vLLM request, so concurrent callers share batches;
+``generate_stream`` is one such request with delta outputs (``RequestOutputKind.DELTA``), so a
+chunk holds the tokens that arrived since the last one (several when the consumer lags).
 Distributions are raw (``logprobs_mode="raw_logprobs"``). ``score`` is one prefill of
 ``prompt + completion`` with ``prompt_logprobs=k``: that gives the top-k and the given token's
 logprob and rank at every completion position.
@@ -20,10 +22,11 @@ The engine core runs in a spawned process: the program that creates it needs a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,66 +129,102 @@ class VllmEngine:
     def info(self) -> EngineInfo:
         return self._info
 
-    async def _run(self, ids: list[int], params: Any) -> Any:
+    async def _outputs(self, ids: list[int], params: Any) -> AsyncGenerator[Any, None]:
+        """vLLM's outputs for one request, errors translated; closing it aborts the request."""
         from vllm.inputs import TokensPrompt
 
         if self._llm is None:
             raise EngineError("engine is closed")
-        final = None
+        stream = self._llm.generate(TokensPrompt(prompt_token_ids=ids), params, uuid.uuid4().hex)
         try:
-            async for out in self._llm.generate(
-                TokensPrompt(prompt_token_ids=ids), params, uuid.uuid4().hex
-            ):
-                final = out
+            # aclosing: an ``async for`` left early does not close vLLM's generator, whose
+            # close is what aborts the request in the engine core.
+            async with contextlib.aclosing(stream):
+                async for out in stream:
+                    yield out
         except EngineInputError:
             raise
         except ValueError as e:  # validation we did not anticipate: still the caller's input
             raise EngineInputError(f"vLLM rejected the request: {e}") from e
         except Exception as e:
             raise EngineError(f"vLLM request failed: {e}") from e
+
+    async def _run(self, ids: list[int], params: Any) -> Any:
+        final = None
+        async for out in self._outputs(ids, params):
+            final = out
         if final is None or not final.finished:
             raise EngineError("vLLM returned no final output")
         return final
+
+    def _request(self, params: SamplingParams, index: int, kind: Any) -> Any:
+        from vllm import SamplingParams as VllmParams
+
+        return VllmParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=prompt_seed(params.seed, index),
+            logprobs=params.top_logprobs,
+            ignore_eos=params.ignore_eos,
+            stop_token_ids=[] if params.ignore_eos else [self._eos],
+            detokenize=False,
+            output_kind=kind,
+        )
 
     async def generate(
         self, prompts: Sequence[TokenIds], params: SamplingParams
     ) -> list[Completion]:
         validate_generate(self._info, prompts, params)
-        from vllm import SamplingParams as VllmParams
         from vllm.sampling_params import RequestOutputKind
 
-        def request(i: int) -> Any:
-            return VllmParams(
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                seed=prompt_seed(params.seed, i),
-                logprobs=params.top_logprobs,
-                ignore_eos=params.ignore_eos,
-                stop_token_ids=[] if params.ignore_eos else [self._eos],
-                detokenize=False,
-                output_kind=RequestOutputKind.FINAL_ONLY,
-            )
-
+        final = RequestOutputKind.FINAL_ONLY
         outs = await asyncio.gather(
-            *(self._run([int(t) for t in p], request(i)) for i, p in enumerate(prompts))
+            *(
+                self._run([int(t) for t in p], self._request(params, i, final))
+                for i, p in enumerate(prompts)
+            )
         )
-        return [self._completion(o.outputs[0], params.top_logprobs) for o in outs]
+        return [self._completion(o.outputs[0], params.top_logprobs, final=True) for o in outs]
 
-    def _completion(self, out: Any, k: int) -> Completion:
+    def generate_stream(
+        self, prompt: TokenIds, params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        validate_generate(self._info, [prompt], params)  # now, not at the first iteration
+        return self._stream([int(t) for t in prompt], params)
+
+    async def _stream(
+        self, ids: list[int], params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        from vllm.sampling_params import RequestOutputKind
+
+        request = self._request(params, 0, RequestOutputKind.DELTA)  # index 0: as generate([p])
+        finished = False
+        async with contextlib.aclosing(self._outputs(ids, request)) as outs:
+            async for out in outs:
+                finished = bool(out.finished)
+                if out.outputs[0].token_ids or finished:
+                    yield self._completion(out.outputs[0], params.top_logprobs, final=finished)
+        if not finished:
+            raise EngineError("vLLM returned no final output")
+
+    def _completion(self, out: Any, k: int, *, final: bool) -> Completion:
+        """A completion (``final``) or a stream delta from one vLLM ``CompletionOutput``."""
         tokens = list(out.token_ids)
-        if out.finish_reason not in ("stop", "length") or len(out.logprobs) != len(tokens):
+        logprobs = list(out.logprobs or [])
+        reason = out.finish_reason if final else ""
+        if (final and reason not in ("stop", "length")) or len(logprobs) != len(tokens):
             raise EngineError(f"vLLM finished with {out.finish_reason!r}")
-        top = [_top_k(entries, k) for entries in out.logprobs]
+        top = [_top_k(entries, k) for entries in logprobs]
         return Completion(
             token_ids=np.asarray(tokens, dtype=np.int64),
             sampled_logprobs=np.asarray(
-                [entries[t].logprob for t, entries in zip(tokens, out.logprobs, strict=True)],
+                [entries[t].logprob for t, entries in zip(tokens, logprobs, strict=True)],
                 np.float32,
             ),
             top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(len(tokens), k),
             top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(len(tokens), k),
-            finish_reason=out.finish_reason,
+            finish_reason=reason,
             provenance=self._info.provenance,
         )
 
