@@ -125,3 +125,44 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
         if rows["undistilled"]["answers"]:
             assert set(rows["undistilled"]["causes"]) == {"http_error"}
     assert all(_gone(pid) for pid in _pids(_state(tmp_path)))
+
+
+def _start_and_wait_for_epochs(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(_cmd(tmp_path, "--epochs", "50"), cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        state = _state(tmp_path)
+        if state.get("phase") == "epochs":
+            return proc, state
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read() if proc.stdout else "exited early")
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("the localnet never reached its epochs")
+
+
+@pytest.mark.parametrize("how", ["sigint", "validator-dies"])
+def test_ctrl_c_or_a_dead_validator_stops_every_process(tmp_path, how):
+    proc, state = _start_and_wait_for_epochs(tmp_path)
+    try:
+        if how == "sigint":
+            os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        else:
+            os.kill(int(state["validator"]["pid"]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    if how == "sigint":
+        assert proc.returncode == 130, out[-3000:]
+    else:
+        assert proc.returncode == 1, out[-3000:]
+        assert f"validator (pid {state['validator']['pid']}) killed by signal SIGKILL: " \
+               "the run ends" in out
+    assert "stopping every process" in out
+    final = _state(tmp_path)
+    assert final["phase"] == "ended" and final["exit_code"] == proc.returncode
+    assert _pids(final) and all(_gone(pid) for pid in _pids(final))
