@@ -1,17 +1,21 @@
 """Read a validator's state database for ``subnet simulate --replay DB``.
 
-The validator (``neurons/validator/store.py``) keeps its state in SQLite. Replay reads only:
+The schema is the validator's: ``SCHEMA`` in ``neurons/validator/store.py`` is the one place it
+is written down (``subnet`` does not import ``neurons``, so the queries below name its columns
+themselves; ``tests/unit/test_replay_schema.py`` runs them against a database the
+real store created and fails if the two drift). What replay relies on:
 
-* ``steps(step INTEGER PRIMARY KEY, block INTEGER, seed TEXT, prompts_digest TEXT, status TEXT)``
-* ``answers(step INTEGER, uid INTEGER, hotkey TEXT, task_id TEXT, score REAL, cause TEXT, ...)``:
-  one row per answer; a miner's step score is the mean of its answers' scores in that step
-  (failed answers carry score 0; ``cause = 'validator_error'`` rows are skipped, as the
-  validator skips them).
-* ``weight_sets(block INTEGER, step INTEGER, weights_json TEXT, success INTEGER)``:
-  ``weights_json`` is a JSON object ``{"uid": weight, ...}`` of the normalised weights the
-  validator computed after ``step`` (burn to the owner uid included).
-* ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``config`` = JSON ``{"weights": {...},
-  "scoring": {...}}`` of the config the validator ran; optional ``owner_uid`` (default 0).
+* ``steps``: one row per committed step (``step``, ``block``).
+* ``answers``: one row per answer; a miner's step score is the mean of its answers' scores in
+  that step, as the validator computes it. Rows with ``cause = 'validator_error'`` are skipped
+  (the validator does not count them) and so are rows with a negative ``uid``: the validator's
+  own baseline model (``BASELINE_UID`` in ``neurons/validator/judge.py``), not a miner.
+* ``weight_sets``: ``weights_json`` is ``{"uid": weight, ...}`` of the normalised weights the
+  validator computed after ``step`` (burn to the owner uid included); only ``success = 1``
+  rows are replayed, as only those moved the validator's winner.
+* ``meta``: ``config`` is the JSON of the config sections the validator ran (replay reads
+  ``weights``); ``owner_uid`` is optional and defaults to 0, where the chain puts the subnet
+  owner's hotkey (the validator derives the same uid from the metagraph).
 
 The file is opened read-only, so replaying a live validator's database cannot disturb it.
 """
@@ -36,6 +40,13 @@ from scoring.sim_validator import replay_weights
 from subnet.errors import ConfigError, StateError
 
 F = npt.NDArray[np.float64]
+
+# Every query replay runs, and so every table and column it needs from the validator's store.
+Q_META = "SELECT key, value FROM meta"
+Q_STEPS = "SELECT step, block FROM steps ORDER BY step"
+Q_ANSWERS = "SELECT step, uid, hotkey, score, cause FROM answers WHERE uid >= 0 ORDER BY step, uid"
+Q_WEIGHTS = "SELECT block, step, weights_json FROM weight_sets WHERE success = 1 ORDER BY block"
+QUERIES = (Q_META, Q_STEPS, Q_ANSWERS, Q_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -76,21 +87,17 @@ def read_validator_db(path: str | Path) -> Recorded:
 
 
 def _read(con: sqlite3.Connection, p: Path) -> Recorded:
-    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    meta = dict(con.execute(Q_META).fetchall())
     try:
         config = json.loads(meta["config"])
         owner = int(meta.get("owner_uid", 0))
     except (KeyError, ValueError) as e:
         raise StateError(f"{p}: meta.config missing or not JSON ({e})") from e
-    steps = con.execute("SELECT step, block FROM steps ORDER BY step").fetchall()
+    steps = con.execute(Q_STEPS).fetchall()
     if not steps:
         raise StateError(f"{p}: no recorded steps")
-    answers = con.execute(
-        "SELECT step, uid, hotkey, score, cause FROM answers ORDER BY step, uid"
-    ).fetchall()
-    sets = con.execute(
-        "SELECT block, step, weights_json FROM weight_sets WHERE success = 1 ORDER BY block"
-    ).fetchall()
+    answers = con.execute(Q_ANSWERS).fetchall()
+    sets = con.execute(Q_WEIGHTS).fetchall()
     uids = [a[1] for a in answers]
     wts = [_weights_json(p, w) for _, _, w in sets]
     n = 1 + max([owner, *uids, *(u for w in wts for u in w)])
