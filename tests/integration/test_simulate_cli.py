@@ -1,8 +1,9 @@
 """``subnet simulate`` end to end: sweeps write tables/charts/report; replay of a validator DB.
 
-The validator DB here is written by this test with the schema documented in subnet/replay.py,
-its weights produced by the same scoring.aggregate functions the validator runs. When
-neurons/validator/store.py lands, this fixture should switch to writing through the real store.
+The validator DB here is written through the validator's own store API
+(``neurons/validator/store.py``) with a long synthetic history (15 steps, a re-registered uid,
+winner-take-most), its weights produced by the same scoring.aggregate functions the validator
+runs. ``test_replay_validator_db.py`` replays a database the validator node itself wrote.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from scoring.aggregate import apply_burn, reset_changed, round_means, transform_weights, update_ema
 from scoring.config import WeightsConfig
 from subnet.cli import main
@@ -24,21 +25,18 @@ from subnet.replay import read_validator_db, recorded_weights_config, replay
 OWNER, N = 0, 7
 
 
+def _answer(uid: int, hotkey: str, task: str, score: float, cause: str) -> AnswerRow:
+    return AnswerRow(uid=uid, hotkey=hotkey, task_id=task, score=score, cause=cause, detail="",
+                     gate=1.0, s_kl=score, s_ref=score, s_speed=1.0, kl=None, rkl=None, tv=None,
+                     overlap=None, correct=None, n_tokens=4, ttft_s=None, total_s=None,
+                     verified=False, verify_dp=None, identity=None, provenance={})
+
+
 def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.ndarray:
     rng = np.random.default_rng(5)
     quality = np.array([0, 0.2, 0.5, 0.6, 0.8, 0.3, 0.7])
-    con = sqlite3.connect(path)
-    con.executescript(
-        """CREATE TABLE steps(step INTEGER PRIMARY KEY, block INTEGER, seed TEXT,
-               prompts_digest TEXT, status TEXT);
-           CREATE TABLE answers(step INTEGER, uid INTEGER, hotkey TEXT, task_id TEXT,
-               score REAL, cause TEXT);
-           CREATE TABLE weight_sets(block INTEGER, step INTEGER, weights_json TEXT,
-               success INTEGER);
-           CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"""
-    )
-    con.execute("INSERT INTO meta VALUES ('config', ?)",
-                (json.dumps({"weights": dataclasses.asdict(cfg), "scoring": {}}),))
+    store = Store(path)
+    store.set_meta("config", json.dumps({"weights": dataclasses.asdict(cfg), "scoring": {}}))
     ema, winner = np.zeros(N), None
     hotkeys = [f"hk{u}" for u in range(N)]
     recorded = []
@@ -48,32 +46,32 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
             new_hk[3] = "hk3-reregistered"
         ema = reset_changed(ema, hotkeys, new_hk)
         hotkeys = new_hk
-        con.execute("INSERT INTO steps VALUES (?, ?, 'seed', 'digest', 'done')",
-                    (step, 100 + 10 * step))
-        uids, scores = [], []
+        uids, scores, rows = [], [], []
         for u in range(1, N):
             for task in range(2):
                 failed = rng.random() < 0.1
                 s = 0.0 if failed else float(np.clip(quality[u] + rng.normal(0, 0.1), 0, 1))
-                con.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                            (step, u, hotkeys[u], f"t{task}", s, "timeout" if failed else "ok"))
+                rows.append(_answer(u, hotkeys[u], f"t{task}", s, "timeout" if failed else "ok"))
                 uids.append(u)
                 scores.append(s)
-        con.execute("INSERT INTO answers VALUES (?, 2, 'hk2', 'tx', 0.0, 'validator_error')",
-                    (step,))
+        rows.append(_answer(2, "hk2", "tx", 0.0, "validator_error"))
+        rows.append(_answer(-1, "baseline", "t0", 0.9, "ok"))  # the validator's own baseline
         means, seen = round_means(uids, scores, N)
         ema = update_ema(ema, means, seen, cfg.ema_alpha)
+        store.commit_step(StepRow(step, 100 + 10 * step, "seed", "digest", N - 1, len(rows),
+                                  0.9, 0.1), rows, [],
+                          [EmaRow(u, hotkeys[u], float(ema[u])) for u in range(N)])
         if step % 3 == 2:
             eligible = np.arange(N) != OWNER
             res = transform_weights(ema, cfg, eligible, winner)
             winner = res.winner
             w = apply_burn(res.weights, OWNER, cfg.burn_share)
             recorded.append(w)
-            con.execute("INSERT INTO weight_sets VALUES (?, ?, ?, 1)", (
-                100 + 10 * step + 5, step,
-                json.dumps({str(u): float(x) for u, x in enumerate(w) if x > 0})))
-    con.commit()
-    con.close()
+            sent = {u: float(x) for u, x in enumerate(w) if x > 0}
+            store.record_weight_set(block=100 + 10 * step + 5, step=step, weights=sent,
+                                    success=True, attempts=1, matches=True, error="",
+                                    read_back=sent)
+    store.close()
     return np.array(recorded)
 
 
