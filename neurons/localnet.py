@@ -2,9 +2,12 @@
 
 Phases, each timed: **setup** (create or reuse a wall-clock devnet with its wallets, through
 ``subnet devnet init``), **tiny world** (teacher and students, built once and cached),
-**engine starts** (one validator and the miners as separate OS processes, until every miner
-answers ``/v1/health`` and the validator has committed a step), **epochs** (watch N chain
-epochs, one table per epoch). Then the summary, its JSON and a PNG chart.
+**engine starts** (the miners as separate OS processes until each answers ``/v1/health``,
+then one validator process until it has committed a step), **epochs** (watch N chain epochs,
+one table per epoch). Then the summary, its JSON and a PNG chart. The command lines live in
+:mod:`neurons.localnet_plan`, supervision in :mod:`neurons.localnet_procs`, reading the chain
+and the validator's database in :mod:`neurons.localnet_watch`, tables and chart in
+:mod:`neurons.localnet_view`.
 
 Failure policy: the validator dying ends the run (everything is stopped, the exit is non-zero
 and its log tail is shown). A miner dying is reported the same way (which, exit code or
@@ -20,90 +23,28 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import sqlite3
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurons.localnet_plan import (
+    MinerPlan,
+    Options,
+    free_port,
+    healthy,
+    miner_spec,
+    model_variant,
+    steps_committed,
+    validator_spec,
+)
 from neurons.localnet_procs import ProcExit, ProcSpec, StopRequest, Supervisor, capture_signals
 from neurons.localnet_view import epoch_table, summarize, summary_table, write_chart
 from neurons.localnet_watch import Member, Snapshot, Watcher
 from subnet.errors import ConfigError
 
-ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
-# Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
-# the validator five (teacher + committed models for spot checks), so they default to the light
-# transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
-DEFAULT_MINERS = (
-    "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
-)
-ENGINES = ("vllm", "hf")
-MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 STATE_FILE = "localnet.json"
-CHILD_ENV = {
-    "PYTHONUNBUFFERED": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB per vLLM engine: the tiny models need almost none
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # several engines share the cores
-    "OMP_NUM_THREADS": "1",  # six processes on two cores: no thread oversubscription
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a run needs; ``from_args`` is the CLI's mapping onto it."""
-
-    folder: Path = Path(".localnet")
-    miners: tuple[tuple[str, str], ...] = ()  # (role, engine)
-    epochs: int = 6
-    engine: str = "vllm"
-    validator_engine: str = "hf"
-    json_out: Path | None = None
-    chart_out: Path | None = None
-    tempo: int = 20
-    block_time: float = 1.0
-    tasks_per_step: int = 2
-    step_blocks: int = 4
-    max_tokens: int = 12
-    ready_timeout: float = 900.0
-    fresh: bool = False
-    config_path: str | None = None
-    extra_sets: tuple[str, ...] = ()  # --set KEY=VALUE given to every child
-    live: bool | None = None  # None: a live table when stdout is a terminal
-
-
-def parse_miners(spec: str, default_engine: str) -> tuple[tuple[str, str], ...]:
-    """``role[:engine],...`` -> ((role, engine), ...); a clear error for unknown names."""
-    out = []
-    for item in (p.strip() for p in spec.split(",")):
-        if not item:
-            continue
-        role, _, engine = item.partition(":")
-        engine = engine or default_engine
-        if role not in ROLES:
-            raise ConfigError(f"--miners: unknown role {role!r}; known: {', '.join(ROLES)}")
-        if engine not in ENGINES:
-            raise ConfigError(f"--miners: unknown engine {engine!r} for {role}; use vllm or hf")
-        out.append((role, engine))
-    if not out:
-        raise ConfigError("--miners needs at least one role")
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class MinerPlan:
-    name: str  # wallet name, also the process name
-    role: str
-    engine: str
-    uid: int
-    hotkey: str
-    port: int
 
 
 @dataclass
@@ -118,34 +59,6 @@ class RunState:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
         os.replace(tmp, self.path)
-
-
-def free_port(host: str = MINER_IP) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(port: int, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{MINER_IP}:{port}/v1/health", timeout=timeout) as r:
-            return bool(200 <= r.status < 300)
-    except (OSError, ValueError):
-        return False
-
-
-def steps_committed(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
-        try:
-            row = con.execute("SELECT COUNT(*) FROM steps").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-    return int(row[0]) if row else 0
 
 
 class Localnet:
@@ -284,56 +197,11 @@ class Localnet:
 
     # --- processes ------------------------------------------------------------------------
 
-    def _base_argv(self, command: str, manifest: dict[str, Any], wallet: str,
-                   launcher: tuple[str, ...] = ()) -> list[str]:
-        argv = [sys.executable, "-m", *(launcher or ("subnet.cli", command))]
-        if self.o.config_path:
-            argv += ["--config", self.o.config_path]
-        sets = [f"chain.network={manifest['network']}", f"chain.netuid={manifest['netuid']}",
-                f"wallet.name={wallet}", f"wallet.hotkey={manifest['hotkey']}",
-                f"wallet.path={manifest['wallet_path']}", *self.o.extra_sets]
-        for s in sets:
-            argv += ["--set", s]
-        return argv
-
-    def _miner_spec(
-        self, p: MinerPlan, manifest: dict[str, Any], models: dict[str, Path]
-    ) -> ProcSpec:
-        # Adversaries run the real miner node with a wrapped engine: wrong-model commits a
-        # small student and answers as the teacher; fabricated samples its own tokens and
-        # reports the teacher's distributions for them.
-        launcher: tuple[str, ...] = ()
-        if p.role.startswith("adversary-"):
-            kind = p.role.removeprefix("adversary-")
-            launcher = ("neurons.localnet_adversary", kind, str(models["teacher"]))
-        argv = self._base_argv("miner", manifest, p.name, launcher)
-        argv += ["--model", str(models[p.role]), "--register",
-                 "--set", f"miner.engine={p.engine}", "--set", f"miner.port={p.port}",
-                 "--set", f"miner.host={MINER_IP}", "--set", f"miner.external_ip={MINER_IP}",
-                 "--set", f"miner.state_dir={self.folder / 'miners' / p.name}"]
-        return ProcSpec(f"{p.name}-{p.role}", tuple(argv), self.logs / f"{p.name}-{p.role}.log",
-                        CHILD_ENV)
-
-    def _validator_spec(self, manifest: dict[str, Any], models: dict[str, Path]) -> ProcSpec:
-        argv = [*self._base_argv("validator", manifest, manifest["validators"][0]), "-v"]
-        o = self.o
-        for s in (f"validator.teacher={models['teacher']}",
-                  f"validator.engine={o.validator_engine}",
-                  f"validator.state_dir={self.validator_db.parent}",
-                  f"validator.model_roots={models['teacher'].parent},{self.folder / 'models'}",
-                  "validator.model_cache=4",
-                  f"validator.tasks_per_step={o.tasks_per_step}",
-                  f"validator.step_blocks={o.step_blocks}", f"validator.max_tokens={o.max_tokens}",
-                  "verify.spot_check_fraction=1.0"):  # every answer checked: cheats show at once
-            argv += ["--set", s]
-        return ProcSpec("validator", tuple(argv), self.logs / "validator.log", CHILD_ENV,
-                        critical=True)
-
     def _start(self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan],
                models: dict[str, Path]) -> bool:
         """Miners first, then the validator once they all serve (or died): a miner still
         loading its engine would otherwise score zeros that its EMA carries into the epochs."""
-        specs = {p.name: self._miner_spec(p, manifest, models) for p in plans}
+        specs = {p.name: miner_spec(self.o, self.folder, manifest, models, p) for p in plans}
         for spec in specs.values():
             sup.start(spec)
         self.state.update(
@@ -356,7 +224,7 @@ class Localnet:
                     self.print(f"   {specs[name].name} (uid {p.uid}) "
                                + ("died" if specs[name].name in dead else "is serving"))
             if not pending and validator is None:
-                validator = self._validator_spec(manifest, models)
+                validator = validator_spec(self.o, self.folder, manifest, models)
                 sup.start(validator)
                 self.state.update(validator={"pid": sup.pids()["validator"],
                                              "log": str(validator.log),
@@ -445,20 +313,6 @@ class Localnet:
         self.print(f"   summary JSON {json_out}, chart {chart}")
 
 
-def model_variant(base: Path, dest: Path, tag: str) -> Path:
-    """A copy of ``base`` whose digest differs (a ``_variant`` key in its config), made once."""
-    if not (dest / "config.json").exists():
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(base, tmp)
-        config = json.loads((tmp / "config.json").read_text())
-        config["_variant"] = tag
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    return dest
-
-
 def ordering_checks(miners: list[dict[str, Any]]) -> dict[str, bool]:
     """The demo's claims, checked on the summary (roles missing from the run are skipped)."""
     by_role: dict[str, list[float]] = {}
@@ -473,9 +327,3 @@ def ordering_checks(miners: list[dict[str, Any]]) -> dict[str, bool]:
     if adversaries:
         checks["adversaries earn nothing"] = all(e == 0 for e in adversaries)
     return checks
-
-
-def with_defaults(opts: Options) -> Options:
-    if not opts.miners:
-        opts = replace(opts, miners=parse_miners(DEFAULT_MINERS, opts.engine))
-    return opts

@@ -12,7 +12,7 @@ from subnet.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from neurons.localnet import DEFAULT_MINERS, ENGINES, ROLES, Options
+    from neurons.localnet_plan import DEFAULT_MINERS, ENGINES, ROLES, Options
 
     d = Options()
     parser.add_argument(
@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
-    from neurons.localnet import Options, parse_miners
+    from neurons.localnet_plan import Options, parse_miners
 
     if args.epochs < 1 or args.tempo < 2 or args.block_time <= 0:
         raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")

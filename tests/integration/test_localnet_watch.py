@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from neurons.localnet import (
-    DEFAULT_MINERS,
-    STATE_FILE,
-    model_variant,
-    ordering_checks,
-    parse_miners,
-)
+from neurons.localnet import STATE_FILE, ordering_checks
 from neurons.localnet_cli import status
+from neurons.localnet_plan import DEFAULT_MINERS, model_variant, parse_miners
 from neurons.localnet_view import epoch_table, summarize, summary_table, write_chart
 from neurons.localnet_watch import Member, Snapshot, Watcher, read_validator
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
@@ -202,7 +197,8 @@ def test_status_reads_a_finished_run_and_refuses_a_missing_one(tmp_path):
 
 
 def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, monkeypatch):
-    from neurons.localnet import Localnet, Options
+    from neurons.localnet import Localnet
+    from neurons.localnet_plan import Options
 
     monkeypatch.chdir(tmp_path)
     console = Console(record=True, width=200)

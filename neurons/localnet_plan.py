@@ -1,0 +1,180 @@
+"""The localnet's plan: its roles and options, the exact command line of every process it
+starts, the adversaries' model variants, and the probes it polls (a miner's health, the
+validator's committed steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neurons.localnet_procs import ProcSpec
+from subnet.errors import ConfigError
+
+ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
+# Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
+# the validator five (teacher + committed models for spot checks), so they default to the light
+# transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
+DEFAULT_MINERS = (
+    "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
+)
+ENGINES = ("vllm", "hf")
+MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
+CHILD_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB per vLLM engine: the tiny models need almost none
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # several engines share the cores
+    "OMP_NUM_THREADS": "1",  # six processes on two cores: no thread oversubscription
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a run needs (``neurons.localnet_cli.options_from_args`` maps the CLI on it)."""
+
+    folder: Path = Path(".localnet")
+    miners: tuple[tuple[str, str], ...] = ()  # (role, engine)
+    epochs: int = 6
+    engine: str = "vllm"
+    validator_engine: str = "hf"
+    json_out: Path | None = None
+    chart_out: Path | None = None
+    tempo: int = 20
+    block_time: float = 1.0
+    tasks_per_step: int = 2
+    step_blocks: int = 4
+    max_tokens: int = 12
+    ready_timeout: float = 900.0
+    fresh: bool = False
+    config_path: str | None = None
+    extra_sets: tuple[str, ...] = ()  # --set KEY=VALUE given to every child
+    live: bool | None = None  # None: a live table when stdout is a terminal
+
+
+def parse_miners(spec: str, default_engine: str) -> tuple[tuple[str, str], ...]:
+    """``role[:engine],...`` -> ((role, engine), ...); a clear error for unknown names."""
+    out = []
+    for item in (p.strip() for p in spec.split(",")):
+        if not item:
+            continue
+        role, _, engine = item.partition(":")
+        engine = engine or default_engine
+        if role not in ROLES:
+            raise ConfigError(f"--miners: unknown role {role!r}; known: {', '.join(ROLES)}")
+        if engine not in ENGINES:
+            raise ConfigError(f"--miners: unknown engine {engine!r} for {role}; use vllm or hf")
+        out.append((role, engine))
+    if not out:
+        raise ConfigError("--miners needs at least one role")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class MinerPlan:
+    name: str  # wallet name, also the process name
+    role: str
+    engine: str
+    uid: int
+    hotkey: str
+    port: int
+
+
+def free_port(host: str = MINER_IP) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def healthy(port: int, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{MINER_IP}:{port}/v1/health", timeout=timeout) as r:
+            return bool(200 <= r.status < 300)
+    except (OSError, ValueError):
+        return False
+
+
+def steps_committed(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+        try:
+            row = con.execute("SELECT COUNT(*) FROM steps").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def model_variant(base: Path, dest: Path, tag: str) -> Path:
+    """A copy of ``base`` whose digest differs (a ``_variant`` key in its config), made once."""
+    if not (dest / "config.json").exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(base, tmp)
+        config = json.loads((tmp / "config.json").read_text())
+        config["_variant"] = tag
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return dest
+
+
+def _base_argv(opts: Options, command: str, manifest: dict[str, Any], wallet: str,
+               launcher: tuple[str, ...] = ()) -> list[str]:
+    """``python -m subnet.cli COMMAND`` (or ``launcher``) with the chain and wallet settings as
+    ``--set`` overrides, which every subcommand accepts whatever its own flags are called."""
+    argv = [sys.executable, "-m", *(launcher or ("subnet.cli", command))]
+    if opts.config_path:
+        argv += ["--config", opts.config_path]
+    sets = [f"chain.network={manifest['network']}", f"chain.netuid={manifest['netuid']}",
+            f"wallet.name={wallet}", f"wallet.hotkey={manifest['hotkey']}",
+            f"wallet.path={manifest['wallet_path']}", *opts.extra_sets]
+    for s in sets:
+        argv += ["--set", s]
+    return argv
+
+
+def miner_spec(opts: Options, folder: Path, manifest: dict[str, Any], models: dict[str, Path],
+               p: MinerPlan) -> ProcSpec:
+    # Adversaries run the real miner node with a wrapped engine: wrong-model commits a small
+    # student and answers as the teacher; fabricated samples its own tokens and reports the
+    # teacher's distributions for them.
+    launcher: tuple[str, ...] = ()
+    if p.role.startswith("adversary-"):
+        kind = p.role.removeprefix("adversary-")
+        launcher = ("neurons.localnet_adversary", kind, str(models["teacher"]))
+    argv = _base_argv(opts, "miner", manifest, p.name, launcher)
+    argv += ["--model", str(models[p.role]), "--register",
+             "--set", f"miner.engine={p.engine}", "--set", f"miner.port={p.port}",
+             "--set", f"miner.host={MINER_IP}", "--set", f"miner.external_ip={MINER_IP}",
+             "--set", f"miner.state_dir={folder / 'miners' / p.name}"]
+    name = f"{p.name}-{p.role}"
+    return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV)
+
+
+def validator_spec(opts: Options, folder: Path, manifest: dict[str, Any],
+                   models: dict[str, Path]) -> ProcSpec:
+    argv = [*_base_argv(opts, "validator", manifest, manifest["validators"][0]), "-v"]
+    for s in (f"validator.teacher={models['teacher']}",
+              f"validator.engine={opts.validator_engine}",
+              f"validator.state_dir={folder / 'validator'}",
+              f"validator.model_roots={models['teacher'].parent},{folder / 'models'}",
+              "validator.model_cache=4",
+              f"validator.tasks_per_step={opts.tasks_per_step}",
+              f"validator.step_blocks={opts.step_blocks}",
+              f"validator.max_tokens={opts.max_tokens}",
+              "verify.spot_check_fraction=1.0"):  # every answer checked: cheats show at once
+        argv += ["--set", s]
+    return ProcSpec("validator", tuple(argv), folder / "logs" / "validator.log", CHILD_ENV,
+                    critical=True)
