@@ -6,41 +6,41 @@ Everything a miner does (registration, identity commitment of ``--model``, signe
 serving) is the real node; only the engine it loads is wrapped by
 :func:`neurons.miner.adversary.wrap_engine` with ``other`` loaded from ``OTHER_MODEL`` on the
 same engine kind: ``wrong-model`` answers with it, ``fabricated`` reports its distributions.
-The miner node has no engine seam of its own yet, so the wrapping happens where the node asks
-``subnet.engine`` for its engine. A demo fixture: never run it on a real network.
+The wrapped engine goes in through the miner's ``engine_factory`` seam
+(:func:`neurons.miner.main.serve`). A demo fixture: never run it on a real network.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def install(kind: str, other: str) -> None:
-    """Make ``subnet.engine.load_engine`` hand out the adversary around the honest engine."""
-    import subnet.engine as engines
+def engine_factory(kind: str, other: str) -> Callable[..., Any]:
+    """An engine factory that wraps the honest engine of ``--model`` as adversary ``kind``."""
     from neurons.miner.adversary import KINDS, wrap_engine
+    from subnet.engine import load_engine
 
     if kind not in KINDS:
         raise SystemExit(f"localnet_adversary: unknown adversary {kind!r}; known: {KINDS}")
-    honest_loader = engines.load_engine
 
     def load(engine_kind: Any, model_path: Any, **kwargs: Any) -> Any:
-        committed = honest_loader(engine_kind, model_path, **kwargs)
-        return wrap_engine(kind, committed, other=honest_loader(engine_kind, other, **kwargs))
+        committed = load_engine(engine_kind, model_path, **kwargs)
+        return wrap_engine(kind, committed, other=load_engine(engine_kind, other, **kwargs))
 
-    engines.load_engine = load  # type: ignore[assignment]
+    return load
 
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    install(argv[0], argv[1])
+    from neurons.miner.cli import run
     from subnet.cli import main as subnet_main
 
-    return subnet_main(["miner", *argv[2:]])
+    factory = engine_factory(argv[0], argv[1])
+    return subnet_main(["miner", *argv[2:]], run=lambda args: run(args, factory))
 
 
 if __name__ == "__main__":

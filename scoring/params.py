@@ -84,9 +84,9 @@ def check_value(key: str, f: dataclasses.Field[Any], value: Any) -> Any:
     if choices and value not in choices:
         raise ParamError(key, f"expected {describe_range(f)}, got {value!r}")
     lo, hi = meta.get("lo"), meta.get("hi")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ParamError(key, f"expected {describe_range(f)}, got {value!r}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise ParamError(key, f"expected {describe_range(f)}, got {value!r}")
     return value
 
 

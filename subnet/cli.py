@@ -132,7 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    run: Callable[[argparse.Namespace], int] | None = None,
+) -> int:
+    """Parse, load the config, run the subcommand; operator errors become one line.
+
+    ``run`` replaces the subcommand's own run function: wrappers (the localnet's adversary
+    fixtures) reuse a command's flags, config layering and error handling while injecting a
+    dependency of their own.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     cmd: Command = args._command
@@ -140,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from subnet.config import load_config
 
         args.config = load_config(args.config_path, overrides=overrides_from_args(args))
-        module = importlib.import_module(cmd.module)
-        run: Callable[[argparse.Namespace], int] = getattr(module, cmd.run)
+        if run is None:
+            run = getattr(importlib.import_module(cmd.module), cmd.run)
+        assert run is not None
         return int(run(args) or 0)
     except SubnetError as e:
         print(f"subnet {cmd.name}: error: {e}", file=sys.stderr)

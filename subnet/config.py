@@ -261,9 +261,8 @@ def load_config(
 def _build(values: Mapping[str, Any]) -> SubnetConfig:
     built: dict[str, Any] = {}
     for name, cls in sections().items():
-        kwargs = {
-            dotted.split(".", 1)[1]: v for dotted, v in values.items() if dotted.startswith(name + ".")
-        }
+        prefix = name + "."
+        kwargs = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
         try:
             built[name] = cls(**kwargs)
         except (ParamError, ValueError) as e:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from subnet.cli import config_flag, wallet_flags
+
+if TYPE_CHECKING:
+    from neurons.miner.main import EngineFactory
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="debug logging (the per-request access log is always on)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -> int:
     from neurons.miner.main import MinerOptions, serve
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     opts = MinerOptions(model=args.model, register=args.register,
                         model_name=args.model_name, revision=args.revision)
-    return asyncio.run(serve(args.config, opts))
+    return asyncio.run(serve(args.config, opts, engine_factory=engine_factory))

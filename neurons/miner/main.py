@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from subnet.chain.client import ChainClient
     from subnet.engine.types import Engine
 
+EngineFactory = Callable[..., "Engine"]  # (kind, model_dir, **engine options) -> Engine
+
 log = logging.getLogger("subnet.miner")
 LOOPBACK_ANNOUNCE = "127.0.0.2"  # the chain rejects 127.0.0.1; 127.0.0.2 is loopback on Linux
 
@@ -65,9 +67,14 @@ def announce_ip(config: SubnetConfig) -> str:
 
 
 async def serve(config: SubnetConfig, opts: MinerOptions,
-                ready: asyncio.Event | None = None) -> int:
+                ready: asyncio.Event | None = None,
+                engine_factory: EngineFactory | None = None) -> int:
+    """Run the node until signalled. ``engine_factory`` (default ``subnet.engine.load_engine``)
+    is the seam test fixtures use to serve a wrapped engine behind the real node."""
     from subnet.chain.network import open_chain
     from subnet.engine import load_engine
+
+    load = engine_factory or load_engine
 
     mc, netuid = config.miner, config.chain.netuid
     model_dir = Path(opts.model).expanduser()
@@ -90,7 +97,7 @@ async def serve(config: SubnetConfig, opts: MinerOptions,
             log.info("registered as uid %d on netuid %d", uid, netuid)
 
         kind: Literal["vllm", "hf"] = "hf" if mc.engine == "hf" else "vllm"
-        engine = load_engine(kind, model_dir, max_top_logprobs=max(mc.max_logprobs, 1))
+        engine = load(kind, model_dir, max_top_logprobs=max(mc.max_logprobs, 1))
         try:
             ident = identity_for(model_dir, opts.model_name, opts.revision).format()
             current = (await chain.identities(netuid)).get(hotkey)
