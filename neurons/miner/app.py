@@ -68,7 +68,7 @@ _BODY = web.RequestKey("body", bytes)
 _CALLER = web.RequestKey("caller", Caller)
 _INFO = web.RequestKey("caller_info", CallerInfo)
 _STATS = web.RequestKey("stats", tuple)  # (prompt tokens, completion tokens, ttft or None)
-_CAUSE = web.RequestKey("cause", str)  # set when a 200 stream ended in an error event
+_CAUSE = web.RequestKey("cause", str)  # a 200 stream that ended in an error or lost its caller
 
 
 def build_app(
@@ -168,8 +168,11 @@ async def _stream(
         await resp.write(data)
 
     try:
-        async with asyncio.timeout_at(deadline):
-            async for s in service.stream(req):
+        # Each chunk is written (and so flushed: no buffering, TCP_NODELAY) as it arrives.
+        # aclosing: when the caller goes away mid-stream the write raises, and closing the
+        # service's stream aborts the engine request before the slot is released.
+        async with asyncio.timeout_at(deadline), contextlib.aclosing(service.stream(req)) as it:
+            async for s in it:
                 chunk = protocol.stream_chunk(
                     rid=rid, created=created, model=service.model_name, request=req,
                     piece=s.piece, finish_reason=s.finish_reason, completion_tokens=s.total_tokens,
@@ -178,8 +181,12 @@ async def _stream(
                 await send(chunk)
                 total = s.total_tokens
                 ttft = ttft if ttft is not None else time.perf_counter() - t0
-    except (ConnectionError, asyncio.CancelledError):
-        raise  # the caller went away: nothing left to send to
+    except ConnectionError:
+        # The caller went away: nothing left to send (no signature either). Returning the
+        # prepared response lets aiohttp finish quietly; the slot is released by the caller.
+        request[_CAUSE] = "client_gone"
+        request[_STATS] = (len(req.prompt_ids), total, ttft)
+        return resp
     except Exception as e:
         f = to_failure(e)
         request[_CAUSE] = f.cause
@@ -253,7 +260,7 @@ async def _guard(
     if not resp.prepared and isinstance(resp, web.Response):
         _sign(request, resp)
     cause = request.get(_CAUSE) or (failure.cause if failure else "ok")
-    _record(request, route, resp.status, cause, t0)
+    _record(request, route, 499 if cause == "client_gone" else resp.status, cause, t0)
     return resp
 
 

@@ -3,17 +3,20 @@
 HTTP-free on purpose (the routes in ``app.py`` only move bytes), so the benchmark and tests can
 drive the same object the server does.
 
-Streaming: when the engine offers ``generate_stream(prompt, params)`` (an async iterator of
-``Completion`` deltas, each holding only the new positions, ``finish_reason`` "" until the
-last) pieces are yielded as tokens arrive; otherwise the whole completion is generated first
-and sent in :data:`FALLBACK_CHUNK`-token pieces (time to first token then equals the latency).
+Streaming: when the engine offers ``generate_stream(prompt, params)`` (a
+:class:`~subnet.engine.types.StreamingEngine`: ``Completion`` deltas, each holding only the new
+positions, ``finish_reason`` "" until the last) pieces are yielded as tokens arrive; otherwise
+(engine wrappers that cannot stream) the whole completion is generated first and sent in
+:data:`FALLBACK_CHUNK`-token pieces (time to first token then equals the latency). Closing
+:meth:`MinerService.stream` early closes the engine's stream, which stops the request there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,22 +129,27 @@ class MinerService:
         text, offsets = IncrementalText(self.codec).push(c.token_ids.tolist())
         return Piece(c, 0, len(c.token_ids), text, offsets)
 
-    async def stream(self, req: CompletionRequest) -> AsyncIterator[Streamed]:
+    async def stream(self, req: CompletionRequest) -> AsyncGenerator[Streamed, None]:
+        """One piece per engine chunk; close it (``aclosing``) to stop the engine request."""
         detok = IncrementalText(self.codec)
         total = 0
-        async for delta in self._deltas(list(req.prompt_ids), req.sampling):
-            n = len(delta.token_ids)
-            text, offsets = detok.push(delta.token_ids.tolist())
-            total += n
-            yield Streamed(Piece(delta, 0, n, text, offsets), delta.finish_reason or None, total)
+        async with contextlib.aclosing(self._deltas(list(req.prompt_ids), req.sampling)) as ds:
+            async for delta in ds:
+                n = len(delta.token_ids)
+                text, offsets = detok.push(delta.token_ids.tolist())
+                total += n
+                yield Streamed(
+                    Piece(delta, 0, n, text, offsets), delta.finish_reason or None, total
+                )
 
     async def _deltas(
         self, prompt: list[int], params: SamplingParams
-    ) -> AsyncIterator[Completion]:
+    ) -> AsyncGenerator[Completion, None]:
         stream: Any = getattr(self.engine, "generate_stream", None)
         if stream is not None:
-            async for delta in stream(prompt, params):
-                yield delta
+            async with contextlib.aclosing(stream(prompt, params)) as deltas:
+                async for delta in deltas:
+                    yield delta
             return
         [c] = await self.engine.generate([prompt], params)
         n = len(c.token_ids)

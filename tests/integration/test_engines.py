@@ -6,6 +6,7 @@ the session event loop because AsyncLLM's output handler is bound to the loop it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ from tokenizers import Tokenizer
 from distill.tasks import generate_tasks
 from distill.tiny import tiny_world
 from distill.tokenizer import encode_prompt
-from subnet.engine import Engine, EngineInputError, SamplingParams, TokenIds, load_engine
+from subnet.engine import (
+    Completion,
+    EngineInputError,
+    SamplingParams,
+    StreamingEngine,
+    TokenIds,
+    load_engine,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -46,19 +54,19 @@ def prompts(teacher: Path) -> list[list[int]]:
 
 
 @pytest.fixture(scope="session")
-def hf_engine(teacher: Path) -> Engine:
+def hf_engine(teacher: Path) -> StreamingEngine:
     return load_engine("hf", teacher, device="cpu")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def vllm_engine(teacher: Path) -> AsyncIterator[Engine]:
+async def vllm_engine(teacher: Path) -> AsyncIterator[StreamingEngine]:
     engine = load_engine("vllm", teacher)
     yield engine
     await engine.close()
 
 
 @pytest.fixture(params=["hf", pytest.param("vllm", marks=pytest.mark.vllm)])
-def engine(request: pytest.FixtureRequest) -> Engine:
+def engine(request: pytest.FixtureRequest) -> StreamingEngine:
     return request.getfixturevalue(f"{request.param}_engine")  # type: ignore[no-any-return]
 
 
@@ -78,7 +86,9 @@ def _assert_same_topk(
     assert np.array_equal(a_ids[clear], b_ids[clear])
 
 
-async def test_both_engines_load_the_teacher(hf_engine: Engine, vllm_engine: Engine) -> None:
+async def test_both_engines_load_the_teacher(
+    hf_engine: StreamingEngine, vllm_engine: StreamingEngine
+) -> None:
     h, v = hf_engine.info, vllm_engine.info
     assert (h.vocab_size, h.eos_token_id, h.max_model_len, h.max_top_logprobs) == (
         v.vocab_size,
@@ -94,7 +104,7 @@ async def test_both_engines_load_the_teacher(hf_engine: Engine, vllm_engine: Eng
 
 @pytest.mark.vllm
 async def test_greedy_generation_agrees(
-    hf_engine: Engine, vllm_engine: Engine, prompts: list[list[int]]
+    hf_engine: StreamingEngine, vllm_engine: StreamingEngine, prompts: list[list[int]]
 ) -> None:
     hs = await hf_engine.generate(prompts, GREEDY)
     vs = await vllm_engine.generate(prompts, GREEDY)
@@ -109,7 +119,7 @@ async def test_greedy_generation_agrees(
 
 @pytest.mark.vllm
 async def test_score_distributions_agree(
-    hf_engine: Engine, vllm_engine: Engine, prompts: list[list[int]]
+    hf_engine: StreamingEngine, vllm_engine: StreamingEngine, prompts: list[list[int]]
 ) -> None:
     completions: list[TokenIds] = [c.token_ids for c in await hf_engine.generate(prompts, GREEDY)]
     # Off-policy completions too (the validator scores miners' text, not the teacher's own),
@@ -133,7 +143,9 @@ async def test_score_distributions_agree(
     assert worst <= LOGPROB_BOUND
 
 
-async def test_generate_then_score_agrees(engine: Engine, prompts: list[list[int]]) -> None:
+async def test_generate_then_score_agrees(
+    engine: StreamingEngine, prompts: list[list[int]]
+) -> None:
     gens = await engine.generate(prompts, GREEDY)
     scored = await engine.score(prompts, [g.token_ids for g in gens], K)
     for g, s in zip(gens, scored, strict=True):
@@ -143,7 +155,7 @@ async def test_generate_then_score_agrees(engine: Engine, prompts: list[list[int
         assert s.provenance == engine.info.provenance
 
 
-async def test_seeded_sampling_repeats(engine: Engine, prompts: list[list[int]]) -> None:
+async def test_seeded_sampling_repeats(engine: StreamingEngine, prompts: list[list[int]]) -> None:
     params = SamplingParams(max_tokens=20, temperature=0.9, top_p=0.95, seed=1234, top_logprobs=3)
     first = await engine.generate(prompts, params)
     again = await engine.generate(prompts, params)
@@ -153,7 +165,7 @@ async def test_seeded_sampling_repeats(engine: Engine, prompts: list[list[int]])
 
 
 async def test_batch_of_one_equals_batch_of_sixteen(
-    engine: Engine, prompts: list[list[int]]
+    engine: StreamingEngine, prompts: list[list[int]]
 ) -> None:
     assert len(prompts) == 16
     batched = await engine.generate(prompts, GREEDY)
@@ -164,10 +176,8 @@ async def test_batch_of_one_equals_batch_of_sixteen(
 
 
 async def test_concurrent_callers_get_their_own_answers(
-    engine: Engine, prompts: list[list[int]]
+    engine: StreamingEngine, prompts: list[list[int]]
 ) -> None:
-    import asyncio
-
     alone = await engine.generate(prompts[:4], GREEDY)
     scored_alone = await engine.score(prompts[:4], [a.token_ids for a in alone], K)
     together, scored = await asyncio.gather(
@@ -197,7 +207,7 @@ def _bad_requests(vocab: int, max_len: int, max_k: int) -> list[tuple[str, dict[
 
 @pytest.mark.parametrize("case", range(9))
 async def test_bad_input_is_refused_and_engine_stays_usable(
-    engine: Engine, case: int, prompts: list[list[int]]
+    engine: StreamingEngine, case: int, prompts: list[list[int]]
 ) -> None:
     info = engine.info
     name, req = _bad_requests(info.vocab_size, info.max_model_len, info.max_top_logprobs)[case]
@@ -215,3 +225,91 @@ async def test_bad_input_is_refused_and_engine_stays_usable(
             await engine.score([[3, 4]], [[5]], req["k"])
     (after,) = await engine.generate(prompts[:1], GREEDY)
     assert len(after.token_ids) > 0, name
+
+
+# -- streaming --------------------------------------------------------------------------------
+
+SEEDED = SamplingParams(max_tokens=20, temperature=0.9, top_p=0.95, seed=77, top_logprobs=3)
+
+
+async def _collect(
+    engine: StreamingEngine, prompt: TokenIds, params: SamplingParams
+) -> list[Completion]:
+    return [c async for c in engine.generate_stream(prompt, params)]
+
+
+def _assert_chunks_make(chunks: list[Completion], whole: Completion) -> None:
+    """The chunks concatenate to ``whole`` exactly (same computation, not merely close)."""
+    assert all(c.finish_reason == "" for c in chunks[:-1])
+    assert chunks[-1].finish_reason == whole.finish_reason
+    for field in ("token_ids", "sampled_logprobs", "top_ids", "top_logprobs"):
+        joined = np.concatenate([getattr(c, field) for c in chunks])
+        assert np.array_equal(joined, getattr(whole, field)), field
+        assert joined.dtype == getattr(whole, field).dtype, field
+    assert all(c.provenance == whole.provenance for c in chunks)
+
+
+@pytest.mark.parametrize("params", [GREEDY, SEEDED], ids=["greedy", "seeded"])
+async def test_stream_equals_generate(
+    engine: StreamingEngine, prompts: list[list[int]], params: SamplingParams
+) -> None:
+    reasons = set()
+    for prompt in prompts:
+        (whole,) = await engine.generate([prompt], params)
+        chunks = await _collect(engine, prompt, params)
+        _assert_chunks_make(chunks, whole)
+        reasons.add(whole.finish_reason)
+        # Streamed live: every chunk holds new positions, the first before the request ends.
+        assert all(len(c.token_ids) >= 1 for c in chunks)
+        if engine.info.provenance.engine == "hf":
+            assert len(chunks) == len(whole.token_ids)  # one decode step per chunk
+        else:  # vLLM merges deltas only when the consumer lags; this one never awaits
+            assert len(chunks) > 1 or len(whole.token_ids) == 1
+    assert "stop" in reasons or params is SEEDED  # the EOS path is exercised
+
+
+async def test_concurrent_streams_get_their_own_tokens(
+    engine: StreamingEngine, prompts: list[list[int]]
+) -> None:
+    """Streams interleave (HF: token by token; vLLM: one batch) and each stays exact."""
+    some = prompts[:4]
+    alone = [(await engine.generate([p], SEEDED))[0] for p in some]
+    *streamed, batched = await asyncio.gather(
+        *(_collect(engine, p, SEEDED) for p in some), engine.generate(some[:1], SEEDED)
+    )
+    for chunks, whole in zip(streamed, alone, strict=True):
+        _assert_chunks_make(chunks, whole)
+    assert batched[0].token_ids.tolist() == alone[0].token_ids.tolist()
+
+
+async def test_stream_closed_early_stops_and_engine_stays_usable(
+    engine: StreamingEngine, prompts: list[list[int]]
+) -> None:
+    long = SamplingParams(
+        max_tokens=engine.info.max_model_len - 16, temperature=0.0, ignore_eos=True
+    )
+    stream = engine.generate_stream(prompts[0][:16], long)
+    first = await anext(stream)
+    assert len(first.token_ids) >= 1 and first.finish_reason == ""
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    if engine.info.provenance.engine == "vllm":  # the request was aborted in the engine core
+        llm = engine._llm  # type: ignore[attr-defined]
+        assert llm.output_processor.get_num_unfinished_requests() == 0
+    (whole,) = await engine.generate(prompts[:1], GREEDY)
+    _assert_chunks_make(await _collect(engine, prompts[0], GREEDY), whole)
+
+
+async def test_stream_refuses_bad_input_when_called(engine: StreamingEngine) -> None:
+    info = engine.info
+    for prompt, params in [
+        ([], GREEDY),
+        ([3, info.vocab_size], GREEDY),
+        ([3, 4], SamplingParams(max_tokens=info.max_model_len)),
+        ([3, 4], SamplingParams(top_logprobs=info.max_top_logprobs + 1)),
+        ([3, 4], SamplingParams(temperature=-1.0)),
+    ]:
+        with pytest.raises(EngineInputError):
+            engine.generate_stream(prompt, params)  # raises before any iteration
+    assert len(await _collect(engine, [3, 4, 5], GREEDY)) >= 1
