@@ -7,9 +7,10 @@ path is covered by tests/e2e/test_miner_devnet.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from neurons.miner.policy import (
 from neurons.miner.serving import MinerService, load_codec
 from subnet import auth, protocol
 from subnet.engine import load_engine
-from subnet.engine.types import Engine, SamplingParams
+from subnet.engine.types import Completion, Engine, SamplingParams, StreamingEngine
 from subnet.metrics import MinerMetrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -55,7 +56,7 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
+def engine() -> StreamingEngine:
     return load_engine("hf", model_dir())
 
 
@@ -68,6 +69,7 @@ class Clock:
 
 
 Server = Callable[..., Awaitable[tuple[str, Clock, MinerMetrics]]]
+RUNNERS: dict[str, web.AppRunner] = {}  # base url -> its runner (to watch its connections)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -92,7 +94,7 @@ async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
             limiter=PriorityLimiter(limits.pop("concurrency", 8), limits.pop("queue", 64)),
             max_body_bytes=limits.pop("max_body", 64 * 1024),
         )
-        service = MinerService(engine, identity=IDENTITY, model_name="tiny",
+        service = MinerService(limits.pop("engine", engine), identity=IDENTITY, model_name="tiny",
                                codec=load_codec(model_dir()), max_tokens=32, max_logprobs=5)
         metrics = MinerMetrics()
         runner = web.AppRunner(build_app(service, gate, metrics))
@@ -101,6 +103,7 @@ async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
         await site.start()
         runners.append(runner)
         port = runner.addresses[0][1]
+        RUNNERS[f"http://127.0.0.1:{port}"] = runner
         return f"http://127.0.0.1:{port}", clock, metrics
 
     yield start
@@ -321,3 +324,117 @@ async def test_health_and_metrics(server: Server) -> None:
             text = await r.text()
     assert 'miner_caller_requests_total{uid="0"} 1.0' in text
     assert "miner_request_seconds_bucket" in text and "miner_queue_depth" in text
+
+
+# -- live streaming ---------------------------------------------------------------------------
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(e[6:]) for e in raw.split(b"\n\n") if e and e != b"data: [DONE]"]
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 5}],
+                         ids=["greedy", "seeded"])
+async def test_stream_is_live_and_reassembles_to_the_plain_answer(
+    server: Server, engine: StreamingEngine, sampling: dict[str, Any]
+) -> None:
+    base, _, _ = await server()
+    req = {"logprobs": 3, "max_tokens": 12, "subnet": {"raw": True}, **sampling}
+    hook = auth.BtAuthHook(VALI, MINER.ss58_address)
+    async with httpx.AsyncClient(event_hooks={"request": [hook.async_hook]}) as http:
+        plain = (await http.post(base + PATH, content=body(**req))).json()
+        streamed_body = body(stream=True, **req)
+        async with http.stream("POST", base + PATH, content=streamed_body) as resp:
+            raw = b"".join([b async for b in resp.aiter_raw()])
+            nonce = int(resp.request.headers[http_auth.HEADER_NONCE])
+        health = (await http.get(base + protocol.HEALTH_PATH)).json()
+    assert health["streaming"] == "live"
+    prefix = auth.verify_stream(raw, miner_hotkey=MINER.ss58_address, path=PATH,
+                                request_body=streamed_body, caller=VALI.ss58_address,
+                                request_nonce=nonce)
+    content = sse_events(prefix)
+    got, want = protocol.read_completion(content), protocol.read_completion(plain)
+    assert got == want  # tokens, raw top-k, finish reason and identity, exactly
+    # one SSE event per token: each written as the engine produced it
+    assert len(content) == len(want.token_ids) == plain["usage"]["completion_tokens"]
+    assert all(len(e["subnet"]["token_ids"]) == 1 for e in content)
+    assert "".join(e["choices"][0]["text"] for e in content) == plain["choices"][0]["text"]
+    assert [lp for e in content for lp in e["choices"][0]["logprobs"]["token_logprobs"]] == (
+        plain["choices"][0]["logprobs"]["token_logprobs"])
+    assert content[-1]["usage"] == plain["usage"]
+
+
+class Gated:
+    """The real engine, with its stream held after the first chunk until ``opened`` is set.
+
+    While it is held, the engine has computed exactly one token: whatever the client has by
+    then was flushed per token, not buffered to the end.
+    """
+
+    def __init__(self, inner: StreamingEngine) -> None:
+        self.inner = inner
+        self.opened = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.pulled = 0
+
+    @property
+    def info(self) -> Any:
+        return self.inner.info
+
+    async def generate(self, prompts: Any, params: SamplingParams) -> list[Completion]:
+        return await self.inner.generate(prompts, params)
+
+    async def score(self, prompts: Any, completions: Any, k: int) -> Any:
+        return await self.inner.score(prompts, completions, k)
+
+    async def close(self) -> None:
+        pass  # the module's engine outlives this wrapper
+
+    async def generate_stream(
+        self, prompt: Any, params: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        try:
+            async with contextlib.aclosing(self.inner.generate_stream(prompt, params)) as it:
+                async for chunk in it:
+                    self.pulled += 1
+                    yield chunk
+                    if self.pulled == 1:
+                        await self.opened.wait()
+        finally:
+            self.closed.set()
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    """Wait for a server-side event (never a timing assertion: the bound only stops a hang)."""
+    async with asyncio.timeout(60):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def test_disconnect_mid_stream_stops_the_engine_and_frees_the_slot(
+    server: Server, engine: StreamingEngine
+) -> None:
+    gated = Gated(engine)
+    base, _, metrics = await server(engine=gated, concurrency=1, queue=0)
+    data = body(stream=True, max_tokens=32, subnet={"ignore_eos": True})
+    h = http_auth.sign(VALI, method="POST", path=PATH, body=data,
+                       receiver_ss58=MINER.ss58_address)
+    async with aiohttp.ClientSession() as s:
+        resp = await s.post(base + PATH, data=data, headers=h)
+        assert resp.status == 200
+        first = await resp.content.readuntil(b"\n\n")  # arrives while token 2 is not computed
+        assert json.loads(first[6:])["subnet"]["token_ids"] and gated.pulled == 1
+        resp.close()  # the caller goes away mid-stream
+        # the server saw the disconnect (its handler is still running, held by the engine)
+        conns = RUNNERS[base].server.connections  # type: ignore[union-attr]
+        await _until(lambda: all(c.transport is None for c in conns))
+        gated.opened.set()
+        await _until(gated.closed.is_set)
+        assert gated.pulled == 2  # the first write after the disconnect stopped the engine
+        await _until(lambda: 'status="499"' in metrics.render().decode())
+        async with s.get(base + protocol.HEALTH_PATH) as r:
+            assert (await r.json())["capacity"]["in_flight"] == 0
+        # concurrency 1, no queue: a leaked slot would answer 429 here
+        status, _, out = await post(s, base, body(stream=True, max_tokens=3))
+    assert status == 200 and len(sse_events(out)) == 3 + 1  # 3 tokens + the signature
+    assert 'cause="client_gone",route="/v1/completions",status="499"' in metrics.render().decode()
