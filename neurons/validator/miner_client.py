@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from subnet.errors import ProtocolError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+# The first content event: a chunk whose token id list is not empty.
+_FIRST_TOKEN = re.compile(rb'"token_ids":\[\s*\d')
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,12 @@ async def query(
                     text = (await resp.content.read(2048)).decode("utf-8", "replace")
                     return _fail(base, Cause.HTTP_ERROR, f"status {resp.status}: {text[:200]}")
                 async for chunk in resp.content.iter_any():
+                    # Scan only the new bytes (plus a match's length of overlap): an empty
+                    # chunk before the first token must not hide it, and a long stream must
+                    # not be rescanned from the start on every read.
+                    scan = max(0, len(buf) - 16)
                     buf += chunk
-                    if ttft is None and b'"token_ids":[' in buf and b'"token_ids":[]' not in buf:
+                    if ttft is None and _FIRST_TOKEN.search(buf, scan):
                         ttft = time.perf_counter() - t0
                     if len(buf) > max_bytes:
                         return _fail(base, Cause.FORMAT_SCHEMA, f"stream over {max_bytes} bytes")
