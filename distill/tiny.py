@@ -146,8 +146,13 @@ class TinyWorld:
 
 
 def tiny_world(cache: Path | None = None) -> TinyWorld:
-    """The default tiny world, built on first use."""
-    return build_tiny_world(cache=cache)
+    """The default tiny world with all three models (distilled student included), built on
+    first use."""
+    from distill.distilled import ensure_distilled
+
+    world = build_tiny_world(cache=cache)
+    ensure_distilled(world)
+    return world
 
 
 def build_tiny_world(
