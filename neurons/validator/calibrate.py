@@ -1,8 +1,9 @@
 """Calibrate the spot-check tolerance from honest runs, for a target false-positive rate.
 
-An honest miner's claims come from generation (batch of one, its own engine); the validator
-recomputes them by teacher forcing, on each engine, with the prompt batched among others
-(batch sizes vary the kernels' reduction order). The claimed-vs-recomputed error of honest
+An honest miner's claims come from generation (batch of one, on each miner engine: miners
+may serve with vLLM while the validator recomputes with hf, or the other way round); the
+validator recomputes them by teacher forcing, on each engine, with the prompt batched among
+others (batch sizes vary the kernels' reduction order). The claimed-vs-recomputed error of honest
 answers is the null distribution: the tolerance is its ``1 - fpr`` quantile times a safety
 margin (the agreement threshold its ``fpr`` quantile divided by it), so an honest miner fails a
 check with probability about ``fpr`` on the hardware measured. With fewer than ``1 / fpr``
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,8 @@ _LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_l
 
 @dataclass(frozen=True)
 class Sample:
-    engine: str
+    miner: str  # the engine that generated the claims
+    engine: str  # the engine that recomputed them
     batch: int
     seed: int
     mean_abs_dp: float
@@ -68,8 +70,9 @@ def _claims(c: Completion, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 async def measure(
-    miner: Engine, recompute: dict[str, Engine], prompts: Sequence[Sequence[int]], *,
+    miner: Engine, recompute: Mapping[str, Engine], prompts: Sequence[Sequence[int]], *,
     batch_sizes: Sequence[int], seed: int, k: int, max_tokens: int, temperature: float,
+    miner_name: str = "",
 ) -> list[Sample]:
     """One honest generation per prompt, recomputed on each engine at each batch size."""
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
@@ -88,26 +91,28 @@ async def measure(
                     v = verify.verify_distributions(
                         s_lp, t_ids, t_lp, r.target_logprobs, r.target_ranks, r.top_ids,
                         r.top_logprobs, vocab_size=vocab, cfg=_LOOSE)
-                    out.append(Sample(name, b, seed, v.mean_abs_dp, v.topk_agreement))
+                    out.append(Sample(miner_name, name, b, seed, v.mean_abs_dp,
+                                      v.topk_agreement))
     return out
 
 
 async def calibrate(
-    miner: Engine, recompute: dict[str, Engine], tokenizer: Tokenizer, *,
+    miners: Mapping[str, Engine], recompute: Mapping[str, Engine], tokenizer: Tokenizer, *,
     seeds: Sequence[int], batch_sizes: Sequence[int], tasks: int, k: int, max_tokens: int,
     temperature: float, fpr: float, margin: float, against: Engine | None = None,
 ) -> Calibration:
     cal = Calibration(fpr, margin)
     for seed in seeds:
         prompts = [tokenizer.encode(t.prompt).ids for t in generate_tasks(f"calib-{seed}", tasks)]
-        cal.samples += await measure(miner, recompute, prompts, batch_sizes=batch_sizes,
-                                     seed=seed, k=k, max_tokens=max_tokens,
-                                     temperature=temperature)
+        for miner_name, miner in miners.items():
+            cal.samples += await measure(miner, recompute, prompts, batch_sizes=batch_sizes,
+                                         seed=seed, k=k, max_tokens=max_tokens,
+                                         temperature=temperature, miner_name=miner_name)
         if against is not None:
-            name = next(iter(recompute))
-            cal.against += await measure(against, {name: recompute[name]}, prompts,
+            cal.against += await measure(against, recompute, prompts,
                                          batch_sizes=[max(batch_sizes)], seed=seed, k=k,
-                                         max_tokens=max_tokens, temperature=temperature)
+                                         max_tokens=max_tokens, temperature=temperature,
+                                         miner_name="against")
     return cal
 
 
@@ -128,15 +133,16 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
         "- " + ("the quantile is empirical" if enough else
                 f"fewer than 1/fpr = {math.ceil(1 / cal.fpr)} samples: the quantile is the "
                 "sample maximum, so the margin carries the extrapolation"), "",
-        "| engine | batch | n | mean abs dp p50 | p99 | max | top-k agreement min |",
+        "| miner -> recompute | batch | n | mean abs dp p50 | p99 | max | "
+        "top-k agreement min |",
         "|---|---|---|---|---|---|---|",
     ]
-    groups = sorted({(s.engine, s.batch) for s in cal.samples})
-    for eng, b in groups:
-        sel = [s for s in cal.samples if s.engine == eng and s.batch == b]
+    groups = sorted({(s.miner, s.engine, s.batch) for s in cal.samples})
+    for m, eng, b in groups:
+        sel = [s for s in cal.samples if (s.miner, s.engine, s.batch) == (m, eng, b)]
         d = np.array([s.mean_abs_dp for s in sel])
         a = np.array([s.agreement for s in sel])
-        lines.append(f"| {eng} | {b} | {len(sel)} | {_q(d, .5)} | {_q(d, .99)} | "
+        lines.append(f"| {m} -> {eng} | {b} | {len(sel)} | {_q(d, .5)} | {_q(d, .99)} | "
                      f"{d.max():.3g} | {a.min():.3g} |")
     lines += ["", f"Honest overall: mean abs dp max {dps.max():.3g}, top-k agreement min "
                   f"{agr.min():.3g}.", ""]

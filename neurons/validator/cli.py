@@ -1,7 +1,8 @@
 """`subnet validator`: run the validator node, or `subnet validator calibrate` its tolerance.
 
     subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] ...
-    subnet validator calibrate --model PATH [--engines hf,vllm] [--batch-sizes 1,4,16]
+    subnet validator calibrate --model PATH [--engines hf,vllm] [--miner-engine hf,vllm]
+                               [--batch-sizes 1,4,16]
                                [--seeds 0,1,2] [--fpr 0.001] [--report docs/calibration.md]
                                [--write-config subnet.toml] [--against PATH]
 """
@@ -51,8 +52,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cal.add_argument("--against", default=None,
                      help="a different model, to report how far its claims land (optional)")
     cal.add_argument("--engines", default="hf", help="recompute engines, e.g. hf,vllm")
-    cal.add_argument("--miner-engine", default="hf", choices=("hf", "vllm"),
-                     help="engine the honest miner generates with")
+    cal.add_argument("--miner-engine", default="hf",
+                     help="engines the honest miner generates with, e.g. hf,vllm")
+    cal.add_argument("--dtype", default=None,
+                     help="load every engine in this dtype (default: the checkpoint's)")
     cal.add_argument("--batch-sizes", type=_ints, default=[1, 4, 16])
     cal.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     cal.add_argument("--tasks", type=int, default=32, help="prompts per seed")
@@ -78,28 +81,42 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(args.config, args.max_steps))
 
 
+def _engines(text: str) -> list[str]:
+    names = [e.strip() for e in text.split(",") if e.strip()]
+    bad = [n for n in names if n not in ("hf", "vllm")]
+    if not names or bad:
+        raise ConfigError(f"engines must be a comma-separated list of hf, vllm; got {text!r}")
+    return names
+
+
 async def _calibrate(args: argparse.Namespace) -> int:
     from tokenizers import Tokenizer
 
     from neurons.validator.calibrate import calibrate, report, write_config
-    from subnet.engine import load_engine
+    from subnet.engine import Engine, load_engine
 
     if not 0 < args.fpr < 1:
         raise ConfigError(f"--fpr must be in (0, 1), got {args.fpr}")
     model = Path(args.model)
-    miner = load_engine(args.miner_engine, model)
-    engines = {name: (miner if name == args.miner_engine else load_engine(name, model))
-               for name in [e.strip() for e in args.engines.split(",") if e.strip()]}
-    against = load_engine(args.miner_engine, args.against) if args.against else None
+    miner_names, names = _engines(args.miner_engine), _engines(args.engines)
+    pool: dict[str, Engine] = {}  # one engine per kind, shared by miner and recompute
+    against: Engine | None = None
     try:
+        for name in dict.fromkeys([*miner_names, *names]):
+            pool[name] = load_engine(name, model, dtype=args.dtype)  # type: ignore[arg-type]
+        miners = {n: pool[n] for n in miner_names}
+        engines = {n: pool[n] for n in names}
+        if args.against:
+            against = load_engine(miner_names[0], args.against,  # type: ignore[arg-type]
+                                  dtype=args.dtype)
         cal = await calibrate(
-            miner, engines, Tokenizer.from_file(str(model / "tokenizer.json")),
+            miners, engines, Tokenizer.from_file(str(model / "tokenizer.json")),
             seeds=args.seeds, batch_sizes=args.batch_sizes, tasks=args.tasks, k=args.k,
             max_tokens=args.max_tokens, temperature=args.temperature, fpr=args.fpr,
             margin=args.margin, against=against,
         )
     finally:
-        for engine in {id(e): e for e in [miner, *engines.values(), against] if e}.values():
+        for engine in [*pool.values(), *([against] if against else [])]:
             await engine.close()
     prov = "; ".join(f"{n}: {e.info.provenance.engine} {e.info.provenance.version} "
                      f"{e.info.provenance.dtype} on {e.info.provenance.device}"
