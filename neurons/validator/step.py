@@ -101,7 +101,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     # 1. Who and what: the metagraph and the seeded, duplicate-free task set.
     mg = await ctx.chain.metagraph(ctx.netuid, max_age_blocks=1)
     targets = pick_targets(mg, ctx.hotkey, vc.sample_miners, seed)
-    tasks = generate_tasks(seed, vc.tasks_per_step)
+    tasks = generate_tasks(seed, vc.tasks_per_step, vc.task_families)
     prompts = [list(ctx.tokenizer.encode(t.prompt).ids) for t in tasks]
     digest = judge.prompts_digest(tasks)
     info = ctx.teacher.info
