@@ -78,6 +78,7 @@ class Localnet:
         self.deaths: list[ProcExit] = []
         self.stop = StopRequest()
         self.state = RunState(self.folder / STATE_FILE)
+        self.families: tuple[str, ...] = ()  # the tiny world's, once it is loaded
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class Localnet:
         from distill.tiny import tiny_world
 
         world = tiny_world()
+        self.families = tuple(world.info()["recipe"]["families"])
         distilled = world.distilled
         if distilled is None:
             distilled = self._train_distilled(world)
@@ -224,7 +226,8 @@ class Localnet:
                     self.print(f"   {specs[name].name} (uid {p.uid}) "
                                + ("died" if specs[name].name in dead else "is serving"))
             if not pending and validator is None:
-                validator = validator_spec(self.o, self.folder, manifest, models)
+                validator = validator_spec(self.o, self.folder, manifest, models,
+                                           self.families)
                 sup.start(validator)
                 self.state.update(validator={"pid": sup.pids()["validator"],
                                              "log": str(validator.log),

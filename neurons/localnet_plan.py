@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,12 @@ def miner_spec(opts: Options, folder: Path, manifest: dict[str, Any], models: di
 
 
 def validator_spec(opts: Options, folder: Path, manifest: dict[str, Any],
-                   models: dict[str, Path]) -> ProcSpec:
+                   models: dict[str, Path], families: Sequence[str] = ()) -> ProcSpec:
+    """The validator's command line; ``families`` (the tiny world's) narrows its prompts to the
+    task families the teacher was trained on, so scores measure distillation, not guessing."""
     argv = [*_base_argv(opts, "validator", manifest, manifest["validators"][0]), "-v"]
+    if families:
+        argv += ["--set", f"validator.task_families={','.join(families)}"]
     for s in (f"validator.teacher={models['teacher']}",
               f"validator.engine={opts.validator_engine}",
               f"validator.state_dir={folder / 'validator'}",

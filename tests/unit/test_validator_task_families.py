@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from distill.tasks import FAMILIES, generate_tasks
@@ -25,3 +27,19 @@ def test_comma_list_from_set_and_env_restricts_the_tasks() -> None:
 def test_unknown_or_empty_families_fail_at_load(bad: str) -> None:
     with pytest.raises(ConfigError, match="task_families"):
         load_config(env={}, overrides={"validator.task_families": bad})
+
+
+def test_localnet_validator_asks_the_worlds_families(tmp_path: Path) -> None:
+    from neurons.localnet_plan import Options, validator_spec
+
+    manifest = {"network": "devnet:x.sqlite", "netuid": 1, "hotkey": "default",
+                "wallet_path": str(tmp_path), "validators": ["v0"]}
+    models = {"teacher": tmp_path / "teacher"}
+    argv = list(validator_spec(Options(), tmp_path, manifest, models,
+                               ("add", "sort", "reverse")).argv)
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    key, _, value = next(s for s in sets if s.startswith("validator.task_families=")).partition("=")
+    assert load_config(env={}, overrides={key: value}).validator.task_families == (
+        "add", "sort", "reverse")
+    plain = validator_spec(Options(), tmp_path, manifest, models).argv
+    assert not any("task_families" in a for a in plain)
