@@ -118,16 +118,27 @@ def steps_committed(db: Path) -> int:
 
 
 def model_variant(base: Path, dest: Path, tag: str) -> Path:
-    """A copy of ``base`` whose digest differs (a ``_variant`` key in its config), made once."""
-    if not (dest / "config.json").exists():
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(base, tmp)
-        config = json.loads((tmp / "config.json").read_text())
-        config["_variant"] = tag
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+    """A copy of ``base`` whose digest differs (``_variant`` keys in its config).
+
+    Made once per base model: the copy records the digest of the model it was made from and is
+    remade when that changes (a rebuilt tiny world), so an adversary never commits a stale
+    model from an older world.
+    """
+    from distill.identity import model_digest
+
+    source = model_digest(base)
+    current = dest / "config.json"
+    if current.exists() and json.loads(current.read_text()).get("_variant_of") == source:
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base, tmp)
+    config = json.loads((tmp / "config.json").read_text())
+    config["_variant"] = tag
+    config["_variant_of"] = source
+    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
     return dest
 
 

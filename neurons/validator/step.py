@@ -267,6 +267,12 @@ async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[i
         if engine is None:
             ctx.metrics.spot_checks.labels("unavailable").inc(len(group))
             continue
+        if engine.info.vocab_size != info.vocab_size:  # cannot be the teacher's student
+            for j in group:
+                j.fail(Cause.WRONG_MODEL, f"committed model has vocabulary {engine.info.vocab_size}"
+                                          f", the teacher {info.vocab_size}")
+            ctx.metrics.spot_checks.labels("failed").inc(len(group))
+            continue
         try:
             recomputed = await engine.score([prompts[j.task] for j in group],
                                             [j.answer.token_ids.tolist() for j in group], k)
@@ -276,9 +282,13 @@ async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[i
                 j.fail(Cause.VALIDATOR_ERROR, f"spot-check engine: {e}")
             continue
         for j, r in zip(group, recomputed, strict=True):
-            judge.verify_against_committed(j, r, vocab_size=info.vocab_size,
-                                           eos_token_id=info.eos_token_id,
-                                           max_tokens=vc.max_tokens, cfg=ctx.cfg.verify)
+            try:
+                judge.verify_against_committed(j, r, vocab_size=info.vocab_size,
+                                               eos_token_id=info.eos_token_id,
+                                               max_tokens=vc.max_tokens, cfg=ctx.cfg.verify)
+            except ValueError as e:  # our own recomputation is unusable: one answer, not the step
+                log.exception("spot check of uid %d with %s failed", j.answer.uid, digest[:12])
+                j.fail(Cause.VALIDATOR_ERROR, f"spot check: {e}")
             j.provenance["committed"] = r.provenance.to_dict()
             ctx.metrics.spot_checks.labels("ok" if j.ok else "failed").inc()
 

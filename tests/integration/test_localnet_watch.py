@@ -169,6 +169,20 @@ def test_model_variant_has_its_own_digest_and_is_made_once(tmp_path):
     assert (variant / "config.json").stat().st_mtime_ns == stamp
 
 
+def test_model_variant_is_remade_when_its_base_model_changes(tmp_path):
+    """A rebuilt tiny world must not leave an adversary committing the old world's model."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"vocab_size": 287}))
+    (base / "model.safetensors").write_bytes(b"\0" * 64)
+    variant = model_variant(base, tmp_path / "models" / "v", "adversary-x")
+    (base / "config.json").write_text(json.dumps({"vocab_size": 279}))
+    (base / "model.safetensors").write_bytes(b"\1" * 64)
+    model_variant(base, variant, "adversary-x")
+    assert json.loads((variant / "config.json").read_text())["vocab_size"] == 279
+    assert (variant / "model.safetensors").read_bytes() == b"\1" * 64
+
+
 def test_status_reads_a_finished_run_and_refuses_a_missing_one(tmp_path):
     console = Console(record=True, width=200)
     with pytest.raises(ConfigError, match="no localnet"):
