@@ -122,8 +122,8 @@ def test_tiny_world_distilled_student_tracks_the_teacher() -> None:
     The distilled student and the undistilled one share architecture, init seed and step count;
     only the training signal differs (teacher top-K vs task text). Held-out prompts come from
     the world's own families, in the slice of prompt space neither ever trained on. Measured
-    at build: forward KL 0.068 distilled vs 0.43 cross-entropy, correctness 0.90 vs the
-    teacher's 0.98.
+    at build: forward KL 0.055 distilled vs 0.153 cross-entropy, correctness 0.657 for both
+    the distilled student and the teacher.
     """
     import itertools
 

@@ -91,7 +91,8 @@ def test_tokenizer_adds_bos_and_round_trips(world: TinyWorld) -> None:
 
 def test_teacher_beats_chance_and_the_undistilled_student(world: TinyWorld) -> None:
     # The easiest family to guess (add) is right by chance 1 time in 199; the build measured
-    # about 98 % for the teacher and 75 % for the student on 300 held-out tasks.
+    # 71 % for the teacher and 69 % for the student on 300 held-out tasks (67 % vs 63 % here):
+    # both get sort and reverse, and the teacher more of add.
     teacher = _greedy_accuracy(world.teacher)
     student = _greedy_accuracy(world.undistilled)
     assert teacher >= 0.5 > 4 * max(CHANCE[f] for f in TinyRecipe().families)
