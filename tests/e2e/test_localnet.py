@@ -82,10 +82,7 @@ def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
     assert status.returncode == 3 and "not running" in status.stdout
     distilled, undistilled = (by_role[r]["emission_total"] for r in ("distilled", "undistilled"))
     assert summary["checks"]["distilled earns more than undistilled"] == (distilled > undistilled)
-    if distilled <= undistilled:  # last, so everything above is still checked on every run
-        pytest.xfail(f"distilled {distilled:.2f} <= undistilled {undistilled:.2f} alpha: the tiny "
-                     "distilled student does not beat the undistilled one on the validator's "
-                     "score yet (see the strict xfail in tests/integration/test_distill.py)")
+    assert distilled > undistilled, summary["miners"]
 
 
 def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp_path):
