@@ -115,7 +115,7 @@ def parse_request(
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise RequestError(f"body is not valid JSON: {_short(e)}", None, "malformed_json") from None
     if not isinstance(data, dict):
         raise RequestError("body must be a JSON object", None, "malformed_json")
@@ -220,11 +220,18 @@ def _int(data: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> 
     return int(value)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _float(data: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
     value = data.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise RequestError(f"{name} must be a finite number", name)
     if not lo <= value <= hi:
         raise RequestError(f"{name} must be between {lo} and {hi}", name)
@@ -382,6 +389,6 @@ def read_completion(body: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Wi
                 top_ids.extend(tuple(int(t) for t in row) for row in topk["ids"])
                 top_lp.extend(tuple(float(x) for x in row) for row in topk["logprobs"])
             finish = chunk["choices"][0].get("finish_reason") or finish
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise ProtocolError(f"malformed completion response: {_short(e)}") from e
     return WireCompletion(tuple(ids), tuple(top_ids), tuple(top_lp), finish, identity)

@@ -133,12 +133,17 @@ async def query(
         timed = _with(timed, signature=fields)
         auth.verify_stream(raw, miner_hotkey=target.hotkey, path=path, request_body=body,
                            caller=caller_hotkey, request_nonce=nonce)
-    except ProtocolError as e:
-        return _fail(timed, Cause.BAD_SIGNATURE, str(e))
+    except (ProtocolError, ValueError, TypeError, KeyError, OverflowError) as e:
+        return _fail(timed, Cause.BAD_SIGNATURE, f"{type(e).__name__}: {str(e)[:200]}")
+    return parse_answer(timed, prefix)
+
+
+def parse_answer(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
+    """The signed SSE bytes as an answer; never raises: hostile bytes become FORMAT_SCHEMA."""
     try:
-        return _parse(timed, prefix)
-    except (ProtocolError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
-        return _fail(timed, Cause.FORMAT_SCHEMA, f"{type(e).__name__}: {str(e)[:200]}")
+        return _parse(base, prefix)
+    except Exception as e:  # any parse failure is the miner's, recorded with its type
+        return _fail(base, Cause.FORMAT_SCHEMA, f"{type(e).__name__}: {str(e)[:200]}")
 
 
 def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:

@@ -211,9 +211,14 @@ async def _query_all(ctx: StepContext, targets: list[Target],
 
     async def one(target: Target, q: Query) -> MinerAnswer:
         async with sem:
-            return await miner_client.query(ctx.session, ctx.wallet, ctx.hotkey, target, q,
-                                            timeout=vc.query_timeout,
-                                            max_bytes=vc.max_response_bytes)
+            try:
+                return await miner_client.query(ctx.session, ctx.wallet, ctx.hotkey, target, q,
+                                                timeout=vc.query_timeout,
+                                                max_bytes=vc.max_response_bytes)
+            except Exception as e:  # backstop: one miner's answer must never fail the step
+                log.exception("query of uid %d failed unexpectedly", target.uid)
+                return MinerAnswer(target.uid, target.hotkey, q.task_id, Cause.VALIDATOR_ERROR,
+                                   detail=f"{type(e).__name__}: {str(e)[:200]}")
 
     return list(await asyncio.gather(*(one(t, q) for t in targets for q in queries)))
 

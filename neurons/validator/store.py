@@ -13,6 +13,7 @@ their names and columns; add new ones freely.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -161,6 +162,9 @@ class Store:
                 self._db.execute("COMMIT")
                 return out
             except sqlite3.Error as e:
+                if self._db.in_transaction:  # a failed COMMIT leaves the transaction open
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise StateError(f"validator state write failed: {e}") from e
 
     # -- meta -------------------------------------------------------------------------------

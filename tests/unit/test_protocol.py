@@ -97,8 +97,10 @@ def test_bad_fields_are_named(patch: dict, param: str) -> None:
     assert e.value.param == param
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"[1]", b"null", b"\xff\xfe", b"[" * 100000])
+@pytest.mark.parametrize("body", [b"", b"{", b"[1]", b"null", b"\xff\xfe", b"[" * 100000,
+                                  b'{"prompt": [' + b"9" * 5000 + b"]}"])
 def test_malformed_bodies(body: bytes) -> None:
+    """Including an integer too long for Python's int parser (a ValueError, not a decode one)."""
     with pytest.raises(RequestError) as e:
         parse_request(body, LIMITS)
     assert e.value.code == "malformed_json" and e.value.param is None
@@ -194,3 +196,9 @@ def test_error_body_shape() -> None:
     body = protocol.error_body("bad", status=400, code="invalid_request", param="max_tokens")
     assert body == {"error": {"message": "bad", "type": "invalid_request_error",
                               "param": "max_tokens", "code": "invalid_request"}}
+
+
+def test_a_number_too_large_for_a_float_is_a_field_error() -> None:
+    with pytest.raises(RequestError) as e:
+        parse({"prompt": [1, 2], "temperature": 10**400})
+    assert e.value.param == "temperature"
