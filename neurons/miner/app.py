@@ -69,6 +69,7 @@ _CALLER = web.RequestKey("caller", Caller)
 _INFO = web.RequestKey("caller_info", CallerInfo)
 _STATS = web.RequestKey("stats", tuple)  # (prompt tokens, completion tokens, ttft or None)
 _CAUSE = web.RequestKey("cause", str)  # a 200 stream that ended in an error or lost its caller
+STREAM_TAIL_GRACE_S = 5.0  # error event + signature + DONE after the last token, at most
 
 
 def build_app(
@@ -121,7 +122,12 @@ def _refresher(
 async def completions(request: web.Request) -> web.StreamResponse:
     gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
     deadline = asyncio.get_running_loop().time() + gate.request_timeout
-    body = await _read_body(request, gate.max_body_bytes)
+    try:  # before auth: a caller trickling its body must not hold the connection forever
+        async with asyncio.timeout_at(deadline):
+            body = await _read_body(request, gate.max_body_bytes)
+    except TimeoutError:
+        raise HttpError(408, "body_timeout",
+                        f"body not received within {gate.request_timeout:g}s") from None
     request[_BODY] = body
     caller = gate.authenticate(request, body)
     request[_CALLER] = caller
@@ -188,18 +194,29 @@ async def _stream(
         request[_STATS] = (len(req.prompt_ids), total, ttft)
         return resp
     except Exception as e:
-        f = to_failure(e)
-        request[_CAUSE] = f.cause
-        await send(protocol.error_body(f.message, status=f.status, code=f.cause, param=f.param))
-    caller: Caller = request[_CALLER]
-    fields = auth.sign_response(
-        gate.wallet, status=200, path=request.raw_path, request_body=request[_BODY],
-        caller=caller.hotkey_ss58, request_nonce=caller.nonce_ns, body_sha256=digest.hexdigest(),
-    )
-    await resp.write(protocol.sse_event(auth.stream_signature_event(fields)))
-    await resp.write(protocol.SSE_DONE)
-    await resp.write_eof()
+        failure: HttpFailure | None = to_failure(e)
+    else:
+        failure = None
     request[_STATS] = (len(req.prompt_ids), total, ttft)
+    caller: Caller = request[_CALLER]
+    try:
+        # Bounded: a caller that stopped reading must not keep the engine slot (released by
+        # our caller once this returns) while write_eof waits for the socket to drain.
+        async with asyncio.timeout(STREAM_TAIL_GRACE_S):
+            if failure is not None:
+                request[_CAUSE] = failure.cause
+                await send(protocol.error_body(failure.message, status=failure.status,
+                                               code=failure.cause, param=failure.param))
+            fields = auth.sign_response(
+                gate.wallet, status=200, path=request.raw_path, request_body=request[_BODY],
+                caller=caller.hotkey_ss58, request_nonce=caller.nonce_ns,
+                body_sha256=digest.hexdigest(),
+            )
+            await resp.write(protocol.sse_event(auth.stream_signature_event(fields)))
+            await resp.write(protocol.SSE_DONE)
+            await resp.write_eof()
+    except (TimeoutError, ConnectionError):
+        request[_CAUSE] = "client_gone"
     return resp
 
 

@@ -93,6 +93,7 @@ async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
             policy=policy,
             limiter=PriorityLimiter(limits.pop("concurrency", 8), limits.pop("queue", 64)),
             max_body_bytes=limits.pop("max_body", 64 * 1024),
+            request_timeout=limits.pop("timeout", 60.0),
         )
         service = MinerService(limits.pop("engine", engine), identity=IDENTITY, model_name="tiny",
                                codec=load_codec(model_dir()), max_tokens=32, max_logprobs=5)
@@ -293,6 +294,19 @@ async def test_huge_body_gets_413_without_being_read(server: Server) -> None:
 
         async with s.post(base + PATH, data=chunks()) as r:
             assert r.status == 413
+
+
+async def test_a_trickled_body_times_out_with_408(server: Server) -> None:
+    """Before any auth: a caller that never finishes its body does not hold the connection."""
+    base, _, _ = await server(timeout=1.0)
+    port = int(base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 1000\r\n\r\n{{".encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 30)  # 999 bytes never come
+    assert b" 408 " in status_line
+    writer.close()
 
 
 async def test_200_concurrent_requests_fail_only_with_429(server: Server) -> None:
