@@ -162,7 +162,8 @@ class Validator:
             if await setter.due(block):
                 mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
                 weights, winner = compute_weights(result.ema, mg, self.hotkey,
-                                                  self.cfg.weights, setter.winner)
+                                                  self.cfg.weights, setter.winner,
+                                                  ema_hotkeys=result.hotkeys)
                 outcome = await setter.set(block, result.step, weights)
                 if outcome.success:
                     setter.winner = winner

@@ -76,6 +76,7 @@ class StepResult:
     baseline_score: float | None
     teacher_tokens: int
     teacher_seconds: float
+    hotkeys: tuple[str, ...] = ()  # uid -> the hotkey ``ema[uid]`` was earned by
 
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
@@ -200,7 +201,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     return StepResult(
         step, block, len(rows), {u: float(means[u]) for u in np.flatnonzero(observed)},
         {u: float(ema[u]) for u in range(n)}, dict(causes), baseline_score, teacher_tokens,
-        teacher_seconds,
+        teacher_seconds, tuple(mg.hotkeys),
     )
 
 

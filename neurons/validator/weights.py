@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +38,23 @@ class WeightOutcome:
 
 def compute_weights(
     ema: dict[int, float], mg: MetagraphView, self_hotkey: str, cfg: WeightsConfig,
-    prev_winner: int | None = None,
+    prev_winner: int | None = None, ema_hotkeys: Sequence[str] = (),
 ) -> tuple[dict[int, float], int | None]:
     """uid -> weight over the metagraph; the owner uid and this validator are not eligible.
 
+    ``ema_hotkeys[uid]`` is the hotkey that earned ``ema[uid]``: a uid that changed hands since
+    (deregistered and re-registered during the step) gets nothing from its predecessor's EMA.
     With no eligible miner all weight goes to the owner uid (burned), never to nobody.
     """
     n = len(mg.neurons)
     owner = next((x.uid for x in mg.neurons if x.hotkey == mg.owner_hotkey), 0)
-    e = np.array([max(0.0, float(ema.get(u, 0.0))) for u in range(n)])
+
+    def earned(u: int) -> float:
+        if ema_hotkeys and (u >= len(ema_hotkeys) or ema_hotkeys[u] != mg.neurons[u].hotkey):
+            return 0.0
+        return max(0.0, float(ema.get(u, 0.0)))
+
+    e = np.array([earned(u) for u in range(n)])
     eligible = np.array([x.hotkey not in (self_hotkey, mg.owner_hotkey) for x in mg.neurons])
     res = aggregate.transform_weights(e, cfg, eligible, prev_winner)
     w = aggregate.apply_burn(res.weights, owner, cfg.burn_share)
