@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import json
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +28,24 @@ from subnet.errors import ProtocolError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-# The first content event: a chunk whose token id list is not empty.
-_FIRST_TOKEN = re.compile(rb'"token_ids":\[\s*\d')
+
+
+def carries_tokens(event: bytes) -> bool:
+    """Whether one SSE event adds tokens to the answer (``subnet.token_ids`` non-empty).
+
+    Time to first token is taken at the first such event, judged by the same field
+    ``protocol.read_completion`` assembles the answer from: a filler event that only looks
+    like tokens cannot claim an early first token.
+    """
+    if not event.startswith(b"data: "):
+        return False
+    try:
+        obj = json.loads(event[6:])
+    except (ValueError, RecursionError):
+        return False
+    sub = obj.get("subnet") if isinstance(obj, dict) else None
+    ids = sub.get("token_ids") if isinstance(sub, dict) else None
+    return isinstance(ids, list) and len(ids) > 0
 
 
 @dataclass(frozen=True)
@@ -111,14 +126,14 @@ async def query(
                 if resp.status != 200:
                     text = (await resp.content.read(2048)).decode("utf-8", "replace")
                     return _fail(base, Cause.HTTP_ERROR, f"status {resp.status}: {text[:200]}")
+                event_start = 0  # first byte of the next event not yet looked at
                 async for chunk in resp.content.iter_any():
-                    # Scan only the new bytes (plus a match's length of overlap): an empty
-                    # chunk before the first token must not hide it, and a long stream must
-                    # not be rescanned from the start on every read.
-                    scan = max(0, len(buf) - 16)
                     buf += chunk
-                    if ttft is None and _FIRST_TOKEN.search(buf, scan):
-                        ttft = time.perf_counter() - t0
+                    # Until the first token: look at each completed event once.
+                    while ttft is None and (end := buf.find(b"\n\n", event_start)) != -1:
+                        if carries_tokens(bytes(buf[event_start:end])):
+                            ttft = time.perf_counter() - t0
+                        event_start = end + 2
                     if len(buf) > max_bytes:
                         return _fail(base, Cause.FORMAT_SCHEMA, f"stream over {max_bytes} bytes")
     except TimeoutError:

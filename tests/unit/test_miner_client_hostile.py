@@ -46,3 +46,22 @@ def test_hostile_stream_is_a_format_failure_not_an_exception(name: str) -> None:
     assert answer.cause == Cause.FORMAT_SCHEMA
     assert answer.detail
     assert answer.uid == 3 and answer.task_id == "task-1"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (b'data: {"choices":[{"text":"a"}],"subnet":{"token_ids":[5]}}', True),
+        (b'data: {"choices":[{"token_ids":[1]}],"subnet":{"token_ids":[]}}', False),  # filler
+        (b'data: {"choices":[{"text":""}],"note":"\\"token_ids\\":[1]"}', False),
+        (b'data: {"subnet": {"token_ids": "12"}}', False),
+        (b"data: [DONE]", False),
+        (b"data: {not json", False),
+        (b": comment", False),
+    ],
+)
+def test_time_to_first_token_counts_only_events_that_add_tokens(event: bytes,
+                                                                 expected: bool) -> None:
+    from neurons.validator.miner_client import carries_tokens
+
+    assert carries_tokens(event) is expected
