@@ -19,6 +19,8 @@ from tests.integration._validator_kit import NETUID, make_subnet, running_miners
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STOP}
+
 
 async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
     sub = make_subnet(tmp_path, clock="wall", block_time=0.5, tempo=12)
@@ -38,7 +40,10 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
         last = node.results[-1]
         assert last.ema[u["teacher"]] > last.ema[u["student"]] > 0
         assert set(last.causes[u["slow"]]) == {Cause.TIMEOUT}
-        assert set(last.causes[u["fabricated"]]) == {Cause.DIST_MISMATCH}
+        assert Cause.DIST_MISMATCH in last.causes[u["fabricated"]]
+        # Where the fabricated claim happens to equal the committed model's (short, confident
+        # answers), the answer passes the distribution check and the EOS rule catches it.
+        assert set(last.causes[u["fabricated"]]) <= FABRICATION_CAUSES
         for name in ("wrong", "fabricated", "garbage", "slow"):
             assert last.ema[u[name]] == 0.0
         # The baseline (the validator's own student) passes its own spot checks.

@@ -28,6 +28,8 @@ from tests.integration._validator_kit import NETUID, make_subnet, running_miners
 
 pytestmark = pytest.mark.slow
 
+FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STOP}
+
 
 def _config(tmp_path, **overrides) -> SubnetConfig:
     values = {"validator.tasks_per_step": 3, "validator.max_tokens": 8,
@@ -62,7 +64,10 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
         assert last.ema[u["teacher"]] > last.ema[u["student"]] > 0
         # Every adversary scores 0, each with its own cause.
         assert set(causes[u["wrong"]]) <= {Cause.DIST_MISMATCH, Cause.FABRICATED}
-        assert set(causes[u["fabricated"]]) == {Cause.DIST_MISMATCH}
+        assert Cause.DIST_MISMATCH in causes[u["fabricated"]]
+        # Where the fabricated claim happens to equal the committed model's (short, confident
+        # answers), the answer passes the distribution check and the EOS rule catches it.
+        assert set(causes[u["fabricated"]]) <= FABRICATION_CAUSES
         assert all(c.startswith("format_") for c in causes[u["garbage"]])
         assert set(causes[u["slow"]]) == {Cause.TIMEOUT}
         for name in ("wrong", "fabricated", "garbage", "slow"):
