@@ -21,13 +21,23 @@ _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _TPS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
-class MinerMetrics:
-    """What a miner operator (and the lead's dashboards) watch."""
+class NodeMetrics:
+    """One node's own registry and its text exposition (shared by miner and validator)."""
 
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MinerMetrics(NodeMetrics):
+    """What a miner operator (and the lead's dashboards) watch."""
+
+    def __init__(self) -> None:
+        super().__init__()
         r = self.registry
         self.requests = Counter(
             "miner_requests", "Requests by route, HTTP status and cause code",
@@ -68,6 +78,3 @@ class MinerMetrics:
         self.metagraph_errors = Counter(
             "miner_metagraph_refresh_errors", "Failed caller-policy refreshes", registry=r,
         )
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -6,23 +6,16 @@ components; never hotkeys or free text.
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import Counter, Gauge, Histogram
+
+from subnet.metrics import NodeMetrics
 
 _STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
-class ValidatorMetrics:
-    content_type = CONTENT_TYPE_LATEST
-
+class ValidatorMetrics(NodeMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.score = Gauge(
             "validator_miner_score", "Last step's mean score component per miner",
@@ -68,6 +61,3 @@ class ValidatorMetrics:
             registry=r,
         )
         self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
