@@ -19,6 +19,7 @@ from scoring.config import ScoreConfig, WeightsConfig
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
 def _unit(name: str, v: float) -> float:
@@ -111,13 +112,66 @@ def update_ema(
     return np.where(seen, alpha * new + (1.0 - alpha) * old, old)
 
 
+def proven_liars(uids: npt.ArrayLike, causes: Sequence[Cause], n_uids: int) -> BoolArray:
+    """Uids with at least one answer this round whose cause proves a lie (``Cause.proves_lie``)."""
+    u = np.asarray(uids, dtype=np.int64)
+    if u.ndim != 1 or len(causes) != u.size:
+        raise ValueError(f"uids {u.shape} and {len(causes)} causes must be equal-length [M]")
+    if u.size and (u.min() < 0 or u.max() >= n_uids):
+        raise ValueError(f"uids must be in [0, {n_uids})")
+    out = np.zeros(n_uids, dtype=bool)
+    out[u[np.array([Cause(c).proves_lie for c in causes], dtype=bool)]] = True
+    return out
+
+
+@dataclass(frozen=True)
+class EmaUpdate:
+    ema: FloatArray  # [N] the new EMA
+    suspended: IntArray  # [N] rounds each uid still earns nothing for, after this one
+    punished: BoolArray  # [N] uids held at 0 this round (caught now, or still suspended)
+
+
+def advance_ema(
+    ema: npt.ArrayLike,
+    suspended: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    observed: npt.ArrayLike,
+    caught: npt.ArrayLike,
+    alpha: float,
+    penalty_steps: int,
+) -> EmaUpdate:
+    """One round of EMA with the lie penalty: the rule every consumer of scores shares.
+
+    A uid ``caught`` in a proven lie this round loses the round and its EMA (reset to 0, as a
+    new hotkey) and then earns nothing for ``penalty_steps`` more rounds, whatever it answers.
+    Without it, a miner serving another model than it committed is only caught on the answers
+    where the two models disagree and is paid for the rest; with it, one caught lie in a
+    spot-checked round costs more than the lying can earn. Otherwise as :func:`update_ema`.
+    """
+    new = update_ema(ema, scores, observed, alpha)
+    left = np.asarray(suspended, dtype=np.int64)
+    hit = np.asarray(caught, dtype=bool)
+    if left.shape != new.shape or hit.shape != new.shape:
+        raise ValueError(f"suspended {left.shape} and caught {hit.shape} must be {new.shape}")
+    if (left < 0).any() or penalty_steps < 0:
+        raise ValueError("suspension counts and penalty_steps must be >= 0")
+    punished = hit | (left > 0)
+    return EmaUpdate(
+        np.where(punished, 0.0, new),
+        np.where(hit, penalty_steps, np.maximum(left - 1, 0)).astype(np.int64),
+        punished,
+    )
+
+
 def reset_changed(
     ema: npt.ArrayLike, old_hotkeys: Sequence[str], new_hotkeys: Sequence[str]
 ) -> FloatArray:
-    """EMA for the new metagraph: kept where the uid's hotkey is unchanged, 0 where it changed.
+    """EMA (or any per-uid state) for the new metagraph: kept where the uid's hotkey is
+    unchanged, 0 where it changed.
 
-    A deregistered uid re-registered by a new hotkey is a new miner; it inherits nothing. The
-    result has ``len(new_hotkeys)`` entries (the subnet may have grown).
+    A deregistered uid re-registered by a new hotkey is a new miner; it inherits nothing, its
+    predecessor's suspension included. The result has ``len(new_hotkeys)`` entries (the subnet
+    may have grown).
     """
     old = np.asarray(ema, dtype=np.float64)
     if old.shape != (len(old_hotkeys),):

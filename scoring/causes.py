@@ -53,6 +53,17 @@ class Cause(StrEnum):
         return self is Cause.OK
 
     @property
+    def proves_lie(self) -> bool:
+        """True when the answer is proof the miner lied about its model or its distributions.
+
+        These come from recomputing the miner's signed claims with the model it committed, so
+        they are evidence, not a bad day: the miner's whole round is voided, its EMA reset and
+        its hotkey suspended (``weights.lie_penalty_steps``), see
+        :func:`scoring.aggregate.advance_ema`.
+        """
+        return self in (Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.WRONG_MODEL)
+
+    @property
     def counts_against_miner(self) -> bool:
         """False for causes the miner did not produce (skip the answer instead of zeroing)."""
         return self not in (Cause.OK, Cause.VALIDATOR_ERROR)

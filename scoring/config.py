@@ -135,6 +135,11 @@ class WeightsConfig:
     min_score: float = param(
         0.0, "miners whose EMA is not above this get no weight", lo=0.0, hi=1.0
     )
+    # A proven lie (a claim the committed model contradicts) costs the round, the EMA built so far
+    # and this many further rounds: lying on the answers a spot check might miss cannot pay.
+    lie_penalty_steps: int = param(
+        20, "rounds a hotkey earns nothing after a proven lie (its EMA is reset)", lo=0, hi=100000
+    )
 
     def __post_init__(self) -> None:
         validate(self)

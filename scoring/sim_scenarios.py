@@ -11,7 +11,8 @@ validator. Each scenario then adds the one thing it is about and names what to w
   noisy, so consensus moves every epoch (what makes stale weights cost something).
 * ``cabal``: the three smallest validators move half their weight to a weak miner of theirs.
 * ``cheater``: a miner fakes top answers; each validator step catches it with ``catch``
-  probability (the validator's spot-check rate), which zeroes that answer.
+  probability (the validator's spot-check rate); a catch resets that validator's EMA of it
+  and suspends it for ``weights.lie_penalty_steps`` rounds, as the validator does.
 * ``offline``: the largest validator stops setting weights at ``event``.
 """
 

@@ -12,11 +12,11 @@ import numpy as np
 import numpy.typing as npt
 
 from scoring.aggregate import (
+    advance_ema,
     answer_score,
     apply_burn,
     reset_changed,
     transform_weights,
-    update_ema,
 )
 from scoring.causes import Cause
 from scoring.config import ScoreConfig, WeightsConfig
@@ -40,10 +40,16 @@ def answer_scores(comp: F, cause: npt.NDArray[np.int8], cfg: ScoreConfig) -> F:
 CAUSES = (Cause.OK, Cause.TIMEOUT, Cause.DIST_MISMATCH)  # indexed by the simulator's codes
 
 
-def ema_step(ema: F, scores: F, seen: Bool, cfg: WeightsConfig) -> F:
-    """One EMA round for every validator row at once (the update is elementwise)."""
-    new = update_ema(ema.ravel(), scores.ravel(), seen.ravel(), cfg.ema_alpha)
-    return new.reshape(ema.shape)
+CAUGHT = CAUSES.index(Cause.DIST_MISMATCH)
+
+
+def ema_step(
+    ema: F, suspended: Int, scores: F, seen: Bool, caught: Bool, cfg: WeightsConfig
+) -> tuple[F, Int]:
+    """One EMA round for every validator row at once, lie penalty included (elementwise)."""
+    upd = advance_ema(ema.ravel(), suspended.ravel(), scores.ravel(), seen.ravel(),
+                      caught.ravel(), cfg.ema_alpha, cfg.lie_penalty_steps)
+    return upd.ema.reshape(ema.shape), upd.suspended.reshape(ema.shape)
 
 
 def weight_rows(
@@ -67,6 +73,7 @@ def weight_rows(
 def replay_weights(
     step_scores: F,
     observed: Bool,
+    caught: Bool,
     hotkeys: list[list[str]],
     weight_steps: list[int],
     owner_uid: int,
@@ -75,15 +82,18 @@ def replay_weights(
     """Re-run a validator's EMA and weights over its recorded per-step scores.
 
     ``step_scores``/``observed``: ``[S, N]`` mean answer score per uid per step (as
-    :func:`scoring.aggregate.round_means` gives) and whether the uid was queried; ``hotkeys``:
+    :func:`scoring.aggregate.round_means` gives) and whether the uid was queried; ``caught``:
+    ``[S, N]`` whether the uid was caught in a proven lie that step; ``hotkeys``:
     per step, the hotkey of every uid ("" unknown), so a re-registered uid starts over as the
     validator does. Returns the weights ``[len(weight_steps), N]`` the validator would set
     after each listed step index (0-based into the step axis).
     """
     s, n = step_scores.shape
-    if observed.shape != (s, n) or len(hotkeys) != s:
-        raise ValueError("step_scores, observed and hotkeys must cover the same steps and uids")
-    ema = np.zeros(n)
+    if observed.shape != (s, n) or caught.shape != (s, n) or len(hotkeys) != s:
+        raise ValueError(
+            "step_scores, observed, caught and hotkeys must cover the same steps and uids"
+        )
+    ema, held = np.zeros(n), np.zeros(n, dtype=np.int64)
     prev_hk = hotkeys[0] if s else []
     winner: int | None = None
     eligible = np.zeros(n, dtype=bool)
@@ -91,8 +101,11 @@ def replay_weights(
     wanted = {k: i for i, k in enumerate(weight_steps)}
     for k in range(s):
         ema = reset_changed(ema, prev_hk, hotkeys[k])
+        held = reset_changed(held, prev_hk, hotkeys[k]).astype(np.int64)
         prev_hk = hotkeys[k]
-        ema = update_ema(ema, step_scores[k], observed[k], cfg.ema_alpha)
+        upd = advance_ema(ema, held, step_scores[k], observed[k], caught[k], cfg.ema_alpha,
+                          cfg.lie_penalty_steps)
+        ema, held = upd.ema, upd.suspended
         eligible |= observed[k]
         eligible[owner_uid] = False
         if k in wanted:

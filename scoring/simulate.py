@@ -26,7 +26,7 @@ from scoring.config import ScoreConfig, WeightsConfig
 from scoring.params import ParamError, check_value
 from scoring.sim_chain import ChainState, exact_deviation, quantize_rows
 from scoring.sim_population import CHAIN_SIM_KEYS, ChainSim, Population, observe, true_quality
-from scoring.sim_validator import answer_scores, ema_step, weight_rows
+from scoring.sim_validator import CAUGHT, answer_scores, ema_step, weight_rows
 from scoring.yuma_types import YumaParams
 
 F = npt.NDArray[np.float64]
@@ -149,6 +149,7 @@ def simulate(
     specs_v, n_m = pop.validators, len(pop.miners)
     nv = len(specs_v)
     ema = np.zeros((nv, n_m))
+    suspended = np.zeros((nv, n_m), dtype=np.int64)  # rounds left after a caught lie
     winners = np.full(nv, -1, dtype=np.int64)
     history: list[F] = []  # weights each validator's scoring produced, per epoch [V, n]
     stake = np.array([v.stake for v in specs_v], dtype=np.float64)
@@ -173,7 +174,8 @@ def simulate(
             comp, cause = observe(pop, truth, t, rng)
             scores = answer_scores(comp, cause, cfg.score)
             seen = registered[None, :] & scorer[:, None]
-            ema = ema_step(ema, scores, seen, cfg.weights)
+            ema, suspended = ema_step(ema, suspended, scores, seen, seen & (cause == CAUGHT),
+                                      cfg.weights)
         eligible = np.zeros(chain.n, dtype=bool)
         eligible[chain.miner_uids_registered()] = True
         ema_uid = chain.spec_to_uid(ema)

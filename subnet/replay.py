@@ -7,9 +7,11 @@ real store created and fails if the two drift). What replay relies on:
 
 * ``steps``: one row per committed step (``step``, ``block``).
 * ``answers``: one row per answer; a miner's step score is the mean of its answers' scores in
-  that step, as the validator computes it. Rows with ``cause = 'validator_error'`` are skipped
-  (the validator does not count them) and so are rows with a negative ``uid``: the validator's
-  own baseline model (``BASELINE_UID`` in ``neurons/validator/judge.py``), not a miner.
+  that step, as the validator computes it, and a ``cause`` that proves a lie
+  (``Cause.proves_lie``) applies the validator's lie penalty. Rows with
+  ``cause = 'validator_error'`` are skipped (the validator does not count them) and so are
+  rows with a negative ``uid``: the validator's own baseline model (``BASELINE_UID`` in
+  ``neurons/validator/judge.py``), not a miner.
 * ``weight_sets``: ``weights_json`` is ``{"uid": weight, ...}`` of the normalised weights the
   validator computed after ``step`` (burn to the owner uid included); only ``success = 1``
   rows are replayed, as only those moved the validator's winner.
@@ -34,7 +36,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scoring.aggregate import round_means
+from scoring.aggregate import proven_liars, round_means
+from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from scoring.sim_validator import replay_weights
 from subnet.errors import ConfigError, StateError
@@ -57,6 +60,7 @@ class Recorded:
     blocks: tuple[int, ...]
     step_scores: F  # [S, N]
     observed: npt.NDArray[np.bool_]  # [S, N]
+    caught: npt.NDArray[np.bool_]  # [S, N] caught in a proven lie that step
     hotkeys: list[list[str]]  # per step, per uid ("" unknown)
     weight_steps: tuple[int, ...]  # indices into ``steps`` after which weights were set
     weight_blocks: tuple[int, ...]
@@ -102,24 +106,31 @@ def _read(con: sqlite3.Connection, p: Path) -> Recorded:
     wts = [_weights_json(p, w) for _, _, w in sets]
     n = 1 + max([owner, *uids, *(u for w in wts for u in w)])
     index = {s: k for k, (s, _) in enumerate(steps)}
-    per_step: list[list[tuple[int, float]]] = [[] for _ in steps]
+    per_step: list[list[tuple[int, float, Cause]]] = [[] for _ in steps]
     hotkeys = [[""] * n for _ in steps]
     for step, uid, hotkey, score, cause in answers:
         if step not in index:
             raise StateError(f"{p}: answer for unknown step {step}")
         if cause == "validator_error":
             continue
-        per_step[index[step]].append((int(uid), float(score or 0.0)))
+        try:
+            code = Cause(cause)
+        except ValueError as e:
+            raise StateError(f"{p}: step {step} uid {uid}: unknown cause {cause!r}") from e
+        per_step[index[step]].append((int(uid), float(score or 0.0), code))
         hotkeys[index[step]][uid] = hotkey or ""
     for k in range(1, len(steps)):  # a uid not queried this step keeps its last known hotkey
         for u in range(n):
             if not hotkeys[k][u]:
                 hotkeys[k][u] = hotkeys[k - 1][u]
     scores, observed = np.zeros((len(steps), n)), np.zeros((len(steps), n), dtype=bool)
+    caught = np.zeros((len(steps), n), dtype=bool)
     for k, rows in enumerate(per_step):
         if rows:
+            uids_k = [u for u, _, _ in rows]
             try:
-                scores[k], observed[k] = round_means([u for u, _ in rows], [s for _, s in rows], n)
+                scores[k], observed[k] = round_means(uids_k, [s for _, s, _ in rows], n)
+                caught[k] = proven_liars(uids_k, [c for _, _, c in rows], n)
             except ValueError as e:
                 raise StateError(f"{p}: step {steps[k][0]}: {e}") from e
     w_steps, w_blocks, w_mat = [], [], np.zeros((len(sets), n))
@@ -135,6 +146,7 @@ def _read(con: sqlite3.Connection, p: Path) -> Recorded:
         blocks=tuple(int(b or 0) for _, b in steps),
         step_scores=scores,
         observed=observed,
+        caught=caught,
         hotkeys=hotkeys,
         weight_steps=tuple(w_steps),
         weight_blocks=tuple(w_blocks),
@@ -169,7 +181,8 @@ def recorded_weights_config(rec: Recorded) -> WeightsConfig:
 def replay(rec: Recorded, cfg: WeightsConfig) -> F:
     """Weights ``[W, N]`` the recorded scores give under ``cfg`` at each recorded weight set."""
     return replay_weights(
-        rec.step_scores, rec.observed, rec.hotkeys, list(rec.weight_steps), rec.owner_uid, cfg
+        rec.step_scores, rec.observed, rec.caught, rec.hotkeys, list(rec.weight_steps),
+        rec.owner_uid, cfg,
     )
 
 

@@ -23,6 +23,14 @@ class ValidatorMetrics(NodeMetrics):
         )
         self.ema = Gauge("validator_miner_ema", "Per-miner EMA of step scores", ("uid",),
                          registry=r)
+        self.suspended = Gauge(
+            "validator_miner_suspended_rounds",
+            "Rounds a miner still earns nothing for after a proven lie", ("uid",), registry=r,
+        )
+        self.lies = Counter(
+            "validator_proven_lies", "Rounds in which a miner was caught lying (EMA reset)",
+            ("uid",), registry=r,
+        )
         self.answers = Counter(
             "validator_answers", "Answers scored, by cause code", ("cause",), registry=r,
         )

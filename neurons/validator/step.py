@@ -180,10 +180,14 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     n = len(mg.neurons)
     means, observed = aggregate.round_means([r.uid for r in counted],
                                             [r.score for r in counted], n)
+    caught = aggregate.proven_liars([r.uid for r in counted], [Cause(r.cause) for r in counted], n)
     old = ctx.store.ema()
-    prev = aggregate.reset_changed([e.ema for e in old], [e.hotkey for e in old], mg.hotkeys) \
-        if old else np.zeros(n)
-    ema = aggregate.update_ema(prev, means, observed, ctx.cfg.weights.ema_alpha)
+    old_hotkeys = [e.hotkey for e in old]
+    prev = aggregate.reset_changed([e.ema for e in old], old_hotkeys, mg.hotkeys)
+    held = aggregate.reset_changed([e.suspended for e in old], old_hotkeys, mg.hotkeys)
+    upd = aggregate.advance_ema(prev, held.astype(np.int64), means, observed, caught,
+                                ctx.cfg.weights.ema_alpha, ctx.cfg.weights.lie_penalty_steps)
+    ema, means = upd.ema, np.where(upd.punished, 0.0, means)
     base_rows = [r.score for r in rows if r.uid == BASELINE_UID]
     baseline_score = float(np.mean(base_rows)) if base_rows else None
 
@@ -191,10 +195,12 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     latency = time.perf_counter() - t_start
     ctx.store.commit_step(
         StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
-        rows, evidence, [EmaRow(u, hk, float(ema[u])) for u, hk in enumerate(mg.hotkeys)],
+        rows, evidence,
+        [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
     )
     phase("commit", t)
     _export(ctx, work, ema, observed, baseline_score, latency)
+    _report_lies(ctx, counted, caught, upd)
     causes: dict[int, list[str]] = defaultdict(list)
     for r in rows:
         causes[r.uid].append(r.cause)
@@ -326,6 +332,17 @@ def _evidence(j: Judged) -> EvidenceRow:
     body, raw, sig = j.answer.evidence()
     return EvidenceRow(j.answer.uid, j.answer.hotkey, j.answer.task_id, j.cause.value,
                        j.detail, body, raw, sig)
+
+
+def _report_lies(ctx: StepContext, counted: list[AnswerRow], caught: np.ndarray,
+                 upd: aggregate.EmaUpdate) -> None:
+    for uid in np.flatnonzero(caught):
+        how = sorted({r.cause for r in counted if r.uid == uid and Cause(r.cause).proves_lie})
+        log.warning("uid %d caught lying (%s): EMA reset, no reward for %d rounds", uid,
+                    ",".join(how), ctx.cfg.weights.lie_penalty_steps)
+        ctx.metrics.lies.labels(str(uid)).inc()
+    for uid in np.flatnonzero(upd.punished | (upd.suspended > 0)):
+        ctx.metrics.suspended.labels(str(uid)).set(int(upd.suspended[uid]))
 
 
 def _export(ctx: StepContext, work: list[Judged], ema: np.ndarray, observed: np.ndarray,

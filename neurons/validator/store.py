@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS answers (
     PRIMARY KEY (step, uid, task_id)
 );
 CREATE TABLE IF NOT EXISTS ema (
-    uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, ema REAL NOT NULL, step INTEGER NOT NULL
+    uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, ema REAL NOT NULL, step INTEGER NOT NULL,
+    suspended INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS evidence (
     id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, uid INTEGER NOT NULL,
@@ -124,6 +125,7 @@ class EmaRow:
     uid: int
     hotkey: str
     ema: float
+    suspended: int = 0  # rounds left without reward after a proven lie
 
 
 class Store:
@@ -138,8 +140,15 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except (sqlite3.Error, OSError) as e:
             raise StateError(f"cannot open validator state {self.path}: {e}") from e
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version up to ``SCHEMA``, keeping its data."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(ema)")}
+        if "suspended" not in cols:
+            self._db.execute("ALTER TABLE ema ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -223,15 +232,15 @@ class Store:
             )
             db.execute("DELETE FROM ema")
             db.executemany(
-                "INSERT INTO ema (uid, hotkey, ema, step) VALUES (?, ?, ?, ?)",
-                [(e.uid, e.hotkey, e.ema, row.step) for e in ema],
+                "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
+                [(e.uid, e.hotkey, e.ema, row.step, e.suspended) for e in ema],
             )
 
         self._tx(write)
 
     def ema(self) -> list[EmaRow]:
-        rows = self._read("SELECT uid, hotkey, ema FROM ema ORDER BY uid")
-        return [EmaRow(int(u), str(h), float(e)) for u, h, e in rows]
+        rows = self._read("SELECT uid, hotkey, ema, suspended FROM ema ORDER BY uid")
+        return [EmaRow(int(u), str(h), float(e), int(s)) for u, h, e, s in rows]
 
     def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
         """uid -> [(task_id, score, cause)] of one step (tests and reports)."""

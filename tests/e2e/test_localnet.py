@@ -64,14 +64,13 @@ def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
                             "adversary-fabricated"}
     assert by_role["teacher"]["emission_total"] > by_role["undistilled"]["emission_total"] > 0
     total = sum(m["emission_total"] for m in summary["miners"])
+    assert total > 0
     for role in ("adversary-wrong-model", "adversary-fabricated"):
-        # Caught on every answer where its claim differs from the committed model's; an answer
-        # where both models are certain is indistinguishable and may earn a sliver.
-        assert by_role[role]["emission_total"] <= 0.01 * total, by_role[role]
+        # Caught where its claim differs from the committed model's; that one proven lie
+        # resets its EMA and suspends it, so the answers where both models agree pay nothing.
+        assert by_role[role]["emission_total"] == 0, by_role[role]
         assert by_role[role]["causes"], f"{role} shows no cause code"
-    earned_nothing = all(by_role[r]["emission_total"] == 0
-                         for r in ("adversary-wrong-model", "adversary-fabricated"))
-    assert summary["checks"]["adversaries earn nothing"] == earned_nothing
+    assert summary["checks"]["adversaries earn nothing"] is True
     assert len(summary["epochs"]) == 4
     assert set(summary["phases"]) >= {"setup", "tiny world", "engine starts", "epochs", "total"}
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"

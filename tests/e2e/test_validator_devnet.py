@@ -44,12 +44,10 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
         # Where the fabricated claim happens to equal the committed model's (short, confident
         # answers), the answer passes the distribution check and the EOS rule catches it.
         assert set(last.causes[u["fabricated"]]) <= FABRICATION_CAUSES
-        for name in ("garbage", "slow"):
-            assert last.ema[u[name]] == 0.0
         # Model swapping and fabrication are caught where the claim differs from the committed
-        # model's; where both models are certain they agree and that answer is scored.
-        for name in ("wrong", "fabricated"):
-            assert last.ema[u[name]] <= 0.1 * last.ema[u["student"]]
+        # model's; one proven lie resets the EMA and suspends the hotkey, so all four earn 0.
+        for name in ("garbage", "slow", "wrong", "fabricated"):
+            assert last.ema[u[name]] == 0.0
         # The baseline (the validator's own student) passes its own spot checks.
         assert last.baseline_score is not None and last.baseline_score > 0
         assert set(last.causes[-1]) == {"ok"}
@@ -66,5 +64,4 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
         mg = await chain.metagraph(NETUID, max_age_blocks=0)
         inc = {n.uid: n.incentive for n in mg.neurons}
         assert inc[u["teacher"]] > inc[u["student"]] > 0
-        assert all(inc[u[n]] == 0 for n in ("garbage", "slow"))
-        assert all(inc[u[n]] <= 0.05 * inc[u["student"]] for n in ("wrong", "fabricated"))
+        assert all(inc[u[n]] == 0 for n in ("garbage", "slow", "wrong", "fabricated"))

@@ -2,8 +2,9 @@
 
 The validator DB here is written through the validator's own store API
 (``neurons/validator/store.py``) with a long synthetic history (15 steps, a re-registered uid,
-winner-take-most), its weights produced by the same scoring.aggregate functions the validator
-runs. ``test_replay_validator_db.py`` replays a database the validator node itself wrote.
+a miner caught lying once, winner-take-most), its weights produced by the same
+scoring.aggregate functions the validator runs. ``test_replay_validator_db.py`` replays a
+database the validator node itself wrote.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import numpy as np
 import pytest
 
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
-from scoring.aggregate import apply_burn, reset_changed, round_means, transform_weights, update_ema
+from scoring.aggregate import (
+    advance_ema,
+    apply_burn,
+    proven_liars,
+    reset_changed,
+    round_means,
+    transform_weights,
+)
+from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from subnet.cli import main
 from subnet.replay import read_validator_db, recorded_weights_config, replay
@@ -37,7 +46,7 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
     quality = np.array([0, 0.2, 0.5, 0.6, 0.8, 0.3, 0.7])
     store = Store(path)
     store.set_meta("config", json.dumps({"weights": dataclasses.asdict(cfg), "scoring": {}}))
-    ema, winner = np.zeros(N), None
+    ema, held, winner = np.zeros(N), np.zeros(N, dtype=np.int64), None
     hotkeys = [f"hk{u}" for u in range(N)]
     recorded = []
     for step in range(steps):
@@ -45,22 +54,28 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
         if step == 8:
             new_hk[3] = "hk3-reregistered"
         ema = reset_changed(ema, hotkeys, new_hk)
+        held = reset_changed(held, hotkeys, new_hk).astype(np.int64)
         hotkeys = new_hk
-        uids, scores, rows = [], [], []
+        uids, scores, causes, rows = [], [], [], []
         for u in range(1, N):
             for task in range(2):
                 failed = rng.random() < 0.1
-                s = 0.0 if failed else float(np.clip(quality[u] + rng.normal(0, 0.1), 0, 1))
-                rows.append(_answer(u, hotkeys[u], f"t{task}", s, "timeout" if failed else "ok"))
+                lied = (u, step, task) == (6, 4, 1)  # one spot-checked answer proves a lie
+                cause = Cause.DIST_MISMATCH if lied else Cause.TIMEOUT if failed else Cause.OK
+                s = 0.0 if cause != "ok" else float(np.clip(quality[u] + rng.normal(0, 0.1), 0, 1))
+                rows.append(_answer(u, hotkeys[u], f"t{task}", s, cause.value))
                 uids.append(u)
                 scores.append(s)
+                causes.append(cause)
         rows.append(_answer(2, "hk2", "tx", 0.0, "validator_error"))
         rows.append(_answer(-1, "baseline", "t0", 0.9, "ok"))  # the validator's own baseline
         means, seen = round_means(uids, scores, N)
-        ema = update_ema(ema, means, seen, cfg.ema_alpha)
+        upd = advance_ema(ema, held, means, seen, proven_liars(uids, causes, N), cfg.ema_alpha,
+                          cfg.lie_penalty_steps)
+        ema, held = upd.ema, upd.suspended
         store.commit_step(StepRow(step, 100 + 10 * step, "seed", "digest", N - 1, len(rows),
                                   0.9, 0.1), rows, [],
-                          [EmaRow(u, hotkeys[u], float(ema[u])) for u in range(N)])
+                          [EmaRow(u, hotkeys[u], float(ema[u]), int(held[u])) for u in range(N)])
         if step % 3 == 2:
             eligible = np.arange(N) != OWNER
             res = transform_weights(ema, cfg, eligible, winner)
@@ -75,7 +90,8 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
     return np.array(recorded)
 
 
-CFG = WeightsConfig(transform="wta", dethrone_margin=0.1, burn_share=0.2, ema_alpha=0.3)
+CFG = WeightsConfig(transform="wta", dethrone_margin=0.1, burn_share=0.2, ema_alpha=0.3,
+                    lie_penalty_steps=3)
 
 
 def test_replay_reproduces_recorded_weights(tmp_path: Path) -> None:
@@ -84,6 +100,11 @@ def test_replay_reproduces_recorded_weights(tmp_path: Path) -> None:
     rec = read_validator_db(db)
     assert recorded_weights_config(rec) == CFG
     np.testing.assert_allclose(replay(rec, CFG), recorded, atol=1e-12)
+    assert rec.caught.sum() == 1 and rec.caught[4, 6]
+    # The liar (uid 6, winner before it lied) earns nothing in the weight sets that follow.
+    assert recorded[1, 6] == 0.0 and recorded[0, 6] > 0.0
+    lenient = replay(rec, dataclasses.replace(CFG, lie_penalty_steps=0))
+    assert lenient[2, 6] > recorded[2, 6]  # the suspension, not just the reset, is replayed
     other = replay(rec, dataclasses.replace(CFG, transform="power", burn_share=0.0))
     assert np.abs(other - recorded).max() > 0.1  # another config gives other weights
 

@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.aggregate import (
+    advance_ema,
     answer_score,
     apply_burn,
     kl_score,
+    proven_liars,
     reset_changed,
     round_means,
     transform_weights,
@@ -85,6 +87,58 @@ def test_ema_from_zero_converges_to_a_constant_score(score: float, alpha: float)
     for step in range(1, 30):
         ema = update_ema(ema, np.array([score]), np.array([True]), alpha)
         assert ema[0] == pytest.approx(score * (1 - (1 - alpha) ** step))
+
+
+def test_proven_liars_are_the_uids_with_a_lie_cause() -> None:
+    causes = [Cause.OK, Cause.TIMEOUT, Cause.DIST_MISMATCH, Cause.OK, Cause.FABRICATED,
+              Cause.WRONG_MODEL, Cause.COPY, Cause.FORMAT_LOGPROB]
+    got = proven_liars([0, 1, 2, 2, 3, 4, 5, 6], causes, 8)
+    assert np.flatnonzero(got).tolist() == [2, 3, 4]
+    with pytest.raises(ValueError, match="equal-length"):
+        proven_liars([0, 1], [Cause.OK], 4)
+    with pytest.raises(ValueError, match="uids must be"):
+        proven_liars([9], [Cause.OK], 4)
+
+
+def test_a_caught_lie_resets_the_ema_and_suspends_the_hotkey() -> None:
+    ema, held = np.array([0.8, 0.8]), np.zeros(2, dtype=np.int64)
+    seen, caught = np.array([True, True]), np.array([False, True])
+    upd = advance_ema(ema, held, np.array([1.0, 1.0]), seen, caught, 0.5, 2)
+    assert upd.ema.tolist() == [0.9, 0.0] and upd.suspended.tolist() == [0, 2]
+    assert upd.punished.tolist() == [False, True]
+    history = []
+    for _ in range(3):  # honest answers after the lie: nothing for 2 rounds, then it climbs
+        upd = advance_ema(upd.ema, upd.suspended, np.array([1.0, 1.0]), seen,
+                          np.zeros(2, dtype=bool), 0.5, 2)
+        history.append((upd.ema[1], int(upd.suspended[1])))
+    assert history == [(0.0, 1), (0.0, 0), (0.5, 0)]
+    # A penalty of 0 still voids the round and the EMA built so far.
+    upd0 = advance_ema(ema, held, np.array([1.0, 1.0]), seen, caught, 0.5, 0)
+    assert upd0.ema.tolist() == [0.9, 0.0] and upd0.suspended.tolist() == [0, 0]
+    with pytest.raises(ValueError, match="suspended"):
+        advance_ema(ema, np.zeros(3, dtype=np.int64), ema, seen, caught, 0.5, 2)
+    with pytest.raises(ValueError, match=">= 0"):
+        advance_ema(ema, np.array([-1, 0]), ema, seen, caught, 0.5, 2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(unit, st.booleans()), min_size=1, max_size=40),
+       st.floats(0.01, 1.0), st.integers(0, 10))
+def test_lying_never_pays_more_than_its_honest_rounds(
+    rounds: list[tuple[float, bool]], alpha: float, penalty: int
+) -> None:
+    """Whatever a liar scores on uncaught rounds, its EMA never exceeds what an honest miner
+    with the same scores on only the rounds after its last catch (and suspension) would have."""
+    ema, held = np.zeros(1), np.zeros(1, dtype=np.int64)
+    since_catch: list[float] = []
+    for score, lie in rounds:
+        upd = advance_ema(ema, held, np.array([score]), np.array([True]), np.array([lie]),
+                          alpha, penalty)
+        ema, held = upd.ema, upd.suspended
+        since_catch = [] if upd.punished[0] else [*since_catch, score]
+        assert ema[0] <= max(since_catch, default=0.0) + 1e-12
+        if lie:
+            assert ema[0] == 0.0 and held[0] == penalty
 
 
 def test_reset_changed_zeroes_new_hotkeys_and_grows() -> None:

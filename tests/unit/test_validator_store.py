@@ -98,3 +98,18 @@ def test_an_unwritable_location_is_a_state_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(StateError, match="cannot open"):
         Store(tmp_path / "file" / "v.sqlite")
+
+
+def test_suspensions_are_stored_and_an_older_database_is_migrated(tmp_path):
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)  # the ema table as the first release wrote it
+    old.execute("CREATE TABLE ema (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, "
+                "ema REAL NOT NULL, step INTEGER NOT NULL)")
+    old.execute("INSERT INTO ema VALUES (0, 'a', 0.5, 3)")
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.ema() == [EmaRow(0, "a", 0.5, 0)]  # kept, with no suspension
+    store.commit_step(_step(4, 40), [_answer(0, "t")], [], [EmaRow(0, "a", 0.0, 7)])
+    store.close()
+    assert Store(path).ema() == [EmaRow(0, "a", 0.0, 7)]
