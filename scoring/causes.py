@@ -59,9 +59,11 @@ class Cause(StrEnum):
         These come from recomputing the miner's signed claims with the model it committed, so
         they are evidence, not a bad day: the miner's whole round is voided, its EMA reset and
         its hotkey suspended (``weights.lie_penalty_steps``), see
-        :func:`scoring.aggregate.advance_ema`.
+        :func:`scoring.aggregate.advance_ema`. ``WRONG_MODEL`` is not one: an answer that
+        openly names another model than the committed one is what an honest miner serves for a
+        moment while it upgrades, so only that answer is zeroed.
         """
-        return self in (Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.WRONG_MODEL)
+        return self in (Cause.DIST_MISMATCH, Cause.FABRICATED)
 
     @property
     def counts_against_miner(self) -> bool:
