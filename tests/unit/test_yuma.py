@@ -434,6 +434,14 @@ def test_fast_matches_exact(case: tuple[EpochInputs, YumaParams]) -> None:
     minority = sum(a) - p.kappa / 65535
     edges = {round(sum(c), 12) for k in range(len(a) + 1) for c in combinations(a, k)}
     assume(all(abs(e - minority) > 1e-6 for e in edges))
+    # Yuma2 bonds start from the I32F32 product weight * stake, which underflows to 0 below one
+    # unit (2^-32): a validator with a vanishing stake share forms no bond on chain and the float
+    # engine rounds that knife edge either way. Skip products within 64 units of it (raw row
+    # shares bound the masked, renormalised ones from below).
+    for i, row in enumerate(inp.weights):
+        total = sum(v for _, v in row)
+        share = ex.active_stake[i]
+        assume(not any(0 < share * v / total < 2.0**-26 for _, v in row if v > 0))
     assert fa.active == ex.active and fa.validator_permit == ex.validator_permit
     for name in ("stake_weight", "consensus", "validator_trust", "incentive", "dividends"):
         assert getattr(fa, name) == pytest.approx(getattr(ex, name), abs=1e-4), name
