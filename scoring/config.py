@@ -4,12 +4,13 @@ Each field is declared with :func:`scoring.params.param` (help and range) and ev
 validated on construction, cross-field rules included, so a bad ``subnet.toml`` fails on load
 naming the key. Defaults are chosen for the tiny-world localnet (2-layer students whose forward KL
 to the teacher is ~0.04 nats/position distilled, ~0.1 undistilled, ~3 untrained) and are sane
-starting points for real models. Verification tolerances are placeholders until the calibrate
-command measures honest runs and writes them.
+starting points for real models. Verification tolerances are measured, per precision, by
+``subnet validator calibrate`` on honest runs (docs/calibration.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from scoring.params import ParamError, param, validate
@@ -62,15 +63,23 @@ class VerifyConfig:
     spot_check_fraction: float = param(
         0.1, "fraction of answers recomputed with the miner's committed model", lo=0.0, hi=1.0
     )
-    # Calibrated for float32 checkpoints (docs/calibration.md): honest claims recomputed across
-    # hf/vLLM and batch sizes differ by <= 5e-7 (1e-4 is the calibrator's floor), a wrong model
-    # by >= 5.8e-4. bfloat16 honest error reaches 0.0101: bf16 deployments must recalibrate
-    # (`subnet validator calibrate --dtype bfloat16` gave 0.0164 / 0.467).
+    # Calibrated (docs/calibration.md) per precision of the recompute, which is the committed
+    # checkpoint's dtype. float32: honest claims recomputed across hf/vLLM and batch sizes differ
+    # by <= 5e-7 (1e-4 is the calibrator's floor), a wrong model by >= 5.8e-4. 16-bit floats
+    # (bfloat16, float16): honest error reaches 0.0101 (`calibrate --dtype bfloat16`).
     max_mean_abs_dp: float = param(
-        0.0001, "max mean |claimed p - recomputed p| of the sampled tokens", lo=0.0, hi=1.0
+        0.0001, "float32/64 models: max mean |claimed p - recomputed p| of the sampled tokens",
+        lo=0.0, hi=1.0,
     )
     min_topk_agreement: float = param(
-        0.5, "min mean overlap of claimed and recomputed top-k ids", lo=0.0, hi=1.0
+        0.5, "float32/64 models: min mean overlap of claimed and recomputed top-k ids",
+        lo=0.0, hi=1.0,
+    )
+    max_mean_abs_dp_half: float = param(
+        0.0164, "bfloat16/float16 models: max_mean_abs_dp", lo=0.0, hi=1.0
+    )
+    min_topk_agreement_half: float = param(
+        0.467, "bfloat16/float16 models: min_topk_agreement", lo=0.0, hi=1.0
     )
     agreement_k: int = param(5, "k of the claimed-vs-recomputed top-k agreement", lo=1, hi=1000)
     # Even a uniform distribution over 1M tokens gives -13.8; -20 is never sampled honestly.
@@ -96,6 +105,19 @@ class VerifyConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def for_dtype(self, dtype: str) -> VerifyConfig:
+        """The tolerances for a recompute in ``dtype``: 16-bit floats round far more than
+        float32, so one tolerance either fails honest bf16 miners or lets float32 liars pass."""
+        if is_full_precision(dtype):
+            return self
+        return dataclasses.replace(self, max_mean_abs_dp=self.max_mean_abs_dp_half,
+                                   min_topk_agreement=self.min_topk_agreement_half)
+
+
+def is_full_precision(dtype: str) -> bool:
+    """float32/float64 (the tighter tolerances); anything else is treated as 16-bit."""
+    return dtype.removeprefix("torch.") in ("float32", "float64", "float", "double")
 
 
 @dataclass(frozen=True)

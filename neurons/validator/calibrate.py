@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
 from scoring import verify
-from scoring.config import VerifyConfig
+from scoring.config import VerifyConfig, is_full_precision
 from subnet.engine import Completion, Engine, SamplingParams
 
 _LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_logprob=-1e9)
@@ -46,6 +46,13 @@ class Calibration:
     margin: float
     samples: list[Sample] = field(default_factory=list)
     against: list[Sample] = field(default_factory=list)
+    dtype: str = "float32"  # the recompute engines' precision: which config keys it sets
+
+    def config_values(self) -> dict[str, str]:
+        """The ``[verify]`` keys this calibration sets: the float32 or the 16-bit pair."""
+        suffix = "" if is_full_precision(self.dtype) else "_half"
+        return {f"max_mean_abs_dp{suffix}": f"{self.max_mean_abs_dp:.6g}",
+                f"min_topk_agreement{suffix}": f"{self.min_topk_agreement:.6g}"}
 
     def dps(self) -> np.ndarray:
         return np.array([s.mean_abs_dp for s in self.samples])
@@ -101,7 +108,10 @@ async def calibrate(
     seeds: Sequence[int], batch_sizes: Sequence[int], tasks: int, k: int, max_tokens: int,
     temperature: float, fpr: float, margin: float, against: Engine | None = None,
 ) -> Calibration:
-    cal = Calibration(fpr, margin)
+    dtypes = sorted({e.info.provenance.dtype for e in recompute.values()})
+    if len({is_full_precision(d) for d in dtypes}) != 1:
+        raise ValueError(f"recompute engines mix precisions {dtypes}: calibrate one at a time")
+    cal = Calibration(fpr, margin, dtype=dtypes[0])
     for seed in seeds:
         prompts = [tokenizer.encode(t.prompt).ids for t in generate_tasks(f"calib-{seed}", tasks)]
         for miner_name, miner in miners.items():
@@ -154,15 +164,13 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
                   f"p1 {_q(d, .01)}, median {_q(d, .5)}; top-k agreement median {_q(a, .5)}; "
                   f"caught by the chosen tolerance in {caught:.1%} of {d.size} answers.", ""]
     lines += ["## Chosen tolerance (written to the config)", "", "```toml", "[verify]",
-              f"max_mean_abs_dp = {cal.max_mean_abs_dp:.6g}",
-              f"min_topk_agreement = {cal.min_topk_agreement:.6g}", "```", ""]
+              *(f"{k} = {v}" for k, v in cal.config_values().items()), "```", ""]
     return "\n".join(lines)
 
 
 def write_config(path: Path, cal: Calibration) -> None:
-    """Set the two ``[verify]`` keys in a TOML file, keeping every other line as it was."""
-    values = {"max_mean_abs_dp": f"{cal.max_mean_abs_dp:.6g}",
-              "min_topk_agreement": f"{cal.min_topk_agreement:.6g}"}
+    """Set the calibrated ``[verify]`` keys in a TOML file, keeping every other line as it was."""
+    values = cal.config_values()
     text = path.read_text() if path.exists() else ""
     if "[verify]" not in text:
         text += "\n[verify]\n"

@@ -144,8 +144,12 @@ def verify_against_committed(
     j: Judged, recomputed: Scored, *, vocab_size: int, eos_token_id: int, max_tokens: int,
     cfg: VerifyConfig,
 ) -> None:
-    """Claimed vs recomputed distributions, then the EOS rules under the committed model."""
+    """Claimed vs recomputed distributions, then the EOS rules under the committed model.
+
+    The tolerances are those of the recompute's precision (the committed checkpoint's dtype).
+    """
     a = j.answer
+    cfg = cfg.for_dtype(recomputed.provenance.dtype)
     v = verify.verify_distributions(
         a.sampled_logprobs, a.top_ids, a.top_logprobs, recomputed.target_logprobs,
         recomputed.target_ranks, recomputed.top_ids, recomputed.top_logprobs,

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from distill.tasks import generate_tasks
 from distill.tiny import tiny_world
-from neurons.validator.calibrate import calibrate, report
-from subnet.engine import load_engine
+from neurons.validator.calibrate import calibrate, report, write_config
+from neurons.validator.judge import Judged, verify_against_committed
+from neurons.validator.miner_client import MinerAnswer
+from scoring.causes import Cause
+from subnet.config import load_config
+from subnet.engine import SamplingParams, load_engine
 
 pytestmark = pytest.mark.slow
 
@@ -36,3 +41,41 @@ async def test_calibration_separates_the_honest_model_from_another() -> None:
     assert (against > cal.max_mean_abs_dp).mean() >= 0.75
     text = report(cal, model="student", against="teacher", provenance="hf")
     assert "| hf -> hf | 1 | 4 |" in text and "max_mean_abs_dp = " in text
+
+
+async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_uses_it(
+    tmp_path,
+) -> None:
+    """bf16 rounding is far above the float32 tolerance: calibrating in bf16 writes the
+    ``*_half`` keys, and an honest bf16 claim passes the judge under them (not under float32's)."""
+    world = tiny_world()
+    honest = load_engine("hf", world.undistilled, dtype="bfloat16")
+    tok = Tokenizer.from_file(str(world.undistilled / "tokenizer.json"))
+    try:
+        cal = await calibrate({"hf": honest}, {"hf": honest}, tok, seeds=[0], batch_sizes=[1, 4],
+                              tasks=4, k=20, max_tokens=8, temperature=1.0, fpr=0.01, margin=2.0)
+        prompts = [tok.encode(t.prompt).ids for t in generate_tasks("judge-bf16", 4)]
+        done = await honest.generate(prompts, SamplingParams(max_tokens=8, temperature=1.0,
+                                                             seed=3, top_logprobs=20))
+        redo = await honest.score(prompts[1:] + prompts[:1],  # another batch order
+                                  [c.token_ids.tolist() for c in done[1:] + done[:1]], 20)
+    finally:
+        await honest.close()
+    assert cal.dtype == "bfloat16" and set(cal.config_values()) == {
+        "max_mean_abs_dp_half", "min_topk_agreement_half"}
+    toml = tmp_path / "subnet.toml"
+    toml.write_text("[verify]\nmax_mean_abs_dp = 0.0001\n")
+    write_config(toml, cal)
+    cfg = load_config(toml, env={}).verify
+    assert cfg.max_mean_abs_dp == 1e-4  # the float32 key is left alone
+    assert cfg.max_mean_abs_dp_half == pytest.approx(cal.max_mean_abs_dp, rel=1e-5)
+    assert cal.dps().max() > cfg.max_mean_abs_dp  # float32's tolerance would fail this miner
+    for c, r in zip(done[1:] + done[:1], redo, strict=True):
+        j = Judged(MinerAnswer(1, "hk", "t", Cause.OK, token_ids=c.token_ids,
+                               sampled_logprobs=c.sampled_logprobs.astype(np.float64),
+                               top_ids=c.top_ids, top_logprobs=c.top_logprobs.astype(np.float64),
+                               finish_reason=c.finish_reason), 0)
+        assert r.provenance.dtype == "bfloat16"
+        verify_against_committed(j, r, vocab_size=honest.info.vocab_size,
+                                 eos_token_id=honest.info.eos_token_id, max_tokens=8, cfg=cfg)
+        assert j.cause is Cause.OK, j.detail

@@ -126,3 +126,13 @@ def test_bad_cli_config_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "weights.nope" in lines[0], proc.stderr
+
+
+def test_verification_tolerance_follows_the_recompute_precision() -> None:
+    v = SubnetConfig().verify
+    assert v.for_dtype("float32") is v and v.for_dtype("torch.float64") is v
+    for half in ("bfloat16", "float16", "torch.bfloat16"):
+        h = v.for_dtype(half)
+        assert (h.max_mean_abs_dp, h.min_topk_agreement) == (
+            v.max_mean_abs_dp_half, v.min_topk_agreement_half)
+        assert h.max_mean_abs_dp > v.max_mean_abs_dp  # 16-bit rounding needs more room
