@@ -138,7 +138,7 @@ class Localnet:
 
         need = len(self.o.miners)
         if self.o.fresh:
-            for sub in ("devnet", "validator", "miners"):
+            for sub in ("devnet", "validator", "miners", "logs"):  # logs of old runs too
                 shutil.rmtree(self.folder / sub, ignore_errors=True)
         if (self.devnet_dir / "devnet.json").exists():
             manifest = read_manifest(self.devnet_dir)

@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-timeout", type=float, default=d.ready_timeout,
                         help=f"seconds for every process to become ready ({d.ready_timeout:.0f})")
     parser.add_argument("--fresh", action="store_true",
-                        help="recreate the devnet and forget the validator state in DIR")
+                        help="recreate the devnet; forget the validator state and logs in DIR")
     parser.add_argument("--status", action="store_true",
                         help="print the state of the localnet running in DIR and exit")
 
