@@ -15,8 +15,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 _ISOLATED_HOME: Path | None = None
+
+# Property tests draw the same examples on every run ("deterministic"), so a suite that passed
+# on main passes on any clone; `HYPOTHESIS_PROFILE=explore` draws fresh examples
+# to hunt for new counterexamples (replay one with the printed @reproduce_failure blob).
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

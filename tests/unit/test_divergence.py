@@ -154,9 +154,11 @@ def test_invariant_to_order_of_topk_entries(pq: tuple[F, F], data: st.DataObject
     s2 = (np.take_along_axis(s_ids, sp, 1), np.take_along_axis(s_lp, sp, 1))
     k = min(t_ids.shape[1], s_ids.shape[1])
     for fn in (forward_kl, reverse_kl, total_variation):
-        # Equal up to the last bits a different summation order may flip.
+        # Equal up to rounding a different summation order may change: the terms of a sum can
+        # cancel (reverse KL), so the bound is relative to the terms, not to the total. An
+        # order-dependent bug would move the result by a whole term.
         want = fn(t_ids, t_lp, s_ids, s_lp, vocab)
-        assert np.allclose(want, fn(*t2, *s2, vocab), rtol=1e-12, atol=1e-15)
+        assert np.allclose(want, fn(*t2, *s2, vocab), rtol=1e-9, atol=1e-12)
     assert np.array_equal(
         topk_overlap(t_ids, t_lp, s_ids, s_lp, vocab, k), topk_overlap(*t2, *s2, vocab, k)
     )
