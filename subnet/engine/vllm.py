@@ -124,6 +124,10 @@ class VllmEngine:
                 model=str(model_path),
             ),
         )
+        # vLLM keeps a traceback that passes through this frame (an import it tried during
+        # startup), so the frame outlives the call: drop our local, or the engine survives
+        # close() and its __del__ fails at interpreter exit.
+        del llm
 
     @property
     def info(self) -> EngineInfo:
