@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _distill_kit import make_model, make_targets
 from safetensors.torch import load_file
 
 from distill.shards import TargetsError
 from distill.train import TrainConfig, train
+from tests.integration._distill_kit import make_model, make_targets
 
 
 @pytest.fixture(scope="module")

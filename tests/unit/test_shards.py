@@ -11,37 +11,13 @@ import pytest
 
 from distill.shards import TargetsError, TargetSet, tokenizer_hash
 from distill.targets import TargetsConfig, build_targets, load_prompts
-from distill.tasks import generate_tasks, render
-from distill.tokenizer import build_tokenizer, save_tokenizer
-
-VOCAB = 320
-
-
-def make_model(root: Path, seed: int, tokenizer_texts: list[str], weights: bool = True) -> Path:
-    """A random tiny Llama in HF format with a tokenizer trained on ``tokenizer_texts``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    save_tokenizer(build_tokenizer(tokenizer_texts, VOCAB), root, 64)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-                         max_position_embeddings=64, tie_word_embeddings=False,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    if weights:
-        model.save_pretrained(str(root), safe_serialization=True)
-    else:
-        config.save_pretrained(str(root))
-    return root
-
-
-TEXTS = [render(t) for t in generate_tasks(0, 300)]
+from distill.tasks import generate_tasks
+from tests.integration._distill_kit import make_model
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model(tmp_path_factory.mktemp("teacher"), 0, TEXTS)
+    return make_model(tmp_path_factory.mktemp("teacher"), 0)
 
 
 @pytest.fixture(scope="module")
