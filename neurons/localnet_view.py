@@ -39,7 +39,9 @@ def epoch_table(snap: Snapshot, title: str = "") -> Any:
     for m in snap.miners:
         table.add_row(
             str(m.uid), m.role + ("" if m.alive else " (dead)"), str(m.answers), _f(m.score),
-            _f(m.s_kl), _f(m.s_ref), _f(m.s_speed), _causes(m.causes), _f(m.ema), _f(m.weight),
+            _f(m.s_kl), _f(m.s_ref), _f(m.s_speed),
+            _causes(m.causes) + (f" (suspended {m.suspended})" if m.suspended else ""),
+            _f(m.ema), _f(m.weight),
             _f(m.incentive), _f(m.emission, 2), _f(m.emission_total, 2),
         )
     return table

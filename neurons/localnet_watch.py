@@ -46,6 +46,7 @@ class MinerRow:
     emission: float  # alpha paid in this window
     emission_total: float  # alpha paid since the run started
     alive: bool = True
+    suspended: int = 0  # validator rounds left without reward after a proven lie
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -93,6 +94,7 @@ class ValidatorView:
     ema: dict[int, float]
     weights: dict[int, float]
     weight_error: str = ""
+    suspended: dict[int, int] = field(default_factory=dict)  # uid -> rounds left
 
 
 def read_chain(devnet_file: Path, netuid: int) -> ChainView:
@@ -140,7 +142,9 @@ def _read_validator(db: sqlite3.Connection, after_step: int) -> ValidatorView:
         answers.setdefault(int(uid), []).append(
             (float(score), float(s_kl), float(s_ref), float(s_speed), str(cause))
         )
-    ema = {int(u): float(e) for u, e in db.execute("SELECT uid, ema FROM ema")}
+    rows = db.execute("SELECT uid, ema, suspended FROM ema").fetchall()
+    ema = {int(u): float(e) for u, e, _ in rows}
+    suspended = {int(u): int(h) for u, _, h in rows if h}
     weights: dict[int, float] = {}
     error = ""
     got = db.execute(
@@ -157,7 +161,7 @@ def _read_validator(db: sqlite3.Connection, after_step: int) -> ValidatorView:
         ).fetchone()
         if ok is not None:
             weights = {int(k): float(v) for k, v in json.loads(ok[0]).items()}
-    return ValidatorView(last, answers, ema, weights, error)
+    return ValidatorView(last, answers, ema, weights, error, suspended)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -219,5 +223,5 @@ class Watcher:
             weight=view.weights.get(m.uid), incentive=chain.incentive.get(m.uid, 0.0),
             emission=(stake - self.prev_stake.get(m.uid, 0)) / RAO_PER_ALPHA,
             emission_total=(stake - self.start_stake.get(m.uid, 0)) / RAO_PER_ALPHA,
-            alive=alive,
+            alive=alive, suspended=view.suspended.get(m.uid, 0),
         )

@@ -69,7 +69,7 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
                  "dist_mismatch")],
         [], [EmaRow(u["distilled"], hk["distilled"], 0.8),
              EmaRow(u["undistilled"], hk["undistilled"], 0.3),
-             EmaRow(u["adversary-fabricated"], hk["adversary-fabricated"], 0.0)],
+             EmaRow(u["adversary-fabricated"], hk["adversary-fabricated"], 0.0, 20)],
     )
     weights = {u["distilled"]: 0.8, u["undistilled"]: 0.2}
     store.record_weight_set(block=3, step=1, weights=weights, success=True, attempts=1,
@@ -87,6 +87,7 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     assert rows["distilled"].answers == 2 and rows["distilled"].score == pytest.approx(0.8)
     assert rows["distilled"].ema == 0.8 and rows["distilled"].weight == 0.8
     assert rows["adversary-fabricated"].causes == {"fabricated": 1, "dist_mismatch": 1}
+    assert rows["adversary-fabricated"].suspended == 20 and rows["distilled"].suspended == 0
     assert rows["distilled"].emission > rows["undistilled"].emission > 0
     assert rows["adversary-fabricated"].emission == 0
     assert not rows["undistilled"].alive and rows["distilled"].alive
@@ -115,6 +116,7 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     console.print(summary_table(miners, 2))
     text = console.export_text()
     assert "fabricatedx1" in text and "undistilled (dead)" in text and "summary: 2 epochs" in text
+    assert "(suspended 20)" in text
     chart = write_chart([snap, snap2], tmp_path / "out" / "chart.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
