@@ -124,7 +124,8 @@ def validate_score(
     prompts: Sequence[TokenIds],
     completions: Sequence[TokenIds],
     k: int,
-) -> None:
+) -> list[tuple[list[int], list[int]]]:
+    """Check a ``score`` request; the (prompt, completion) pairs as plain int lists."""
     _check_prompts(info, prompts)
     _check_k(info, k)
     if len(completions) != len(prompts):
@@ -136,6 +137,8 @@ def validate_score(
                 f"pair {i}: {len(prompt)} + {len(completion)} tokens exceeds "
                 f"max_model_len {info.max_model_len}"
             )
+    return [([int(t) for t in p], [int(t) for t in c])
+            for p, c in zip(prompts, completions, strict=True)]
 
 
 def prompt_seed(seed: int | None, index: int) -> int | None:

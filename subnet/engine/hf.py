@@ -213,11 +213,7 @@ class HFEngine:
         completions: Sequence[TokenIds],
         k: int,
     ) -> list[Scored]:
-        validate_score(self._info, prompts, completions, k)
-        pairs = [
-            ([int(t) for t in p], [int(t) for t in c])
-            for p, c in zip(prompts, completions, strict=True)
-        ]
+        pairs = validate_score(self._info, prompts, completions, k)
         return await self._run(self._score, pairs, k)
 
     async def close(self) -> None:

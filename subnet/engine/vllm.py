@@ -238,11 +238,7 @@ class VllmEngine:
         completions: Sequence[TokenIds],
         k: int,
     ) -> list[Scored]:
-        validate_score(self._info, prompts, completions, k)
-        pairs = [
-            ([int(t) for t in p], [int(t) for t in c])
-            for p, c in zip(prompts, completions, strict=True)
-        ]
+        pairs = validate_score(self._info, prompts, completions, k)
         return list(await asyncio.gather(*(self._score_one(p, c, k) for p, c in pairs)))
 
     async def _score_one(self, prompt: list[int], completion: list[int], k: int) -> Scored:
