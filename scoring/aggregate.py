@@ -73,16 +73,24 @@ def answer_score(
     return AnswerScore(gate, s_kl, s_ref, s_speed, gate * mix, cause)
 
 
+def _answer_uids(uids: npt.ArrayLike, n_answers: int, what: str, n_uids: int) -> IntArray:
+    """The uid of each of a round's answers, checked against its per-answer ``what``."""
+    u = np.asarray(uids, dtype=np.int64)
+    if u.ndim != 1 or u.size != n_answers:
+        raise ValueError(f"uids {u.shape} and {n_answers} {what} must be equal-length [M]")
+    if u.size and (u.min() < 0 or u.max() >= n_uids):
+        raise ValueError(f"uids must be in [0, {n_uids})")
+    return u
+
+
 def round_means(
     uids: npt.ArrayLike, scores: npt.ArrayLike, n_uids: int
 ) -> tuple[FloatArray, BoolArray]:
     """Mean answer score per uid over one round, and which uids were observed at all."""
-    u = np.asarray(uids, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
-    if u.ndim != 1 or s.shape != u.shape:
-        raise ValueError(f"uids {u.shape} and scores {s.shape} must be equal-length [M]")
-    if u.size and (u.min() < 0 or u.max() >= n_uids):
-        raise ValueError(f"uids must be in [0, {n_uids})")
+    if s.ndim != 1:
+        raise ValueError(f"scores {s.shape} must be [M]")
+    u = _answer_uids(uids, s.size, "scores", n_uids)
     if not (np.isfinite(s) & (s >= 0) & (s <= 1)).all():
         raise ValueError("scores must be in [0, 1]")
     counts = np.bincount(u, minlength=n_uids)
@@ -112,15 +120,20 @@ def update_ema(
     return np.where(seen, alpha * new + (1.0 - alpha) * old, old)
 
 
-def proven_liars(uids: npt.ArrayLike, causes: Sequence[Cause], n_uids: int) -> BoolArray:
-    """Uids with at least one answer this round whose cause proves a lie (``Cause.proves_lie``)."""
-    u = np.asarray(uids, dtype=np.int64)
-    if u.ndim != 1 or len(causes) != u.size:
-        raise ValueError(f"uids {u.shape} and {len(causes)} causes must be equal-length [M]")
-    if u.size and (u.min() < 0 or u.max() >= n_uids):
-        raise ValueError(f"uids must be in [0, {n_uids})")
+def proven_liars(uids: npt.ArrayLike, causes: Sequence[str], n_uids: int) -> BoolArray:
+    """Uids with at least one answer this round whose cause proves a lie (``Cause.proves_lie``).
+
+    ``causes`` are cause codes as stored (``Cause`` members or their strings).
+    """
+    u = _answer_uids(uids, len(causes), "causes", n_uids)
+    lies = np.zeros(u.size, dtype=bool)
+    for i, c in enumerate(causes):
+        try:
+            lies[i] = Cause(c).proves_lie
+        except ValueError:
+            raise ValueError(f"unknown cause code {c!r}") from None
     out = np.zeros(n_uids, dtype=bool)
-    out[u[np.array([Cause(c).proves_lie for c in causes], dtype=bool)]] = True
+    out[u[lies]] = True
     return out
 
 

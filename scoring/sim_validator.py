@@ -101,9 +101,9 @@ def replay_weights(
     wanted = {k: i for i, k in enumerate(weight_steps)}
     for k in range(s):
         ema = reset_changed(ema, prev_hk, hotkeys[k])
-        held = reset_changed(held, prev_hk, hotkeys[k]).astype(np.int64)
+        kept = reset_changed(held, prev_hk, hotkeys[k])
         prev_hk = hotkeys[k]
-        upd = advance_ema(ema, held, step_scores[k], observed[k], caught[k], cfg.ema_alpha,
+        upd = advance_ema(ema, kept, step_scores[k], observed[k], caught[k], cfg.ema_alpha,
                           cfg.lie_penalty_steps)
         ema, held = upd.ema, upd.suspended
         eligible |= observed[k]

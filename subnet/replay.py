@@ -37,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from scoring.aggregate import proven_liars, round_means
-from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from scoring.sim_validator import replay_weights
 from subnet.errors import ConfigError, StateError
@@ -106,18 +105,14 @@ def _read(con: sqlite3.Connection, p: Path) -> Recorded:
     wts = [_weights_json(p, w) for _, _, w in sets]
     n = 1 + max([owner, *uids, *(u for w in wts for u in w)])
     index = {s: k for k, (s, _) in enumerate(steps)}
-    per_step: list[list[tuple[int, float, Cause]]] = [[] for _ in steps]
+    per_step: list[list[tuple[int, float, str]]] = [[] for _ in steps]
     hotkeys = [[""] * n for _ in steps]
     for step, uid, hotkey, score, cause in answers:
         if step not in index:
             raise StateError(f"{p}: answer for unknown step {step}")
         if cause == "validator_error":
             continue
-        try:
-            code = Cause(cause)
-        except ValueError as e:
-            raise StateError(f"{p}: step {step} uid {uid}: unknown cause {cause!r}") from e
-        per_step[index[step]].append((int(uid), float(score or 0.0), code))
+        per_step[index[step]].append((int(uid), float(score or 0.0), str(cause)))
         hotkeys[index[step]][uid] = hotkey or ""
     for k in range(1, len(steps)):  # a uid not queried this step keeps its last known hotkey
         for u in range(n):

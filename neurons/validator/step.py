@@ -180,12 +180,12 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     n = len(mg.neurons)
     means, observed = aggregate.round_means([r.uid for r in counted],
                                             [r.score for r in counted], n)
-    caught = aggregate.proven_liars([r.uid for r in counted], [Cause(r.cause) for r in counted], n)
+    caught = aggregate.proven_liars([r.uid for r in counted], [r.cause for r in counted], n)
     old = ctx.store.ema()
     old_hotkeys = [e.hotkey for e in old]
     prev = aggregate.reset_changed([e.ema for e in old], old_hotkeys, mg.hotkeys)
     held = aggregate.reset_changed([e.suspended for e in old], old_hotkeys, mg.hotkeys)
-    upd = aggregate.advance_ema(prev, held.astype(np.int64), means, observed, caught,
+    upd = aggregate.advance_ema(prev, held, means, observed, caught,
                                 ctx.cfg.weights.ema_alpha, ctx.cfg.weights.lie_penalty_steps)
     ema, means = upd.ema, np.where(upd.punished, 0.0, means)
     base_rows = [r.score for r in rows if r.uid == BASELINE_UID]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from scoring.aggregate import (
 from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from subnet.cli import main
+from subnet.errors import StateError
 from subnet.replay import read_validator_db, recorded_weights_config, replay
 
 OWNER, N = 0, 7
@@ -54,7 +56,7 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
         if step == 8:
             new_hk[3] = "hk3-reregistered"
         ema = reset_changed(ema, hotkeys, new_hk)
-        held = reset_changed(held, hotkeys, new_hk).astype(np.int64)
+        held = reset_changed(held, hotkeys, new_hk)
         hotkeys = new_hk
         uids, scores, causes, rows = [], [], [], []
         for u in range(1, N):
@@ -170,3 +172,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.Captur
     rc = main(["simulate", "--out", str(tmp_path), "--epochs", "3", "--no-progress", *argv])
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_replay_names_an_unknown_cause_code(tmp_path: Path) -> None:
+    db = tmp_path / "validator.sqlite"
+    _write_validator_db(db, CFG, steps=3)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE answers SET cause = 'lied' WHERE step = 1 AND uid = 2 AND task_id = 't0'")
+    con.commit()
+    con.close()
+    with pytest.raises(StateError, match="step 1: unknown cause code 'lied'"):
+        read_validator_db(db)

@@ -98,6 +98,9 @@ def test_proven_liars_are_the_uids_with_a_lie_cause() -> None:
         proven_liars([0, 1], [Cause.OK], 4)
     with pytest.raises(ValueError, match="uids must be"):
         proven_liars([9], [Cause.OK], 4)
+    assert proven_liars([1], ["dist_mismatch"], 2).tolist() == [False, True]  # stored strings
+    with pytest.raises(ValueError, match="unknown cause code 'lied'"):
+        proven_liars([1], ["lied"], 2)
 
 
 def test_a_caught_lie_resets_the_ema_and_suspends_the_hotkey() -> None:
