@@ -79,3 +79,18 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
         verify_against_committed(j, r, vocab_size=honest.info.vocab_size,
                                  eos_token_id=honest.info.eos_token_id, max_tokens=8, cfg=cfg)
         assert j.cause is Cause.OK, j.detail
+
+
+async def test_recompute_engines_of_mixed_precision_are_refused() -> None:
+    world = tiny_world()
+    full = load_engine("hf", world.undistilled)
+    half = load_engine("hf", world.undistilled, dtype="bfloat16")
+    try:
+        with pytest.raises(ValueError, match="mix precisions"):
+            await calibrate({"hf": full}, {"f32": full, "bf16": half},
+                            Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+                            seeds=[0], batch_sizes=[1], tasks=1, k=5, max_tokens=4,
+                            temperature=1.0, fpr=0.01, margin=2.0)
+    finally:
+        await full.close()
+        await half.close()
