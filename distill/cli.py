@@ -61,29 +61,50 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     t = sub.add_parser("targets", help="teacher completions + top-K distributions, as shards")
     t.add_argument("--teacher", type=Path, required=True, help="teacher model folder (HF)")
-    t.add_argument("--prompts", required=True,
-                   help="JSONL prompt file, or tasks:N[:SEED[:fam1,fam2]] for seeded tasks")
+    t.add_argument(
+        "--prompts",
+        required=True,
+        help="JSONL prompt file, or tasks:N[:SEED[:fam1,fam2]] for seeded tasks",
+    )
     t.add_argument("--out", type=Path, required=True, help="targets folder (resumes if partial)")
     t.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
     for f in fields(TargetsConfig):
-        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f"(default {f.default})")
+        t.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            help=f"(default {f.default})",
+        )
 
     r = sub.add_parser("train", help="train a student on teacher targets (resumes from --out)")
-    r.add_argument("--student", type=Path, required=True,
-                   help="student init folder: HF weights, or only config.json (seeded init)")
+    r.add_argument(
+        "--student",
+        type=Path,
+        required=True,
+        help="student init folder: HF weights, or only config.json (seeded init)",
+    )
     r.add_argument("--targets", type=Path, required=True, help="folder from `distill targets`")
     r.add_argument("--out", type=Path, required=True, help="output folder (HF + identity)")
     for f in fields(TrainConfig):
-        r.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f"(default {f.default})")
+        r.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            help=f"(default {f.default})",
+        )
 
     e = sub.add_parser("eval", help="the validator's numbers for students vs a teacher")
-    e.add_argument("--student", type=Path, action="append", required=True,
-                   help="student folder (repeat for several)")
+    e.add_argument(
+        "--student",
+        type=Path,
+        action="append",
+        required=True,
+        help="student folder (repeat for several)",
+    )
     e.add_argument("--teacher", type=Path, required=True)
-    e.add_argument("--tasks", default="tasks:200:12345",
-                   help="JSONL prompt file or tasks:N[:SEED[:families]]")
+    e.add_argument(
+        "--tasks", default="tasks:200:12345", help="JSONL prompt file or tasks:N[:SEED[:families]]"
+    )
     e.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
     e.add_argument("--k", type=int, default=16)
     e.add_argument("--max-tokens", type=int, default=24)
@@ -102,22 +123,38 @@ def _toolkit(args: argparse.Namespace) -> int:
 
         tasks = load_prompts(args.prompts)
         tcfg = TargetsConfig(**{f.name: getattr(args, f.name) for f in fields(TargetsConfig)})
-        m = build_targets(args.teacher, tasks, args.out, tcfg, engine_kind=args.engine,
-                          source=args.prompts, progress=sys.stderr.isatty())
+        m = build_targets(
+            args.teacher,
+            tasks,
+            args.out,
+            tcfg,
+            engine_kind=args.engine,
+            source=args.prompts,
+            progress=sys.stderr.isatty(),
+        )
         print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")
         return 0
     if args.distill_command == "train":
         from distill.train import TrainConfig, train
 
         cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-        res = train(args.student, args.targets, args.out, cfg, log=log,
-                    progress=sys.stderr.isatty())
-        print(f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
-              f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}")
+        res = train(
+            args.student, args.targets, args.out, cfg, log=log, progress=sys.stderr.isatty()
+        )
+        print(
+            f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
+            f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}"
+        )
         return 0
     from distill.evaluate import evaluate, format_table
 
-    results = evaluate(args.student, args.teacher, load_prompts(args.tasks),
-                       engine_kind=args.engine, k=args.k, max_tokens=args.max_tokens)
+    results = evaluate(
+        args.student,
+        args.teacher,
+        load_prompts(args.tasks),
+        engine_kind=args.engine,
+        k=args.k,
+        max_tokens=args.max_tokens,
+    )
     print(format_table(results))
     return 0

@@ -33,8 +33,9 @@ class DistilledRecipe:
     ce_weight: float = 0.0
 
 
-def ensure_distilled(world: Any, recipe: DistilledRecipe | None = None,
-                     log: Callable[[str], None] = lambda _: None) -> Path:
+def ensure_distilled(
+    world: Any, recipe: DistilledRecipe | None = None, log: Callable[[str], None] = lambda _: None
+) -> Path:
     """``world.distilled``, building it first if the cache does not have it yet."""
     from distill.tiny import DISTILLED
 
@@ -71,22 +72,40 @@ def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], 
                 shutil.copy2(f, init / f.name)
         targets = Path(scratch) / "targets"
         t0 = time.monotonic()
-        build_targets(world.teacher, tasks, targets,
-                      TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256,
-                                    shard_size=4096),
-                      engine_kind="hf", source="tiny world training prompts", progress=False)
+        build_targets(
+            world.teacher,
+            tasks,
+            targets,
+            TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256, shard_size=4096),
+            engine_kind="hf",
+            source="tiny world training prompts",
+            progress=False,
+        )
         targets_s = time.monotonic() - t0
         log(f"distilled: teacher targets for {len(tasks)} prompts in {targets_s:.0f} s")
-        cfg = TrainConfig(steps=spec["steps"], batch=spec["batch"], lr=spec["lr"],
-                          warmup=spec["warmup"], seed=spec["seed"], threads=threads,
-                          k=recipe.k, ce_weight=recipe.ce_weight, eval_every=-1,
-                          save_every=-1, device="cpu")
+        cfg = TrainConfig(
+            steps=spec["steps"],
+            batch=spec["batch"],
+            lr=spec["lr"],
+            warmup=spec["warmup"],
+            seed=spec["seed"],
+            threads=threads,
+            k=recipe.k,
+            ce_weight=recipe.ce_weight,
+            eval_every=-1,
+            save_every=-1,
+            device="cpu",
+        )
         result = train(init, targets, out, cfg, progress=False, log=log, name="tiny-distilled")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    stats = {"version": DISTILLED_VERSION, "recipe": asdict(recipe),
-             "targets_seconds": round(targets_s, 1),
-             "train_tokens_per_s": round(result.train_tokens_per_s),
-             "eval_forward_kl": result.eval_kl, "identity": result.identity,
-             "seconds": round(time.monotonic() - start, 1)}
+    stats = {
+        "version": DISTILLED_VERSION,
+        "recipe": asdict(recipe),
+        "targets_seconds": round(targets_s, 1),
+        "train_tokens_per_s": round(result.train_tokens_per_s),
+        "eval_forward_kl": result.eval_kl,
+        "identity": result.identity,
+        "seconds": round(time.monotonic() - start, 1),
+    }
     (out / "distill_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     log(f"distilled student built in {stats['seconds']} s")

@@ -41,9 +41,17 @@ class EvalResult:
         return asdict(self)
 
 
-async def evaluate_student(student: Engine, teacher: Engine, tasks: Sequence[Task],
-                           prompts: Sequence[Sequence[int]], decode: object, *, name: str,
-                           k: int = 16, max_tokens: int = 24) -> EvalResult:
+async def evaluate_student(
+    student: Engine,
+    teacher: Engine,
+    tasks: Sequence[Task],
+    prompts: Sequence[Sequence[int]],
+    decode: object,
+    *,
+    name: str,
+    k: int = 16,
+    max_tokens: int = 24,
+) -> EvalResult:
     """Score ``student``'s greedy answers to ``tasks`` against ``teacher`` (both loaded)."""
     from scoring.config import ScoreConfig
     from scoring.divergence import divergence_stats
@@ -53,22 +61,32 @@ async def evaluate_student(student: Engine, teacher: Engine, tasks: Sequence[Tas
     if not tasks:
         raise ValueError("no tasks to evaluate")
     if student.info.vocab_size != teacher.info.vocab_size:
-        raise ValueError(f"vocab mismatch: student {student.info.vocab_size}, "
-                         f"teacher {teacher.info.vocab_size}")
+        raise ValueError(
+            f"vocab mismatch: student {student.info.vocab_size}, teacher {teacher.info.vocab_size}"
+        )
     score_cfg = ScoreConfig()
     greedy = SamplingParams(max_tokens=max_tokens, temperature=0.0, top_logprobs=k)
     t0 = time.perf_counter()
     answers = await student.generate(prompts, greedy)
     elapsed = time.perf_counter() - t0
-    references = await teacher.generate(prompts, SamplingParams(max_tokens=max_tokens,
-                                                                temperature=0.0))
+    references = await teacher.generate(
+        prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    )
     scored = await teacher.score(prompts, [a.token_ids.tolist() for a in answers], k)
     ref_scored = await teacher.score(prompts, [r.token_ids.tolist() for r in references], 0)
 
     stats, s_ll, correct = [], [], []
     for task, a, s, r in zip(tasks, answers, scored, ref_scored, strict=True):
-        stats.append(divergence_stats(s.top_ids, s.top_logprobs, a.top_ids, a.top_logprobs,
-                                      teacher.info.vocab_size, score_cfg.overlap_k))
+        stats.append(
+            divergence_stats(
+                s.top_ids,
+                s.top_logprobs,
+                a.top_ids,
+                a.top_logprobs,
+                teacher.info.vocab_size,
+                score_cfg.overlap_k,
+            )
+        )
         s_ll.append(likelihood_score(s.target_logprobs, r.target_logprobs, score_cfg.tau_ref))
         if task.answer is not None:
             text = decode(a.token_ids.tolist())  # type: ignore[operator]
@@ -86,8 +104,15 @@ async def evaluate_student(student: Engine, teacher: Engine, tasks: Sequence[Tas
     )
 
 
-def evaluate(students: Sequence[str | Path], teacher: str | Path, tasks: Sequence[Task], *,
-             engine_kind: str = "vllm", k: int = 16, max_tokens: int = 24) -> list[EvalResult]:
+def evaluate(
+    students: Sequence[str | Path],
+    teacher: str | Path,
+    tasks: Sequence[Task],
+    *,
+    engine_kind: str = "vllm",
+    k: int = 16,
+    max_tokens: int = 24,
+) -> list[EvalResult]:
     """Load the teacher once and each student in turn; one EvalResult per student."""
     import asyncio
 
@@ -110,10 +135,18 @@ def evaluate(students: Sequence[str | Path], teacher: str | Path, tasks: Sequenc
                 tok = Tokenizer.from_file(str(Path(s) / "tokenizer.json"))
                 s_engine = load_engine(engine_kind, s, max_top_logprobs=max(k, 20))  # type: ignore[arg-type]
                 try:
-                    results.append(await evaluate_student(
-                        s_engine, t_engine, tasks, prompts,
-                        lambda ids, tok=tok: tok.decode(ids, skip_special_tokens=True),
-                        name=str(s), k=k, max_tokens=max_tokens))
+                    results.append(
+                        await evaluate_student(
+                            s_engine,
+                            t_engine,
+                            tasks,
+                            prompts,
+                            lambda ids, tok=tok: tok.decode(ids, skip_special_tokens=True),
+                            name=str(s),
+                            k=k,
+                            max_tokens=max_tokens,
+                        )
+                    )
                 finally:
                     await s_engine.close()
         finally:
@@ -125,13 +158,29 @@ def evaluate(students: Sequence[str | Path], teacher: str | Path, tasks: Sequenc
 
 def format_table(results: Sequence[EvalResult]) -> str:
     """A plain-text table, one row per student."""
-    cols = ("forward_kl", "reverse_kl", "total_variation", "topk_overlap",
-            "reference_likelihood", "correctness", "tokens_per_s")
+    cols = (
+        "forward_kl",
+        "reverse_kl",
+        "total_variation",
+        "topk_overlap",
+        "reference_likelihood",
+        "correctness",
+        "tokens_per_s",
+    )
     head = ["model", "tasks", *cols]
-    rows = [[Path(r.model).name or r.model, str(r.tasks),
-             *(f"{getattr(r, c):.4f}" if c != "tokens_per_s" else f"{r.tokens_per_s:,.0f}"
-               for c in cols)] for r in results]
+    rows = [
+        [
+            Path(r.model).name or r.model,
+            str(r.tasks),
+            *(
+                f"{getattr(r, c):.4f}" if c != "tokens_per_s" else f"{r.tokens_per_s:,.0f}"
+                for c in cols
+            ),
+        ]
+        for r in results
+    ]
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True))
-             for line in [head, *rows]]
+    lines = [
+        "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)) for line in [head, *rows]
+    ]
     return "\n".join(lines)

@@ -200,8 +200,9 @@ def load_checkpoint(out: Path, model: Any, opt: torch.optim.Optimizer, meta: dic
     return int(saved["step"])
 
 
-def save_final(out: Path, student: Path, model: Any, meta: dict[str, Any],
-               name: str | None = None) -> str:
+def save_final(
+    out: Path, student: Path, model: Any, meta: dict[str, Any], name: str | None = None
+) -> str:
     """HF folder (safetensors + config + the student's tokenizer files) and its identity."""
     model.save_pretrained(str(out), safe_serialization=True)
     for name in COPY_FILES:

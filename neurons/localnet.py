@@ -95,8 +95,15 @@ class Localnet:
 
     def run(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.state.update(pid=os.getpid(), started=time.time(), options=self.o.__dict__,
-                          phase="starting", epochs=[], deaths=[], ended=None)
+        self.state.update(
+            pid=os.getpid(),
+            started=time.time(),
+            options=self.o.__dict__,
+            phase="starting",
+            epochs=[],
+            deaths=[],
+            ended=None,
+        )
         t0 = time.monotonic()
         code = 1
         try:
@@ -105,8 +112,7 @@ class Localnet:
                 self.print("stopping every process ...")
         finally:
             self.phases["total"] = round(time.monotonic() - t0, 1)
-            self.state.update(phase="ended", ended=time.time(), exit_code=code,
-                              phases=self.phases)
+            self.state.update(phase="ended", ended=time.time(), exit_code=code, phases=self.phases)
         if self.snaps:
             self._report()
         return code
@@ -142,9 +148,12 @@ class Localnet:
                 shutil.rmtree(self.folder / sub, ignore_errors=True)
         if (self.devnet_dir / "devnet.json").exists():
             manifest = read_manifest(self.devnet_dir)
-            same = (manifest.get("clock") == "wall" and int(manifest["tempo"]) == self.o.tempo
-                    and float(manifest["block_time"]) == self.o.block_time
-                    and len(manifest["miners"]) >= need)
+            same = (
+                manifest.get("clock") == "wall"
+                and int(manifest["tempo"]) == self.o.tempo
+                and float(manifest["block_time"]) == self.o.block_time
+                and len(manifest["miners"]) >= need
+            )
             if not same:
                 raise ConfigError(
                     f"{self.devnet_dir} holds a devnet made with other settings (tempo "
@@ -154,9 +163,16 @@ class Localnet:
             self.print(f"   reusing the devnet in {self.devnet_dir}")
             return manifest
         args = argparse.Namespace(
-            devnet_command="init", dir=self.devnet_dir, validators=1, miners=need,
-            tempo=self.o.tempo, block_time=self.o.block_time, clock="wall",
-            weights_rate_limit=1, stake=1000.0, mev_shield=False,
+            devnet_command="init",
+            dir=self.devnet_dir,
+            validators=1,
+            miners=need,
+            tempo=self.o.tempo,
+            block_time=self.o.block_time,
+            clock="wall",
+            weights_rate_limit=1,
+            stake=1000.0,
+            mev_shield=False,
         )
         run_devnet(args)
         return read_manifest(self.devnet_dir)
@@ -169,13 +185,18 @@ class Localnet:
         distilled = world.distilled
         if distilled is None:
             distilled = self._train_distilled(world)
-        models = {"teacher": world.teacher, "undistilled": world.undistilled,
-                  "distilled": distilled}
+        models = {
+            "teacher": world.teacher,
+            "undistilled": world.undistilled,
+            "distilled": distilled,
+        }
         # Each adversary commits a model of its own (a copy whose config differs, so its digest
         # is new): sharing an honest miner's commitment would be caught by the copy rule
         # instead, and the demo means to show the spot checks catching the cheats.
-        for role, base in (("adversary-wrong-model", world.undistilled),
-                           ("adversary-fabricated", world.undistilled)):
+        for role, base in (
+            ("adversary-wrong-model", world.undistilled),
+            ("adversary-fabricated", world.undistilled),
+        ):
             models[role] = model_variant(base, self.folder / "models" / role, role)
         self.print(f"   tiny world {world.root}" + (" (built now)" if world.built else ""))
         return models
@@ -193,23 +214,44 @@ class Localnet:
         plans = []
         for (role, engine), name in zip(self.o.miners, manifest["miners"], strict=False):
             wallet = load_wallet(name, manifest["hotkey"], manifest["wallet_path"])
-            plans.append(MinerPlan(name, role, engine, int(manifest["uids"][name]),
-                                   hotkey_address(wallet), free_port()))
+            plans.append(
+                MinerPlan(
+                    name,
+                    role,
+                    engine,
+                    int(manifest["uids"][name]),
+                    hotkey_address(wallet),
+                    free_port(),
+                )
+            )
         return plans
 
     # --- processes ------------------------------------------------------------------------
 
-    def _start(self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan],
-               models: dict[str, Path]) -> bool:
+    def _start(
+        self,
+        sup: Supervisor,
+        manifest: dict[str, Any],
+        plans: list[MinerPlan],
+        models: dict[str, Path],
+    ) -> bool:
         """Miners first, then the validator once they all serve (or died): a miner still
         loading its engine would otherwise score zeros that its EMA carries into the epochs."""
         specs = {p.name: miner_spec(self.o, self.folder, manifest, models, p) for p in plans}
         for spec in specs.values():
             sup.start(spec)
         self.state.update(
-            network=manifest["network"], netuid=manifest["netuid"],
-            miners=[{**p.__dict__, "process": specs[p.name].name, "log": str(specs[p.name].log),
-                     "pid": sup.pids()[specs[p.name].name]} for p in plans],
+            network=manifest["network"],
+            netuid=manifest["netuid"],
+            miners=[
+                {
+                    **p.__dict__,
+                    "process": specs[p.name].name,
+                    "log": str(specs[p.name].log),
+                    "pid": sup.pids()[specs[p.name].name],
+                }
+                for p in plans
+            ],
         )
         self.print(f"   started {len(plans)} miners; logs in {self.logs}")
         pending = {p.name: p for p in plans}
@@ -223,15 +265,20 @@ class Localnet:
             for name, p in list(pending.items()):
                 if specs[name].name in dead or healthy(p.port):
                     pending.pop(name)
-                    self.print(f"   {specs[name].name} (uid {p.uid}) "
-                               + ("died" if specs[name].name in dead else "is serving"))
+                    self.print(
+                        f"   {specs[name].name} (uid {p.uid}) "
+                        + ("died" if specs[name].name in dead else "is serving")
+                    )
             if not pending and validator is None:
-                validator = validator_spec(self.o, self.folder, manifest, models,
-                                           self.families)
+                validator = validator_spec(self.o, self.folder, manifest, models, self.families)
                 sup.start(validator)
-                self.state.update(validator={"pid": sup.pids()["validator"],
-                                             "log": str(validator.log),
-                                             "db": str(self.validator_db)})
+                self.state.update(
+                    validator={
+                        "pid": sup.pids()["validator"],
+                        "log": str(validator.log),
+                        "db": str(self.validator_db),
+                    }
+                )
                 self.print(f"   started the validator ({self.o.validator_engine} engine)")
             if validator is not None and steps_committed(self.validator_db) > steps_before:
                 self.print("   the validator committed its first step")
@@ -250,11 +297,16 @@ class Localnet:
             self.deaths.append(d)
             style = "red" if d.critical else "yellow"
             what = "the run ends" if d.critical else "the run goes on without it"
-            self.print(f"[{style}]{d.name} (pid {d.pid}) {d.reason}: {what}. "
-                       f"Last lines of {d.log}:[/{style}]")
+            self.print(
+                f"[{style}]{d.name} (pid {d.pid}) {d.reason}: {what}. "
+                f"Last lines of {d.log}:[/{style}]"
+            )
             self.print(d.log_tail, markup=False, highlight=False)
-            self.state.update(deaths=[{"name": x.name, "reason": x.reason, "log": str(x.log)}
-                                      for x in self.deaths])
+            self.state.update(
+                deaths=[
+                    {"name": x.name, "reason": x.reason, "log": str(x.log)} for x in self.deaths
+                ]
+            )
             critical = critical or d.critical
         return critical
 
@@ -265,12 +317,18 @@ class Localnet:
 
         members = tuple(Member(p.uid, p.hotkey, p.role) for p in plans)
         names = {p.uid: f"{p.name}-{p.role}" for p in plans}
-        watcher = Watcher(devnet_file(Path(manifest["network"].removeprefix("devnet:"))),
-                          int(manifest["netuid"]), self.validator_db, members)
+        watcher = Watcher(
+            devnet_file(Path(manifest["network"].removeprefix("devnet:"))),
+            int(manifest["netuid"]),
+            self.validator_db,
+            members,
+        )
         watcher.begin()
         t0 = time.monotonic()
-        self.print(f"   watching {self.o.epochs} epochs (tempo {self.o.tempo} blocks x "
-                   f"{self.o.block_time} s)")
+        self.print(
+            f"   watching {self.o.epochs} epochs (tempo {self.o.tempo} blocks x "
+            f"{self.o.block_time} s)"
+        )
         live_ctx: Any = contextlib.nullcontext()
         if self.live:
             from rich.live import Live
@@ -281,16 +339,23 @@ class Localnet:
                 if self._deaths(sup, plans):
                     return
                 alive = set(sup.alive())
-                snap, closed = watcher.poll(time.monotonic() - t0,
-                                            {uid: name in alive for uid, name in names.items()})
+                snap, closed = watcher.poll(
+                    time.monotonic() - t0, {uid: name in alive for uid, name in names.items()}
+                )
                 if closed:
                     self.snaps.append(snap)
                     self.print(epoch_table(snap))
                     self.state.update(epochs=[s.to_json() for s in self.snaps])
                 elif live is not None:
-                    live.update(epoch_table(snap, title=(
-                        f"epoch {snap.epoch} in progress: block {snap.block}, "
-                        f"{snap.steps} validator steps, {snap.elapsed_s:.0f} s")))
+                    live.update(
+                        epoch_table(
+                            snap,
+                            title=(
+                                f"epoch {snap.epoch} in progress: block {snap.block}, "
+                                f"{snap.steps} validator steps, {snap.elapsed_s:.0f} s"
+                            ),
+                        )
+                    )
                 time.sleep(0.5)
 
     # --- results --------------------------------------------------------------------------
@@ -303,10 +368,20 @@ class Localnet:
             self.print(f"   {name}: " + ("[green]yes[/green]" if ok else "[red]no[/red]"))
         self.print("   phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items()))
         out = {
-            "miners": miners, "checks": checks, "phases": self.phases,
+            "miners": miners,
+            "checks": checks,
+            "phases": self.phases,
             "epochs": [s.to_json() for s in self.snaps],
-            "deaths": [{"name": d.name, "reason": d.reason, "returncode": d.returncode,
-                        "log": str(d.log), "log_tail": d.log_tail} for d in self.deaths],
+            "deaths": [
+                {
+                    "name": d.name,
+                    "reason": d.reason,
+                    "returncode": d.returncode,
+                    "log": str(d.log),
+                    "log_tail": d.log_tail,
+                }
+                for d in self.deaths
+            ],
             "options": {k: str(v) for k, v in self.o.__dict__.items()},
         }
         json_out = self.o.json_out or self.folder / "summary.json"
@@ -323,8 +398,8 @@ def ordering_checks(miners: list[dict[str, Any]]) -> dict[str, bool]:
         by_role.setdefault(m["role"], []).append(m["emission_total"])
     checks: dict[str, bool] = {}
     if by_role.get("distilled") and by_role.get("undistilled"):
-        checks["distilled earns more than undistilled"] = (
-            min(by_role["distilled"]) > max(by_role["undistilled"])
+        checks["distilled earns more than undistilled"] = min(by_role["distilled"]) > max(
+            by_role["undistilled"]
         )
     adversaries = [e for r, es in by_role.items() if r.startswith("adversary-") for e in es]
     if adversaries:

@@ -16,36 +16,79 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     d = Options()
     parser.add_argument(
-        "--miners", default=DEFAULT_MINERS, metavar="SPEC",
+        "--miners",
+        default=DEFAULT_MINERS,
+        metavar="SPEC",
         help=f"comma-separated roles, each optionally role:engine, else --engine (roles: "
         f"{', '.join(ROLES)}; default: {DEFAULT_MINERS})",
     )
-    parser.add_argument("--epochs", type=int, default=d.epochs,
-                        help=f"chain epochs to watch after every process is ready ({d.epochs})")
-    parser.add_argument("--engine", choices=ENGINES, default=d.engine,
-                        help=f"engine of miners without one in --miners (default {d.engine})")
-    parser.add_argument("--validator-engine", choices=ENGINES, default=d.validator_engine,
-                        help="engine of the validator's teacher and spot checks "
-                        f"(default {d.validator_engine})")
-    parser.add_argument("--dir", type=Path, default=d.folder,
-                        help=f"localnet folder: devnet, wallets, state, logs ({d.folder})")
-    parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
-                        help="summary JSON (default DIR/summary.json; the chart goes next to it)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help=f"chain epochs to watch after every process is ready ({d.epochs})",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d.engine,
+        help=f"engine of miners without one in --miners (default {d.engine})",
+    )
+    parser.add_argument(
+        "--validator-engine",
+        choices=ENGINES,
+        default=d.validator_engine,
+        help=f"engine of the validator's teacher and spot checks (default {d.validator_engine})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=d.folder,
+        help=f"localnet folder: devnet, wallets, state, logs ({d.folder})",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        dest="json_out",
+        metavar="OUT",
+        help="summary JSON (default DIR/summary.json; the chart goes next to it)",
+    )
     parser.add_argument("--tempo", type=int, default=d.tempo, help=f"blocks per epoch ({d.tempo})")
-    parser.add_argument("--block-time", type=float, default=d.block_time,
-                        help=f"seconds per block ({d.block_time})")
-    parser.add_argument("--tasks-per-step", type=int, default=d.tasks_per_step,
-                        help=f"prompts per validator step ({d.tasks_per_step})")
-    parser.add_argument("--step-blocks", type=int, default=d.step_blocks,
-                        help=f"blocks between validator steps ({d.step_blocks})")
-    parser.add_argument("--max-tokens", type=int, default=d.max_tokens,
-                        help=f"tokens per answer ({d.max_tokens})")
-    parser.add_argument("--ready-timeout", type=float, default=d.ready_timeout,
-                        help=f"seconds for every process to become ready ({d.ready_timeout:.0f})")
-    parser.add_argument("--fresh", action="store_true",
-                        help="recreate the devnet; forget the validator state and logs in DIR")
-    parser.add_argument("--status", action="store_true",
-                        help="print the state of the localnet running in DIR and exit")
+    parser.add_argument(
+        "--block-time", type=float, default=d.block_time, help=f"seconds per block ({d.block_time})"
+    )
+    parser.add_argument(
+        "--tasks-per-step",
+        type=int,
+        default=d.tasks_per_step,
+        help=f"prompts per validator step ({d.tasks_per_step})",
+    )
+    parser.add_argument(
+        "--step-blocks",
+        type=int,
+        default=d.step_blocks,
+        help=f"blocks between validator steps ({d.step_blocks})",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=d.max_tokens, help=f"tokens per answer ({d.max_tokens})"
+    )
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=d.ready_timeout,
+        help=f"seconds for every process to become ready ({d.ready_timeout:.0f})",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recreate the devnet; forget the validator state and logs in DIR",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print the state of the localnet running in DIR and exit",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -56,11 +99,19 @@ def options_from_args(args: argparse.Namespace) -> Any:
     if args.tasks_per_step < 1 or args.step_blocks < 1 or args.max_tokens < 1:
         raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
     return Options(
-        folder=args.dir, miners=parse_miners(args.miners, args.engine), epochs=args.epochs,
-        engine=args.engine, validator_engine=args.validator_engine,
-        json_out=args.json_out, tempo=args.tempo, block_time=args.block_time,
-        tasks_per_step=args.tasks_per_step, step_blocks=args.step_blocks,
-        max_tokens=args.max_tokens, ready_timeout=args.ready_timeout, fresh=args.fresh,
+        folder=args.dir,
+        miners=parse_miners(args.miners, args.engine),
+        epochs=args.epochs,
+        engine=args.engine,
+        validator_engine=args.validator_engine,
+        json_out=args.json_out,
+        tempo=args.tempo,
+        block_time=args.block_time,
+        tasks_per_step=args.tasks_per_step,
+        step_blocks=args.step_blocks,
+        max_tokens=args.max_tokens,
+        ready_timeout=args.ready_timeout,
+        fresh=args.fresh,
         config_path=getattr(args, "config_path", None),
         extra_sets=tuple(getattr(args, "config_set", []) or ()),
     )
@@ -103,21 +154,28 @@ def status(folder: Path, console: Any) -> int:
     except (OSError, ValueError) as e:
         raise ConfigError(f"unreadable localnet state {path}: {e}") from e
     running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
-    console.print(f"localnet {folder}: " + (
-        f"running (pid {state['pid']}), phase {state.get('phase')}" if running
-        else f"not running; last run ended in phase {state.get('phase')} "
-             f"with exit code {state.get('exit_code')}"
-    ))
+    console.print(
+        f"localnet {folder}: "
+        + (
+            f"running (pid {state['pid']}), phase {state.get('phase')}"
+            if running
+            else f"not running; last run ended in phase {state.get('phase')} "
+            f"with exit code {state.get('exit_code')}"
+        )
+    )
     if state.get("network"):
         console.print(f"  network {state['network']}  netuid {state.get('netuid')}")
     procs = [("validator", state.get("validator") or {})]
-    procs += [(f"{m['name']}-{m['role']} uid {m['uid']} :{m['port']}", m)
-              for m in state.get("miners", [])]
+    procs += [
+        (f"{m['name']}-{m['role']} uid {m['uid']} :{m['port']}", m) for m in state.get("miners", [])
+    ]
     for name, info in procs:
         if "pid" in info:
             alive = running and _pid_alive(int(info["pid"]))
-            console.print(f"  {name}: pid {info['pid']} {'alive' if alive else 'stopped'}"
-                          f"  log {info.get('log')}")
+            console.print(
+                f"  {name}: pid {info['pid']} {'alive' if alive else 'stopped'}"
+                f"  log {info.get('log')}"
+            )
     for death in state.get("deaths", []):
         console.print(f"  [yellow]{death['name']} {death['reason']} (log {death['log']})[/yellow]")
     epochs = state.get("epochs") or []

@@ -23,9 +23,7 @@ ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "advers
 # Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
 # the validator five (teacher + committed models for spot checks), so they default to the light
 # transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
-DEFAULT_MINERS = (
-    "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
-)
+DEFAULT_MINERS = "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
 ENGINES = ("vllm", "hf")
 MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 CHILD_ENV = {
@@ -142,23 +140,34 @@ def model_variant(base: Path, dest: Path, tag: str) -> Path:
     return dest
 
 
-def _base_argv(opts: Options, command: str, manifest: dict[str, Any], wallet: str,
-               launcher: tuple[str, ...] = ()) -> list[str]:
+def _base_argv(
+    opts: Options,
+    command: str,
+    manifest: dict[str, Any],
+    wallet: str,
+    launcher: tuple[str, ...] = (),
+) -> list[str]:
     """``python -m subnet.cli COMMAND`` (or ``launcher``) with the chain and wallet settings as
     ``--set`` overrides, which every subcommand accepts whatever its own flags are called."""
     argv = [sys.executable, "-m", *(launcher or ("subnet.cli", command))]
     if opts.config_path:
         argv += ["--config", opts.config_path]
-    sets = [f"chain.network={manifest['network']}", f"chain.netuid={manifest['netuid']}",
-            f"wallet.name={wallet}", f"wallet.hotkey={manifest['hotkey']}",
-            f"wallet.path={manifest['wallet_path']}", *opts.extra_sets]
+    sets = [
+        f"chain.network={manifest['network']}",
+        f"chain.netuid={manifest['netuid']}",
+        f"wallet.name={wallet}",
+        f"wallet.hotkey={manifest['hotkey']}",
+        f"wallet.path={manifest['wallet_path']}",
+        *opts.extra_sets,
+    ]
     for s in sets:
         argv += ["--set", s]
     return argv
 
 
-def miner_spec(opts: Options, folder: Path, manifest: dict[str, Any], models: dict[str, Path],
-               p: MinerPlan) -> ProcSpec:
+def miner_spec(
+    opts: Options, folder: Path, manifest: dict[str, Any], models: dict[str, Path], p: MinerPlan
+) -> ProcSpec:
     # Adversaries run the real miner node with a wrapped engine: wrong-model commits a small
     # student and answers as the teacher; fabricated samples its own tokens and reports the
     # teacher's distributions for them.
@@ -167,30 +176,49 @@ def miner_spec(opts: Options, folder: Path, manifest: dict[str, Any], models: di
         kind = p.role.removeprefix("adversary-")
         launcher = ("neurons.localnet_adversary", kind, str(models["teacher"]))
     argv = _base_argv(opts, "miner", manifest, p.name, launcher)
-    argv += ["--model", str(models[p.role]), "--register",
-             "--set", f"miner.engine={p.engine}", "--set", f"miner.port={p.port}",
-             "--set", f"miner.host={MINER_IP}", "--set", f"miner.external_ip={MINER_IP}",
-             "--set", f"miner.state_dir={folder / 'miners' / p.name}"]
+    argv += [
+        "--model",
+        str(models[p.role]),
+        "--register",
+        "--set",
+        f"miner.engine={p.engine}",
+        "--set",
+        f"miner.port={p.port}",
+        "--set",
+        f"miner.host={MINER_IP}",
+        "--set",
+        f"miner.external_ip={MINER_IP}",
+        "--set",
+        f"miner.state_dir={folder / 'miners' / p.name}",
+    ]
     name = f"{p.name}-{p.role}"
     return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV)
 
 
-def validator_spec(opts: Options, folder: Path, manifest: dict[str, Any],
-                   models: dict[str, Path], families: Sequence[str] = ()) -> ProcSpec:
+def validator_spec(
+    opts: Options,
+    folder: Path,
+    manifest: dict[str, Any],
+    models: dict[str, Path],
+    families: Sequence[str] = (),
+) -> ProcSpec:
     """The validator's command line; ``families`` (the tiny world's) narrows its prompts to the
     task families the teacher was trained on, so scores measure distillation, not guessing."""
     argv = [*_base_argv(opts, "validator", manifest, manifest["validators"][0]), "-v"]
     if families:
         argv += ["--set", f"validator.task_families={','.join(families)}"]
-    for s in (f"validator.teacher={models['teacher']}",
-              f"validator.engine={opts.validator_engine}",
-              f"validator.state_dir={folder / 'validator'}",
-              f"validator.model_roots={models['teacher'].parent},{folder / 'models'}",
-              "validator.model_cache=4",
-              f"validator.tasks_per_step={opts.tasks_per_step}",
-              f"validator.step_blocks={opts.step_blocks}",
-              f"validator.max_tokens={opts.max_tokens}",
-              "verify.spot_check_fraction=1.0"):  # every answer checked: cheats show at once
+    for s in (
+        f"validator.teacher={models['teacher']}",
+        f"validator.engine={opts.validator_engine}",
+        f"validator.state_dir={folder / 'validator'}",
+        f"validator.model_roots={models['teacher'].parent},{folder / 'models'}",
+        "validator.model_cache=4",
+        f"validator.tasks_per_step={opts.tasks_per_step}",
+        f"validator.step_blocks={opts.step_blocks}",
+        f"validator.max_tokens={opts.max_tokens}",
+        "verify.spot_check_fraction=1.0",
+    ):  # every answer checked: cheats show at once
         argv += ["--set", s]
-    return ProcSpec("validator", tuple(argv), folder / "logs" / "validator.log", CHILD_ENV,
-                    critical=True)
+    return ProcSpec(
+        "validator", tuple(argv), folder / "logs" / "validator.log", CHILD_ENV, critical=True
+    )

@@ -114,8 +114,12 @@ class Supervisor:
             out.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(spec.argv)}\n".encode())
             out.flush()
             proc = subprocess.Popen(
-                list(spec.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
+                list(spec.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         self._procs[spec.name] = proc
         self._specs[spec.name] = spec

@@ -28,21 +28,46 @@ def epoch_table(snap: Snapshot, title: str = "") -> Any:
     from rich.table import Table
 
     table = Table(
-        title=title or f"epoch {snap.epoch}  (chain epoch {snap.chain_epoch}, block {snap.block}, "
+        title=title
+        or f"epoch {snap.epoch}  (chain epoch {snap.chain_epoch}, block {snap.block}, "
         f"{snap.steps} validator steps, {snap.elapsed_s:.0f} s)",
         title_justify="left",
     )
-    for name in ("uid", "role", "answers", "score", "s_kl", "s_ref", "s_speed", "causes", "EMA",
-                 "weight", "incentive", "emission", "total"):
-        table.add_column(name, justify="left" if name in ("role", "causes") else "right",
-                         no_wrap=name != "causes")
+    for name in (
+        "uid",
+        "role",
+        "answers",
+        "score",
+        "s_kl",
+        "s_ref",
+        "s_speed",
+        "causes",
+        "EMA",
+        "weight",
+        "incentive",
+        "emission",
+        "total",
+    ):
+        table.add_column(
+            name,
+            justify="left" if name in ("role", "causes") else "right",
+            no_wrap=name != "causes",
+        )
     for m in snap.miners:
         table.add_row(
-            str(m.uid), m.role + ("" if m.alive else " (dead)"), str(m.answers), _f(m.score),
-            _f(m.s_kl), _f(m.s_ref), _f(m.s_speed),
+            str(m.uid),
+            m.role + ("" if m.alive else " (dead)"),
+            str(m.answers),
+            _f(m.score),
+            _f(m.s_kl),
+            _f(m.s_ref),
+            _f(m.s_speed),
             _causes(m.causes) + (f" (suspended {m.suspended})" if m.suspended else ""),
-            _f(m.ema), _f(m.weight),
-            _f(m.incentive), _f(m.emission, 2), _f(m.emission_total, 2),
+            _f(m.ema),
+            _f(m.weight),
+            _f(m.incentive),
+            _f(m.emission, 2),
+            _f(m.emission_total, 2),
         )
     return table
 
@@ -61,22 +86,24 @@ def summarize(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
                 causes[c] = causes.get(c, 0) + n
         scored = [r for r in rows if r.score is not None]
         answers = sum(r.answers for r in scored)
-        out.append({
-            "uid": m.uid,
-            "role": m.role,
-            "emission_total": round(m.emission_total, 6),
-            "emission_per_epoch": [round(r.emission, 6) for r in rows],
-            "answers": sum(r.answers for r in rows),
-            "mean_score": _weighted(scored, answers, "score"),
-            "mean_s_kl": _weighted(scored, answers, "s_kl"),
-            "mean_s_ref": _weighted(scored, answers, "s_ref"),
-            "mean_s_speed": _weighted(scored, answers, "s_speed"),
-            "causes": dict(sorted(causes.items(), key=lambda kv: -kv[1])),
-            "final_ema": m.ema,
-            "final_weight": m.weight,
-            "final_incentive": m.incentive,
-            "alive": m.alive,
-        })
+        out.append(
+            {
+                "uid": m.uid,
+                "role": m.role,
+                "emission_total": round(m.emission_total, 6),
+                "emission_per_epoch": [round(r.emission, 6) for r in rows],
+                "answers": sum(r.answers for r in rows),
+                "mean_score": _weighted(scored, answers, "score"),
+                "mean_s_kl": _weighted(scored, answers, "s_kl"),
+                "mean_s_ref": _weighted(scored, answers, "s_ref"),
+                "mean_s_speed": _weighted(scored, answers, "s_speed"),
+                "causes": dict(sorted(causes.items(), key=lambda kv: -kv[1])),
+                "final_ema": m.ema,
+                "final_weight": m.weight,
+                "final_incentive": m.incentive,
+                "alive": m.alive,
+            }
+        )
     return out
 
 
@@ -90,17 +117,38 @@ def summary_table(miners: Sequence[dict[str, Any]], epochs: int) -> Any:
     from rich.table import Table
 
     table = Table(title=f"localnet summary: {epochs} epochs", title_justify="left")
-    for name in ("uid", "role", "emission (α)", "share", "answers", "mean score", "s_kl", "s_ref",
-                 "final EMA", "final weight", "causes"):
-        table.add_column(name, justify="left" if name in ("role", "causes") else "right",
-                         no_wrap=name != "causes")
+    for name in (
+        "uid",
+        "role",
+        "emission (α)",
+        "share",
+        "answers",
+        "mean score",
+        "s_kl",
+        "s_ref",
+        "final EMA",
+        "final weight",
+        "causes",
+    ):
+        table.add_column(
+            name,
+            justify="left" if name in ("role", "causes") else "right",
+            no_wrap=name != "causes",
+        )
     total = sum(m["emission_total"] for m in miners) or 1.0
     for m in sorted(miners, key=lambda m: -m["emission_total"]):
         table.add_row(
-            str(m["uid"]), m["role"] + ("" if m["alive"] else " (dead)"),
-            f"{m['emission_total']:.2f}", f"{m['emission_total'] / total:.1%}",
-            str(m["answers"]), _f(m["mean_score"]), _f(m["mean_s_kl"]), _f(m["mean_s_ref"]),
-            _f(m["final_ema"]), _f(m["final_weight"]), _causes(m["causes"]),
+            str(m["uid"]),
+            m["role"] + ("" if m["alive"] else " (dead)"),
+            f"{m['emission_total']:.2f}",
+            f"{m['emission_total'] / total:.1%}",
+            str(m["answers"]),
+            _f(m["mean_score"]),
+            _f(m["mean_s_kl"]),
+            _f(m["mean_s_ref"]),
+            _f(m["final_ema"]),
+            _f(m["final_weight"]),
+            _causes(m["causes"]),
         )
     return table
 
@@ -117,8 +165,9 @@ def write_chart(snaps: Sequence[Snapshot], path: Path) -> Path:
         if snaps:
             for m in snaps[-1].miners:
                 xs = [s.epoch for s in snaps]
-                ys = [next((r.emission_total for r in s.miners if r.uid == m.uid), 0.0)
-                      for s in snaps]
+                ys = [
+                    next((r.emission_total for r in s.miners if r.uid == m.uid), 0.0) for s in snaps
+                ]
                 ax.plot(xs, ys, marker="o", label=f"uid {m.uid} {m.role}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("cumulative emission (α)")

@@ -65,16 +65,22 @@ class Snapshot:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch, "chain_epoch": self.chain_epoch, "block": self.block,
-            "elapsed_s": round(self.elapsed_s, 2), "steps": self.steps,
+            "epoch": self.epoch,
+            "chain_epoch": self.chain_epoch,
+            "block": self.block,
+            "elapsed_s": round(self.elapsed_s, 2),
+            "steps": self.steps,
             "miners": [m.to_json() for m in self.miners],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         return cls(
-            int(data["epoch"]), int(data["chain_epoch"]), int(data["block"]),
-            float(data["elapsed_s"]), int(data["steps"]),
+            int(data["epoch"]),
+            int(data["chain_epoch"]),
+            int(data["block"]),
+            float(data["elapsed_s"]),
+            int(data["steps"]),
             tuple(MinerRow(**m) for m in data["miners"]),
         )
 
@@ -108,7 +114,8 @@ def read_chain(devnet_file: Path, netuid: int) -> ChainView:
     for sub in status.subnets:
         if sub.netuid == netuid:
             return ChainView(
-                status.head, sub.epoch_index,
+                status.head,
+                sub.epoch_index,
                 {n.uid: n.stake for n in sub.neurons},
                 {n.uid: n.incentive for n in sub.neurons},
             )
@@ -202,12 +209,18 @@ class Watcher:
         rows = tuple(self._row(m, chain, view, alive.get(m.uid, True)) for m in self.members)
         done = self.last_epoch - self.start_epoch
         snap = Snapshot(
-            chain.epoch_index - self.start_epoch if closed else done + 1, chain.epoch_index,
-            chain.block, elapsed_s, view.last_step, rows,
+            chain.epoch_index - self.start_epoch if closed else done + 1,
+            chain.epoch_index,
+            chain.block,
+            elapsed_s,
+            view.last_step,
+            rows,
         )
         if closed:
             self.last_epoch, self.last_step, self.prev_stake = (
-                chain.epoch_index, view.last_step, dict(chain.stake)
+                chain.epoch_index,
+                view.last_step,
+                dict(chain.stake),
             )
         return snap, closed
 
@@ -216,12 +229,19 @@ class Watcher:
         causes = Counter(c for *_, c in got if c != "ok")
         stake = chain.stake.get(m.uid, 0)
         return MinerRow(
-            uid=m.uid, role=m.role, answers=len(got),
-            score=_mean([a[0] for a in got]), s_kl=_mean([a[1] for a in got]),
-            s_ref=_mean([a[2] for a in got]), s_speed=_mean([a[3] for a in got]),
-            causes=dict(causes.most_common()), ema=view.ema.get(m.uid),
-            weight=view.weights.get(m.uid), incentive=chain.incentive.get(m.uid, 0.0),
+            uid=m.uid,
+            role=m.role,
+            answers=len(got),
+            score=_mean([a[0] for a in got]),
+            s_kl=_mean([a[1] for a in got]),
+            s_ref=_mean([a[2] for a in got]),
+            s_speed=_mean([a[3] for a in got]),
+            causes=dict(causes.most_common()),
+            ema=view.ema.get(m.uid),
+            weight=view.weights.get(m.uid),
+            incentive=chain.incentive.get(m.uid, 0.0),
             emission=(stake - self.prev_stake.get(m.uid, 0)) / RAO_PER_ALPHA,
             emission_total=(stake - self.start_stake.get(m.uid, 0)) / RAO_PER_ALPHA,
-            alive=alive, suspended=view.suspended.get(m.uid, 0),
+            alive=alive,
+            suspended=view.suspended.get(m.uid, 0),
         )

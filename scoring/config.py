@@ -68,12 +68,16 @@ class VerifyConfig:
     # by <= 5e-7 (1e-4 is the calibrator's floor), a wrong model by >= 5.8e-4. 16-bit floats
     # (bfloat16, float16): honest error reaches 0.0101 (`calibrate --dtype bfloat16`).
     max_mean_abs_dp: float = param(
-        0.0001, "float32/64 models: max mean |claimed p - recomputed p| of the sampled tokens",
-        lo=0.0, hi=1.0,
+        0.0001,
+        "float32/64 models: max mean |claimed p - recomputed p| of the sampled tokens",
+        lo=0.0,
+        hi=1.0,
     )
     min_topk_agreement: float = param(
-        0.5, "float32/64 models: min mean overlap of claimed and recomputed top-k ids",
-        lo=0.0, hi=1.0,
+        0.5,
+        "float32/64 models: min mean overlap of claimed and recomputed top-k ids",
+        lo=0.0,
+        hi=1.0,
     )
     max_mean_abs_dp_half: float = param(
         0.0164, "bfloat16/float16 models: max_mean_abs_dp", lo=0.0, hi=1.0
@@ -111,8 +115,11 @@ class VerifyConfig:
         float32, so one tolerance either fails honest bf16 miners or lets float32 liars pass."""
         if is_full_precision(dtype):
             return self
-        return dataclasses.replace(self, max_mean_abs_dp=self.max_mean_abs_dp_half,
-                                   min_topk_agreement=self.min_topk_agreement_half)
+        return dataclasses.replace(
+            self,
+            max_mean_abs_dp=self.max_mean_abs_dp_half,
+            min_topk_agreement=self.min_topk_agreement_half,
+        )
 
 
 def is_full_precision(dtype: str) -> bool:

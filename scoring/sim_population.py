@@ -82,9 +82,7 @@ class ValidatorSpec:
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
-            raise ParamError(
-                f"validator {self.name}.behaviour", f"one of {', '.join(BEHAVIOURS)}"
-            )
+            raise ParamError(f"validator {self.name}.behaviour", f"one of {', '.join(BEHAVIOURS)}")
         if self.stake <= 0 or self.noise < 0 or self.lag < 0:
             raise ParamError(f"validator {self.name}", "need stake > 0, noise >= 0, lag >= 0")
         if not 0.0 <= self.cabal_share <= 1.0:

@@ -47,8 +47,15 @@ def ema_step(
     ema: F, suspended: Int, scores: F, seen: Bool, caught: Bool, cfg: WeightsConfig
 ) -> tuple[F, Int]:
     """One EMA round for every validator row at once, lie penalty included (elementwise)."""
-    upd = advance_ema(ema.ravel(), suspended.ravel(), scores.ravel(), seen.ravel(),
-                      caught.ravel(), cfg.ema_alpha, cfg.lie_penalty_steps)
+    upd = advance_ema(
+        ema.ravel(),
+        suspended.ravel(),
+        scores.ravel(),
+        seen.ravel(),
+        caught.ravel(),
+        cfg.ema_alpha,
+        cfg.lie_penalty_steps,
+    )
     return upd.ema.reshape(ema.shape), upd.suspended.reshape(ema.shape)
 
 
@@ -103,8 +110,9 @@ def replay_weights(
         ema = reset_changed(ema, prev_hk, hotkeys[k])
         kept = reset_changed(held, prev_hk, hotkeys[k])
         prev_hk = hotkeys[k]
-        upd = advance_ema(ema, kept, step_scores[k], observed[k], caught[k], cfg.ema_alpha,
-                          cfg.lie_penalty_steps)
+        upd = advance_ema(
+            ema, kept, step_scores[k], observed[k], caught[k], cfg.ema_alpha, cfg.lie_penalty_steps
+        )
         ema, held = upd.ema, upd.suspended
         eligible |= observed[k]
         eligible[owner_uid] = False

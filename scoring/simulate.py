@@ -174,8 +174,9 @@ def simulate(
             comp, cause = observe(pop, truth, t, rng)
             scores = answer_scores(comp, cause, cfg.score)
             seen = registered[None, :] & scorer[:, None]
-            ema, suspended = ema_step(ema, suspended, scores, seen, seen & (cause == CAUGHT),
-                                      cfg.weights)
+            ema, suspended = ema_step(
+                ema, suspended, scores, seen, seen & (cause == CAUGHT), cfg.weights
+            )
         eligible = np.zeros(chain.n, dtype=bool)
         eligible[chain.miner_uids_registered()] = True
         ema_uid = chain.spec_to_uid(ema)

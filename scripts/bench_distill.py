@@ -31,11 +31,16 @@ async def _targets_rate(kind: str, teacher: Path, prompts: int, out: Path, k: in
     try:
         cfg = TargetsConfig(k=k, max_tokens=24, batch=256, shard_size=prompts)
         warm = generate_tasks("bench/warm", 256)
-        await build_targets_async(teacher, warm, out / "warm", cfg, engine=engine,
-                                  progress=False)
+        await build_targets_async(teacher, warm, out / "warm", cfg, engine=engine, progress=False)
         t0 = time.perf_counter()
-        m = await build_targets_async(teacher, generate_tasks("bench", prompts), out / kind,
-                                      cfg, engine=engine, progress=False)
+        m = await build_targets_async(
+            teacher,
+            generate_tasks("bench", prompts),
+            out / kind,
+            cfg,
+            engine=engine,
+            progress=False,
+        )
         return float(m["positions"]) / (time.perf_counter() - t0)
     finally:
         await engine.close()
@@ -59,12 +64,16 @@ def main() -> int:
         kinds = ["hf"] if args.skip_vllm else ["vllm", "hf"]
         for kind in kinds:
             report[f"targets_{kind}_positions_per_s"] = asyncio.run(
-                _targets_rate(kind, world.teacher, args.prompts, work, args.k))
-            print(f"targets {kind}: {report[f'targets_{kind}_positions_per_s']:,.0f} positions/s",
-                  flush=True)
+                _targets_rate(kind, world.teacher, args.prompts, work, args.k)
+            )
+            print(
+                f"targets {kind}: {report[f'targets_{kind}_positions_per_s']:,.0f} positions/s",
+                flush=True,
+            )
         if not args.skip_vllm:
             report["targets_ratio_vllm_over_hf"] = (
-                report["targets_vllm_positions_per_s"] / report["targets_hf_positions_per_s"])
+                report["targets_vllm_positions_per_s"] / report["targets_hf_positions_per_s"]
+            )
 
         init = work / "init"
         init.mkdir()
@@ -72,13 +81,21 @@ def main() -> int:
             if f.suffix != ".safetensors":
                 shutil.copy2(f, init / f.name)
         spec = world.info()["recipe"]["train"]
-        cfg = TrainConfig(steps=args.steps, batch=spec["batch"], lr=spec["lr"], warmup=10,
-                          eval_every=-1, save_every=-1, k=args.k)
-        result = train(init, work / "hf", work / "student", cfg, progress=False,
-                       log=lambda _: None)
+        cfg = TrainConfig(
+            steps=args.steps,
+            batch=spec["batch"],
+            lr=spec["lr"],
+            warmup=10,
+            eval_every=-1,
+            save_every=-1,
+            k=args.k,
+        )
+        result = train(init, work / "hf", work / "student", cfg, progress=False, log=lambda _: None)
         report["train_tokens_per_s"] = result.train_tokens_per_s
-        print(f"train: {result.train_tokens_per_s:,.0f} input tokens/s "
-              f"(batch {spec['batch']}, {args.steps} steps, threads {cfg.threads})")
+        print(
+            f"train: {result.train_tokens_per_s:,.0f} input tokens/s "
+            f"(batch {spec['batch']}, {args.steps} steps, threads {cfg.threads})"
+        )
     print(json.dumps({k: round(v, 2) for k, v in report.items()}))
     return 0
 

@@ -49,8 +49,9 @@ async def raw_load(engine: Any, prompts: list[list[int]], concurrency: int, para
     return tokens
 
 
-def client_process(url: str, bodies: list[bytes], concurrency: int, stream: bool,
-                   conn: Any) -> None:
+def client_process(
+    url: str, bodies: list[bytes], concurrency: int, stream: bool, conn: Any
+) -> None:
     """Child process: send every body with ``concurrency`` workers; report tokens and time."""
     import aiohttp
     from bittensor import http_auth
@@ -65,12 +66,14 @@ def client_process(url: str, bodies: list[bytes], concurrency: int, stream: bool
         queue: list[bytes] = []
         tokens, errors = 0, 0
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
             async def worker() -> None:
                 nonlocal tokens, errors
                 while queue:
                     body = queue.pop()
-                    h = http_auth.sign(vali, method="POST", path=path, body=body,
-                                       receiver_ss58=miner.ss58_address)
+                    h = http_auth.sign(
+                        vali, method="POST", path=path, body=body, receiver_ss58=miner.ss58_address
+                    )
                     async with s.post(url + path, data=body, headers=h) as r:
                         raw = await r.read()
                         if r.status != 200:
@@ -78,13 +81,19 @@ def client_process(url: str, bodies: list[bytes], concurrency: int, stream: bool
                             continue
                         if stream:
                             prefix = auth.verify_stream(
-                                raw, miner_hotkey=miner.ss58_address, path=path,
-                                request_body=body)
+                                raw, miner_hotkey=miner.ss58_address, path=path, request_body=body
+                            )
                             events = [json.loads(e[6:]) for e in prefix.split(b"\n\n") if e]
                             tokens += len(protocol.read_completion(events).token_ids)
                         else:
-                            auth.verify_response(r.headers, raw, miner_hotkey=miner.ss58_address,
-                                                 status=200, path=path, request_body=body)
+                            auth.verify_response(
+                                r.headers,
+                                raw,
+                                miner_hotkey=miner.ss58_address,
+                                status=200,
+                                path=path,
+                                request_body=body,
+                            )
                             tokens += len(json.loads(raw)["subnet"]["token_ids"])
 
             queue.append(bodies[0])
@@ -134,42 +143,69 @@ async def bench(args: argparse.Namespace) -> list[dict[str, float]]:
     miner, vali = Keypair.create_from_uri(MINER_URI), Keypair.create_from_uri(VALI_URI)
     levels = [int(c) for c in args.concurrency.split(",")]
     gate = Gate(
-        wallet=miner, hotkey=miner.ss58_address,
+        wallet=miner,
+        hotkey=miner.ss58_address,
         nonce_store=SqliteNonceStore(Path(tempfile.mkdtemp()) / "nonces.sqlite", 30.0),
-        policy=CallerPolicy(Directory({vali.ss58_address: CallerInfo(0, 1.0, True)}),
-                            PolicyLimits(rate_rps=1e6, burst=10**6)),
-        limiter=PriorityLimiter(max(levels), 4 * max(levels)), request_timeout=600.0,
+        policy=CallerPolicy(
+            Directory({vali.ss58_address: CallerInfo(0, 1.0, True)}),
+            PolicyLimits(rate_rps=1e6, burst=10**6),
+        ),
+        limiter=PriorityLimiter(max(levels), 4 * max(levels)),
+        request_timeout=600.0,
     )
-    service = MinerService(engine, identity="v1:" + "0" * 64 + ":bench:local", model_name="bench",
-                           codec=load_codec(model), max_tokens=args.max_tokens,
-                           max_logprobs=args.k)
+    service = MinerService(
+        engine,
+        identity="v1:" + "0" * 64 + ":bench:local",
+        model_name="bench",
+        codec=load_codec(model),
+        max_tokens=args.max_tokens,
+        max_logprobs=args.k,
+    )
     runner = web.AppRunner(build_app(service, gate, MinerMetrics()), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0, top_logprobs=args.k,
-                            ignore_eos=True, seed=0)
+    params = SamplingParams(
+        max_tokens=args.max_tokens, temperature=1.0, top_logprobs=args.k, ignore_eos=True, seed=0
+    )
     vocab = engine.info.vocab_size
     await raw_load(engine, make_prompts(2, vocab, args.prompt_len, 99), 2, params)  # warm up
     rows = []
     try:
         for c in levels:
             prompts = make_prompts(c * args.requests_per_worker, vocab, args.prompt_len, c)
-            bodies = [json.dumps({
-                "model": "bench", "prompt": p, "max_tokens": args.max_tokens, "seed": 0,
-                "logprobs": args.k, "stream": args.stream, "subnet": {"ignore_eos": True},
-            }).encode() for p in prompts]
+            bodies = [
+                json.dumps(
+                    {
+                        "model": "bench",
+                        "prompt": p,
+                        "max_tokens": args.max_tokens,
+                        "seed": 0,
+                        "logprobs": args.k,
+                        "stream": args.stream,
+                        "subnet": {"ignore_eos": True},
+                    }
+                ).encode()
+                for p in prompts
+            ]
             t0 = time.perf_counter()
             raw_tokens = await raw_load(engine, prompts, c, params)
             raw_s = time.perf_counter() - t0
             http_tokens, http_s = await asyncio.to_thread(http_load, url, bodies, c, args.stream)
-            row = {"concurrency": c, "raw_tps": raw_tokens / raw_s,
-                   "http_tps": http_tokens / http_s,
-                   "raw_tokens": raw_tokens, "http_tokens": http_tokens}
+            row = {
+                "concurrency": c,
+                "raw_tps": raw_tokens / raw_s,
+                "http_tps": http_tokens / http_s,
+                "raw_tokens": raw_tokens,
+                "http_tokens": http_tokens,
+            }
             row["ratio"] = row["http_tps"] / row["raw_tps"]
             rows.append(row)
-            print(f"c={c:3d}  raw {row['raw_tps']:9.1f} tok/s  http {row['http_tps']:9.1f} tok/s"
-                  f"  ratio {row['ratio']:.3f}", flush=True)
+            print(
+                f"c={c:3d}  raw {row['raw_tps']:9.1f} tok/s  http {row['http_tps']:9.1f} tok/s"
+                f"  ratio {row['ratio']:.3f}",
+                flush=True,
+            )
     finally:
         await runner.cleanup()
         await engine.close()

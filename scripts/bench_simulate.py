@@ -50,10 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim_chain.ChainState.epoch_inputs = original  # type: ignore[method-assign]
 
     n_uids = 1 + args.validators + min(args.miners + 1, 256 - 1 - args.validators)
-    print(f"scenario newcomer: {n_uids} uids, {args.validators} validators, "
-          f"{args.epochs} epochs, {len(result.exact_epochs)} exact checks")
-    print(f"whole run: {total:.2f} s ({total / args.epochs * 1000:.1f} ms/epoch incl. exact "
-          f"checks); max |fast - exact| = {result.max_deviation:.2e}")
+    print(
+        f"scenario newcomer: {n_uids} uids, {args.validators} validators, "
+        f"{args.epochs} epochs, {len(result.exact_epochs)} exact checks"
+    )
+    print(
+        f"whole run: {total:.2f} s ({total / args.epochs * 1000:.1f} ms/epoch incl. exact "
+        f"checks); max |fast - exact| = {result.max_deviation:.2e}"
+    )
 
     params = YumaParams(tempo=360)
     fast_t, exact_t = [], []
@@ -66,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         exact_deviation(state, fast, params, OWNER_UID)  # runs the exact engine once
         exact_t.append(time.perf_counter() - t0)
     f, e = statistics.median(fast_t), statistics.median(exact_t)
-    print(f"per epoch: fast dense {f * 1000:.1f} ms, exact {e * 1000:.0f} ms "
-          f"(incl. sparse conversion), ratio exact/fast = {e / f:.0f}x")
+    print(
+        f"per epoch: fast dense {f * 1000:.1f} ms, exact {e * 1000:.0f} ms "
+        f"(incl. sparse conversion), ratio exact/fast = {e / f:.0f}x"
+    )
     return 0
 
 

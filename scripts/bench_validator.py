@@ -67,12 +67,14 @@ class Replay:
     def info(self) -> EngineInfo:
         return self._info
 
-    async def generate(self, prompts: Sequence[TokenIds],
-                       params: SamplingParams) -> list[Completion]:
+    async def generate(
+        self, prompts: Sequence[TokenIds], params: SamplingParams
+    ) -> list[Completion]:
         return [self.answers[tuple(p)] for p in prompts]
 
-    async def score(self, prompts: Sequence[TokenIds],
-                    completions: Sequence[TokenIds], k: int) -> list[Scored]:
+    async def score(
+        self, prompts: Sequence[TokenIds], completions: Sequence[TokenIds], k: int
+    ) -> list[Scored]:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -92,24 +94,33 @@ class StaticChain:
 
 def _neuron(uid: int, hotkey: str, port: int | None) -> NeuronView:
     axon = Axon("127.0.0.1", port) if port else None
-    return NeuronView(uid, hotkey, hotkey, 0.0, 0, False, axon, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0, 0,
-                      True)
+    return NeuronView(
+        uid, hotkey, hotkey, 0.0, 0, False, axon, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0, 0, True
+    )
 
 
 async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dict[str, float]:
     world = tiny_world()
-    cfg = load_config(None, env={}, overrides={
-        "validator.tasks_per_step": tasks, "validator.max_tokens": max_tokens,
-        "validator.engine": "hf", "verify.spot_check_fraction": 0.0,
-        "validator.query_timeout": 120.0})
+    cfg = load_config(
+        None,
+        env={},
+        overrides={
+            "validator.tasks_per_step": tasks,
+            "validator.max_tokens": max_tokens,
+            "validator.engine": "hf",
+            "verify.spot_check_fraction": 0.0,
+            "validator.query_timeout": 120.0,
+        },
+    )
     teacher = load_engine("hf", world.teacher)
     student = load_engine("hf", world.undistilled)
     tok = Tokenizer.from_file(str(world.teacher / "tokenizer.json"))
     k = cfg.validator.top_k
     seeds = [f"bench-{i}" for i in range(repeats)]
     prompts = [tok.encode(t.prompt).ids for s in seeds for t in generate_tasks(s, tasks)]
-    gen = await student.generate(prompts, SamplingParams(max_tokens=max_tokens, top_logprobs=k,
-                                                         seed=1))
+    gen = await student.generate(
+        prompts, SamplingParams(max_tokens=max_tokens, top_logprobs=k, seed=1)
+    )
     replay = Replay(student.info, {tuple(p): c for p, c in zip(prompts, gen, strict=True)})
     vali = KeyWallet.of("bench-vali")
     directory = Directory({vali.hotkey.ss58_address: CallerInfo(0, 1e6, True)})
@@ -119,11 +130,21 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
         for i in range(n_miners):
             w = KeyWallet.of(f"bench-miner-{i}")
             ident = f"v1:{i:064x}:m{i}:local"
-            svc = MinerService(replay, identity=ident, model_name=f"m{i}", codec=None,
-                               max_tokens=max_tokens, max_logprobs=k)
-            gate = Gate(w, w.hotkey.ss58_address, nonces,
-                        CallerPolicy(directory, PolicyLimits(rate_rps=1e6, burst=10**6)),
-                        PriorityLimiter(64, 4096))
+            svc = MinerService(
+                replay,
+                identity=ident,
+                model_name=f"m{i}",
+                codec=None,
+                max_tokens=max_tokens,
+                max_logprobs=k,
+            )
+            gate = Gate(
+                w,
+                w.hotkey.ss58_address,
+                nonces,
+                CallerPolicy(directory, PolicyLimits(rate_rps=1e6, burst=10**6)),
+                PriorityLimiter(64, 4096),
+            )
             runner = web.AppRunner(build_app(svc, gate, MinerMetrics()), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -133,19 +154,33 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
         mg = MetagraphView(1, 1, 360, "", "", tuple(neurons))
         step_times, raw_times, n_answers = [], [], 0
         async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=cfg.validator.concurrency)) as session:
+            connector=aiohttp.TCPConnector(limit=cfg.validator.concurrency)
+        ) as session:
             store = Store(Path(tmp) / "v.sqlite")
-            ctx = StepContext(cfg, StaticChain(mg, ids), 1, vali, vali.hotkey.ss58_address,
-                              teacher, tok, store, ValidatorMetrics(),
-                              ModelCache([], 1, _no_loader), session)
+            ctx = StepContext(
+                cfg,
+                StaticChain(mg, ids),
+                1,
+                vali,
+                vali.hotkey.ss58_address,
+                teacher,
+                tok,
+                store,
+                ValidatorMetrics(),
+                ModelCache([], 1, _no_loader),
+                session,
+            )
             for i, seed in enumerate(seeds):
                 t0 = time.perf_counter()
                 res = await run_step(ctx, i + 1, i + 1, seed)
                 step_times.append(time.perf_counter() - t0)
                 n_answers = res.n_answers
                 step_prompts = [tok.encode(t.prompt).ids for t in generate_tasks(seed, tasks)]
-                pairs = [(p, replay.answers[tuple(p)].token_ids.tolist())
-                         for _ in range(n_miners) for p in step_prompts]
+                pairs = [
+                    (p, replay.answers[tuple(p)].token_ids.tolist())
+                    for _ in range(n_miners)
+                    for p in step_prompts
+                ]
                 t0 = time.perf_counter()
                 await teacher.score([p for p, _ in pairs], [c for _, c in pairs], k)
                 raw_times.append(time.perf_counter() - t0)
@@ -157,8 +192,13 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
     await student.close()
     e2e = n_answers / statistics.median(step_times)
     raw = n_answers / statistics.median(raw_times)
-    return {"miners": n_miners, "answers": n_answers, "e2e_per_s": e2e, "raw_per_s": raw,
-            "ratio": e2e / raw}
+    return {
+        "miners": n_miners,
+        "answers": n_answers,
+        "e2e_per_s": e2e,
+        "raw_per_s": raw,
+        "ratio": e2e / raw,
+    }
 
 
 async def _no_loader(path: Path) -> Engine:
@@ -175,8 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'miners':>7} {'answers':>8} {'e2e ans/s':>10} {'teacher ans/s':>14} {'ratio':>6}")
     for n in [int(x) for x in args.miners.split(",")]:
         r = asyncio.run(bench(n, args.tasks, args.max_tokens, args.repeats))
-        print(f"{r['miners']:>7} {r['answers']:>8} {r['e2e_per_s']:>10.1f} "
-              f"{r['raw_per_s']:>14.1f} {r['ratio']:>6.2f}", flush=True)
+        print(
+            f"{r['miners']:>7} {r['answers']:>8} {r['e2e_per_s']:>10.1f} "
+            f"{r['raw_per_s']:>14.1f} {r['ratio']:>6.2f}",
+            flush=True,
+        )
     return 0
 
 

@@ -58,13 +58,26 @@ H_REQUEST_SHA256 = "X-Subnet-Request-Sha256"
 H_BODY_SHA256 = "X-Subnet-Body-Sha256"
 H_SIGNATURE = "X-Subnet-Signature"
 RESPONSE_HEADERS = (
-    H_VERSION, H_MINER, H_SCHEME, H_NONCE, H_CALLER, H_REQUEST_NONCE, H_REQUEST_SHA256,
-    H_BODY_SHA256, H_SIGNATURE,
+    H_VERSION,
+    H_MINER,
+    H_SCHEME,
+    H_NONCE,
+    H_CALLER,
+    H_REQUEST_NONCE,
+    H_REQUEST_SHA256,
+    H_BODY_SHA256,
+    H_SIGNATURE,
 )
 _FIELDS = {  # header -> key in the streamed signature event
-    H_VERSION: "version", H_MINER: "miner", H_SCHEME: "scheme", H_NONCE: "nonce",
-    H_CALLER: "caller", H_REQUEST_NONCE: "request_nonce", H_REQUEST_SHA256: "request_sha256",
-    H_BODY_SHA256: "body_sha256", H_SIGNATURE: "signature",
+    H_VERSION: "version",
+    H_MINER: "miner",
+    H_SCHEME: "scheme",
+    H_NONCE: "nonce",
+    H_CALLER: "caller",
+    H_REQUEST_NONCE: "request_nonce",
+    H_REQUEST_SHA256: "request_sha256",
+    H_BODY_SHA256: "body_sha256",
+    H_SIGNATURE: "signature",
 }
 _NONE = "-"
 
@@ -98,13 +111,26 @@ def auth_failure(e: http_auth.AuthError) -> AuthFailure:
 
 
 def verify_request(
-    headers: Mapping[str, str], body: bytes, *, method: str, path: str, self_hotkey: str,
-    max_age: float, allowed_skew: float, nonce_store: http_auth.NonceStore,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    self_hotkey: str,
+    max_age: float,
+    allowed_skew: float,
+    nonce_store: http_auth.NonceStore,
 ) -> http_auth.Caller:
     """Authenticate one request (raises ``http_auth.AuthError``)."""
     return http_auth.verify(
-        headers, body, method=method, path=path, self_hotkey_ss58=self_hotkey,
-        max_age=max_age, allowed_skew=allowed_skew, require_receiver=True,
+        headers,
+        body,
+        method=method,
+        path=path,
+        self_hotkey_ss58=self_hotkey,
+        max_age=max_age,
+        allowed_skew=allowed_skew,
+        require_receiver=True,
         nonce_store=nonce_store,
     )
 
@@ -152,8 +178,9 @@ class SqliteNonceStore:
         self._lock = threading.Lock()
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False,
-                                       isolation_level=None)
+            self._db = sqlite3.connect(
+                str(path), timeout=10.0, check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
@@ -194,15 +221,30 @@ def _sha(data: bytes) -> str:
 
 def _payload(f: Mapping[str, str], status: int, path: str) -> bytes:
     lines = (
-        RESPONSE_DOMAIN, f["scheme"], str(status), path, f["request_sha256"],
-        f["request_nonce"], f["caller"], f["body_sha256"], f["nonce"], f["miner"],
+        RESPONSE_DOMAIN,
+        f["scheme"],
+        str(status),
+        path,
+        f["request_sha256"],
+        f["request_nonce"],
+        f["caller"],
+        f["body_sha256"],
+        f["nonce"],
+        f["miner"],
     )
     return "\n".join(lines).encode()
 
 
 def sign_response(
-    wallet: Any, *, status: int, path: str, request_body: bytes, body: bytes = b"",
-    caller: str | None, request_nonce: int | None, body_sha256: str | None = None,
+    wallet: Any,
+    *,
+    status: int,
+    path: str,
+    request_body: bytes,
+    body: bytes = b"",
+    caller: str | None,
+    request_nonce: int | None,
+    body_sha256: str | None = None,
 ) -> dict[str, str]:
     """Signature headers for a response (also the fields of a stream's signature event).
 
@@ -224,8 +266,15 @@ def sign_response(
 
 
 def verify_response(
-    headers: Mapping[str, str], body: bytes, *, miner_hotkey: str, status: int, path: str,
-    request_body: bytes, caller: str | None = None, request_nonce: int | None = None,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    miner_hotkey: str,
+    status: int,
+    path: str,
+    request_body: bytes,
+    caller: str | None = None,
+    request_nonce: int | None = None,
 ) -> None:
     """Check a response's signature headers against what the validator sent and received.
 
@@ -234,13 +283,28 @@ def verify_response(
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     f = {key: lowered.get(h.lower(), "") for h, key in _FIELDS.items()}
-    _check(f, body, miner_hotkey=miner_hotkey, status=status, path=path,
-           request_body=request_body, caller=caller, request_nonce=request_nonce)
+    _check(
+        f,
+        body,
+        miner_hotkey=miner_hotkey,
+        status=status,
+        path=path,
+        request_body=request_body,
+        caller=caller,
+        request_nonce=request_nonce,
+    )
 
 
 def _check(
-    f: Mapping[str, str], body: bytes, *, miner_hotkey: str, status: int, path: str,
-    request_body: bytes, caller: str | None, request_nonce: int | None,
+    f: Mapping[str, str],
+    body: bytes,
+    *,
+    miner_hotkey: str,
+    status: int,
+    path: str,
+    request_body: bytes,
+    caller: str | None,
+    request_nonce: int | None,
 ) -> None:
     if f.get("version") != "1":
         raise ResponseSignatureError("missing or unsupported response signature version")
@@ -267,7 +331,8 @@ def _check(
 def stream_signature_event(fields: Mapping[str, str]) -> dict[str, Any]:
     """The final SSE object of a stream (``fields`` from :func:`sign_response`)."""
     return {
-        "object": SIGNATURE_OBJECT, "choices": [],
+        "object": SIGNATURE_OBJECT,
+        "choices": [],
         "subnet": {"signature": {key: fields[h] for h, key in _FIELDS.items()}},
     }
 
@@ -294,11 +359,24 @@ def split_stream(raw: bytes) -> tuple[bytes, dict[str, str]]:
 
 
 def verify_stream(
-    raw: bytes, *, miner_hotkey: str, path: str, request_body: bytes,
-    caller: str | None = None, request_nonce: int | None = None,
+    raw: bytes,
+    *,
+    miner_hotkey: str,
+    path: str,
+    request_body: bytes,
+    caller: str | None = None,
+    request_nonce: int | None = None,
 ) -> bytes:
     """Verify a streamed response's trailing signature; returns the signed prefix."""
     prefix, fields = split_stream(raw)
-    _check(fields, prefix, miner_hotkey=miner_hotkey, status=200, path=path,
-           request_body=request_body, caller=caller, request_nonce=request_nonce)
+    _check(
+        fields,
+        prefix,
+        miner_hotkey=miner_hotkey,
+        status=200,
+        path=path,
+        request_body=request_body,
+        caller=caller,
+        request_nonce=request_nonce,
+    )
     return prefix

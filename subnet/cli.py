@@ -35,22 +35,42 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("miner", "serve a student model to validators (signed OpenAI-compatible API)",
-            "neurons.miner.cli"),
-    Command("validator", "query miners, score them against the teacher, set weights",
-            "neurons.validator.cli"),
-    Command("localnet", "run the whole subnet on this machine (embedded devnet, real processes)",
-            "neurons.localnet_cli"),
-    Command("devnet", "the embedded local chain: init, status, advance",
-            "subnet.chain.cli", "configure_devnet", "run_devnet"),
-    Command("distill", "tiny world, teacher targets, student training and evaluation",
-            "distill.cli"),
-    Command("simulate", "incentive simulator: scoring config + Yuma -> emissions",
-            "subnet.simulate_cli"),
-    Command("hparams", "read or set subnet hyperparameters (devnet or real chain)",
-            "subnet.chain.cli", "configure_hparams", "run_hparams"),
-    Command("bench", "run a benchmark script from scripts/bench_*.py",
-            "subnet.bench_cli"),
+    Command(
+        "miner",
+        "serve a student model to validators (signed OpenAI-compatible API)",
+        "neurons.miner.cli",
+    ),
+    Command(
+        "validator",
+        "query miners, score them against the teacher, set weights",
+        "neurons.validator.cli",
+    ),
+    Command(
+        "localnet",
+        "run the whole subnet on this machine (embedded devnet, real processes)",
+        "neurons.localnet_cli",
+    ),
+    Command(
+        "devnet",
+        "the embedded local chain: init, status, advance",
+        "subnet.chain.cli",
+        "configure_devnet",
+        "run_devnet",
+    ),
+    Command(
+        "distill", "tiny world, teacher targets, student training and evaluation", "distill.cli"
+    ),
+    Command(
+        "simulate", "incentive simulator: scoring config + Yuma -> emissions", "subnet.simulate_cli"
+    ),
+    Command(
+        "hparams",
+        "read or set subnet hyperparameters (devnet or real chain)",
+        "subnet.chain.cli",
+        "configure_hparams",
+        "run_hparams",
+    ),
+    Command("bench", "run a benchmark script from scripts/bench_*.py", "subnet.bench_cli"),
 )
 
 
@@ -83,19 +103,30 @@ def wallet_flags(parser: argparse.ArgumentParser, *, password_file: bool = True)
     for part in ("name", "hotkey", "path"):
         config_flag(parser, f"--wallet.{part}", f"wallet.{part}", aliases=(f"--wallet-{part}",))
     if password_file:
-        config_flag(parser, "--wallet.password-file", "wallet.password_file",
-                    aliases=("--wallet-password-file",))
+        config_flag(
+            parser,
+            "--wallet.password-file",
+            "wallet.password_file",
+            aliases=("--wallet-password-file",),
+        )
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` and ``--set`` on every subcommand."""
     group = parser.add_argument_group("configuration")
     group.add_argument(
-        "--config", metavar="PATH", default=None, dest="config_path",
+        "--config",
+        metavar="PATH",
+        default=None,
+        dest="config_path",
         help="subnet.toml to load (default: $SUBNET_CONFIG, else ./subnet.toml if present)",
     )
     group.add_argument(
-        "--set", metavar="KEY=VALUE", action="append", default=[], dest="config_set",
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="config_set",
         help="override any config key, e.g. --set weights.ema_alpha=0.2 (repeatable)",
     )
 
@@ -107,7 +138,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dest, value in vars(args).items():
         if dest.startswith(CONFIG_DEST_PREFIX):
-            out[dest[len(CONFIG_DEST_PREFIX):]] = value
+            out[dest[len(CONFIG_DEST_PREFIX) :]] = value
     for pair in getattr(args, "config_set", []) or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():

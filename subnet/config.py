@@ -110,8 +110,10 @@ class ValidatorConfig:
         # unknown or empty list would fail every step, so it fails at load instead.
         unknown = sorted(set(self.task_families) - set(FAMILIES))
         if not self.task_families or unknown:
-            raise ValueError(f"task_families: expected a non-empty list of {sorted(FAMILIES)}, "
-                             f"got {list(self.task_families)!r}")
+            raise ValueError(
+                f"task_families: expected a non-empty list of {sorted(FAMILIES)}, "
+                f"got {list(self.task_families)!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -203,9 +205,7 @@ def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, body in data.items():
         if section not in known:
-            raise ConfigError(
-                f"{origin}: unknown section [{section}] (known: {', '.join(known)})"
-            )
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(known)})")
         if not isinstance(body, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table of keys")
         for key, value in body.items():

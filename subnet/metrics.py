@@ -40,41 +40,64 @@ class MinerMetrics(NodeMetrics):
         super().__init__()
         r = self.registry
         self.requests = Counter(
-            "miner_requests", "Requests by route, HTTP status and cause code",
-            ("route", "status", "cause"), registry=r,
+            "miner_requests",
+            "Requests by route, HTTP status and cause code",
+            ("route", "status", "cause"),
+            registry=r,
         )
         self.auth_failures = Counter(
-            "miner_auth_failures", "Rejected authentication by cause", ("cause",), registry=r,
+            "miner_auth_failures",
+            "Rejected authentication by cause",
+            ("cause",),
+            registry=r,
         )
         self.caller_requests = Counter(
-            "miner_caller_requests", "Completions requests by authenticated caller uid",
-            ("uid",), registry=r,
+            "miner_caller_requests",
+            "Completions requests by authenticated caller uid",
+            ("uid",),
+            registry=r,
         )
         self.latency = Histogram(
-            "miner_request_seconds", "Request latency by route", ("route",),
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "miner_request_seconds",
+            "Request latency by route",
+            ("route",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "miner_time_to_first_token_seconds", "Time from admission to the first token sent",
-            buckets=_TTFT_BUCKETS, registry=r,
+            "miner_time_to_first_token_seconds",
+            "Time from admission to the first token sent",
+            buckets=_TTFT_BUCKETS,
+            registry=r,
         )
         self.tokens_per_second = Histogram(
-            "miner_tokens_per_second", "Completion tokens per second, per request",
-            buckets=_TPS_BUCKETS, registry=r,
+            "miner_tokens_per_second",
+            "Completion tokens per second, per request",
+            buckets=_TPS_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter(
-            "miner_completion_tokens", "Completion tokens generated", registry=r,
+            "miner_completion_tokens",
+            "Completion tokens generated",
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "miner_queue_depth", "Requests waiting for an engine slot", registry=r,
+            "miner_queue_depth",
+            "Requests waiting for an engine slot",
+            registry=r,
         )
         self.in_flight = Gauge(
-            "miner_in_flight", "Requests holding an engine slot", registry=r,
+            "miner_in_flight",
+            "Requests holding an engine slot",
+            registry=r,
         )
         self.metagraph_age = Gauge(
-            "miner_metagraph_refresh_timestamp", "Unix time of the last caller-policy refresh",
+            "miner_metagraph_refresh_timestamp",
+            "Unix time of the last caller-policy refresh",
             registry=r,
         )
         self.metagraph_errors = Counter(
-            "miner_metagraph_refresh_errors", "Failed caller-policy refreshes", registry=r,
+            "miner_metagraph_refresh_errors",
+            "Failed caller-policy refreshes",
+            registry=r,
         )

@@ -49,7 +49,6 @@ SSE_DONE = b"data: [DONE]\n\n"
 SIGNATURE_OBJECT = "subnet.signature"
 
 
-
 def _zero(v: Any) -> bool:
     return v is None or (not isinstance(v, bool) and isinstance(v, int | float) and v == 0)
 
@@ -65,8 +64,21 @@ _NEUTRAL: Mapping[str, Callable[[Any], bool]] = {
     "logit_bias": lambda v: v is None or v == {},
 }
 _KNOWN = frozenset(
-    {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "logprobs", "stream",
-     "n", "subnet", "user", "stream_options", *_NEUTRAL}
+    {
+        "model",
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "logprobs",
+        "stream",
+        "n",
+        "subnet",
+        "user",
+        "stream_options",
+        *_NEUTRAL,
+    }
 )
 
 
@@ -160,16 +172,26 @@ def parse_request(
     if len(prompt) + max_tokens > limits.max_model_len:
         raise RequestError(
             f"prompt ({len(prompt)}) plus max_tokens exceed the model length "
-            f"{limits.max_model_len}", "max_tokens",
+            f"{limits.max_model_len}",
+            "max_tokens",
         )
     sampling = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-        top_logprobs=k, ignore_eos=ignore_eos,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        top_logprobs=k,
+        ignore_eos=ignore_eos,
     )
     ignored = tuple(sorted(key for key in data if key not in _KNOWN))
     return CompletionRequest(
-        prompt_ids=tuple(prompt), sampling=sampling, stream=bool(stream), model=model,
-        task_id=task_id, raw=raw, ignored=ignored,
+        prompt_ids=tuple(prompt),
+        sampling=sampling,
+        stream=bool(stream),
+        model=model,
+        task_id=task_id,
+        raw=raw,
+        ignored=ignored,
     )
 
 
@@ -298,14 +320,22 @@ def choice(
 
 
 def completion_body(
-    *, rid: str, created: int, model: str, request: CompletionRequest, identity: str,
+    *,
+    rid: str,
+    created: int,
+    model: str,
+    request: CompletionRequest,
+    identity: str,
     piece: Piece,
 ) -> dict[str, Any]:
     """The whole non-streamed response."""
     c = piece.completion
     ch, ext = choice(piece, request.sampling.top_logprobs, request.raw, c.finish_reason)
     return {
-        "id": rid, "object": "text_completion", "created": created, "model": model,
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
         "choices": [ch],
         "usage": usage(len(request.prompt_ids), len(c.token_ids)),
         "subnet": {"version": VERSION, "task_id": request.task_id, "identity": identity, **ext},
@@ -313,8 +343,15 @@ def completion_body(
 
 
 def stream_chunk(
-    *, rid: str, created: int, model: str, request: CompletionRequest, piece: Piece,
-    finish_reason: str | None, identity: str | None, completion_tokens: int,
+    *,
+    rid: str,
+    created: int,
+    model: str,
+    request: CompletionRequest,
+    piece: Piece,
+    finish_reason: str | None,
+    identity: str | None,
+    completion_tokens: int,
 ) -> dict[str, Any]:
     """One SSE chunk: the tokens of ``piece``; the first carries identity, the last usage."""
     ch, ext = choice(piece, request.sampling.top_logprobs, request.raw, finish_reason)
@@ -322,8 +359,12 @@ def stream_chunk(
     if identity is not None:
         sub.update(task_id=request.task_id, identity=identity)
     out: dict[str, Any] = {
-        "id": rid, "object": "text_completion", "created": created, "model": model,
-        "choices": [ch], "subnet": sub,
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [ch],
+        "subnet": sub,
     }
     if finish_reason is not None:
         out["usage"] = usage(len(request.prompt_ids), completion_tokens)
@@ -347,9 +388,7 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
-def error_body(
-    message: str, *, status: int, code: str, param: str | None = None
-) -> dict[str, Any]:
+def error_body(message: str, *, status: int, code: str, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape; ``code`` is our cause code (also the metrics label)."""
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

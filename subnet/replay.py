@@ -176,8 +176,13 @@ def recorded_weights_config(rec: Recorded) -> WeightsConfig:
 def replay(rec: Recorded, cfg: WeightsConfig) -> F:
     """Weights ``[W, N]`` the recorded scores give under ``cfg`` at each recorded weight set."""
     return replay_weights(
-        rec.step_scores, rec.observed, rec.caught, rec.hotkeys, list(rec.weight_steps),
-        rec.owner_uid, cfg,
+        rec.step_scores,
+        rec.observed,
+        rec.caught,
+        rec.hotkeys,
+        list(rec.weight_steps),
+        rec.owner_uid,
+        cfg,
     )
 
 
@@ -202,11 +207,14 @@ def run_replay(args: argparse.Namespace) -> int:
         if key is not None:
             cfg = dataclasses.replace(cfg, **{key.split(".", 1)[1]: value})
         label = "replay" if key is None else f"replay_{key}={value}"
-        runs.append(_replay_run(out, label, rec, replay(rec, cfg), reproduced,
-                                {key: value} if key else {}))
+        runs.append(
+            _replay_run(out, label, rec, replay(rec, cfg), reproduced, {key: value} if key else {})
+        )
     for r in runs:
-        print(f"{r.label}: gini={r.summary['gini_mean']:.3f} "
-              f"top share={r.summary['top_share_mean']:.3f}")
+        print(
+            f"{r.label}: gini={r.summary['gini_mean']:.3f} "
+            f"top share={r.summary['top_share_mean']:.3f}"
+        )
     print(f"recorded weights reproduced with the recorded config: max |diff| = {reproduced:.2e}")
     report = rep.write_html(out, f"subnet simulate --replay {Path(args.replay).name}", runs, None)
     print(f"report: {report}")

@@ -69,16 +69,28 @@ def write_tables(out: Path, label: str, r: SimResult, summary: dict[str, Any]) -
         w = csv.writer(fh)
         w.writerow(["epoch", "gini", "owner_burn", *r.miner_names])
         for t in range(r.epochs):
-            w.writerow([t, f"{r.gini[t]:.6g}", f"{r.owner_share[t]:.6g}",
-                        *(f"{x:.6g}" for x in r.miner_share[t])])
+            w.writerow(
+                [
+                    t,
+                    f"{r.gini[t]:.6g}",
+                    f"{r.owner_share[t]:.6g}",
+                    *(f"{x:.6g}" for x in r.miner_share[t]),
+                ]
+            )
     yields = r.validator_yield()
     with (out / f"{label}_validators.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["epoch", *(f"{v}_dividend_share" for v in r.validator_names),
-                    *(f"{v}_yield" for v in r.validator_names)])
+        w.writerow(
+            [
+                "epoch",
+                *(f"{v}_dividend_share" for v in r.validator_names),
+                *(f"{v}_yield" for v in r.validator_names),
+            ]
+        )
         for t in range(r.epochs):
-            w.writerow([t, *(f"{x:.6g}" for x in r.dividend_share[t]),
-                        *(f"{x:.6g}" for x in yields[t])])
+            w.writerow(
+                [t, *(f"{x:.6g}" for x in r.dividend_share[t]), *(f"{x:.6g}" for x in yields[t])]
+            )
     (out / f"{label}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -98,14 +110,18 @@ def write_charts(out: Path, label: str, sc: Scenario, r: SimResult) -> dict[str,
     files: dict[str, Path] = {}
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    order = np.argsort(-r.miner_share[-max(1, r.epochs // 10):].mean(axis=0))
+    order = np.argsort(-r.miner_share[-max(1, r.epochs // 10) :].mean(axis=0))
     show = [int(k) for k in order[:TOP_MINERS]]
     for name in (sc.challenger, sc.incumbent, sc.focus_miner):
         if name and r.miner_names.index(name) not in show:
             show.append(r.miner_names.index(name))
     for k in show:
-        ax.plot(t, r.miner_share[:, k], label=r.miner_names[k], lw=2 if
-                r.miner_names[k] in (sc.challenger, sc.focus_miner) else 1)
+        ax.plot(
+            t,
+            r.miner_share[:, k],
+            label=r.miner_names[k],
+            lw=2 if r.miner_names[k] in (sc.challenger, sc.focus_miner) else 1,
+        )
     if r.owner_share.max() > 0:
         ax.plot(t, r.owner_share, "k:", label="owner (burn)")
     if sc.event:
@@ -120,8 +136,11 @@ def write_charts(out: Path, label: str, sc: Scenario, r: SimResult) -> dict[str,
         focus = name == sc.focus_validator
         ax.plot(t, y[:, i], lw=2.5 if focus else 0.8, label=name if focus or i < 6 else None)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set(xlabel="epoch", ylabel="dividend share / stake share",
-           title=f"{label}: validator dividend yield")
+    ax.set(
+        xlabel="epoch",
+        ylabel="dividend share / stake share",
+        title=f"{label}: validator dividend yield",
+    )
     ax.legend(fontsize=7, ncol=2)
     files["yield"] = _save(fig, out / f"{label}_yield.png")
 
@@ -174,8 +193,10 @@ window.addEventListener('load', function () {
 
 def write_html(out: Path, title: str, runs: Sequence[RunReport], sweep: Path | None) -> Path:
     """The self-contained report: headline table, sweep chart, charts side by side."""
-    keys = sorted({k for run in runs for k, v in run.summary.items()
-                   if not isinstance(v, dict | list)} - {"label"})
+    keys = sorted(
+        {k for run in runs for k, v in run.summary.items() if not isinstance(v, dict | list)}
+        - {"label"}
+    )
     head = "".join(f"<th>{html.escape(run.label)}</th>" for run in runs)
     rows = []
     for k in keys:
@@ -183,8 +204,11 @@ def write_html(out: Path, title: str, runs: Sequence[RunReport], sweep: Path | N
         rows.append(f"<tr><th>{html.escape(k)}</th>{cells}</tr>")
     charts = []
     for name in ("emission", "yield", "gini"):
-        cells = "".join(f"<td>{_img(run.charts[name], f'{run.label} {name}')}</td>"
-                        for run in runs if name in run.charts)
+        cells = "".join(
+            f"<td>{_img(run.charts[name], f'{run.label} {name}')}</td>"
+            for run in runs
+            if name in run.charts
+        )
         charts.append(f"<tr>{cells}</tr>")
     sweep_html = f"<h2>Sweep</h2>{_img(sweep, 'sweep')}" if sweep else ""
     doc = f"""<!doctype html>
@@ -193,8 +217,8 @@ def write_html(out: Path, title: str, runs: Sequence[RunReport], sweep: Path | N
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}}
 img{{max-width:560px}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<table><tr><th></th>{head}</tr>{''.join(rows)}</table>{sweep_html}
-<h2>Charts</h2><table><tr>{head}</tr>{''.join(charts)}</table>
+<table><tr><th></th>{head}</tr>{"".join(rows)}</table>{sweep_html}
+<h2>Charts</h2><table><tr>{head}</tr>{"".join(charts)}</table>
 <pre id="img-status">pending</pre>
 <script>{_STATUS_JS}</script></body></html>
 """
@@ -218,8 +242,11 @@ def progress(total: int, description: str, enabled: bool = True) -> Iterator[Any
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda _epoch=0: bar.advance(task)

@@ -23,23 +23,45 @@ from subnet.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", choices=SCENARIOS, default="baseline",
-                        help="built-in scenario (default: baseline)")
-    parser.add_argument("--replay", metavar="DB", default=None,
-                        help="replay a validator's state database under this config instead")
-    parser.add_argument("--sweep", metavar="KEY=V1,V2,...", default=None,
-                        help="run once per value of a scoring key (weights.power) or a chain "
-                             "hyperparameter (bonds_penalty, yuma3_enabled, kappa, ...)")
-    parser.add_argument("--chain", metavar="KEY=VALUE", action="append", default=[],
-                        help="set a chain hyperparameter for every run (repeatable)")
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="baseline",
+        help="built-in scenario (default: baseline)",
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="DB",
+        default=None,
+        help="replay a validator's state database under this config instead",
+    )
+    parser.add_argument(
+        "--sweep",
+        metavar="KEY=V1,V2,...",
+        default=None,
+        help="run once per value of a scoring key (weights.power) or a chain "
+        "hyperparameter (bonds_penalty, yuma3_enabled, kappa, ...)",
+    )
+    parser.add_argument(
+        "--chain",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set a chain hyperparameter for every run (repeatable)",
+    )
     parser.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
     parser.add_argument("--validators", type=int, default=8, help="validators (default 8)")
     parser.add_argument("--miners", type=int, default=32, help="miners (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--exact-checks", type=int, default=3,
-                        help="epochs per run also computed by the exact engine (default 3)")
-    parser.add_argument("--out", metavar="DIR", default="sim-out",
-                        help="output folder (default ./sim-out)")
+    parser.add_argument(
+        "--exact-checks",
+        type=int,
+        default=3,
+        help="epochs per run also computed by the exact engine (default 3)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default="sim-out", help="output folder (default ./sim-out)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -64,8 +86,10 @@ def parse_value(key: str, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
-    raise ConfigError(f"unknown key {key!r}: use scoring.KEY, weights.KEY or one of "
-                      f"{', '.join(sorted([*fields, *CHAIN_SIM_KEYS]))}")
+    raise ConfigError(
+        f"unknown key {key!r}: use scoring.KEY, weights.KEY or one of "
+        f"{', '.join(sorted([*fields, *CHAIN_SIM_KEYS]))}"
+    )
 
 
 def _pair(text: str, flag: str) -> tuple[str, str]:
@@ -79,8 +103,14 @@ def base_config(args: argparse.Namespace) -> SimConfig:
     sub = args.config
     if args.epochs < 1 or args.exact_checks < 0:
         raise ConfigError("--epochs must be >= 1 and --exact-checks >= 0")
-    cfg = SimConfig(score=sub.scoring, weights=sub.weights, chain=ChainSim(),
-                    epochs=args.epochs, seed=args.seed, exact_checks=args.exact_checks)
+    cfg = SimConfig(
+        score=sub.scoring,
+        weights=sub.weights,
+        chain=ChainSim(),
+        epochs=args.epochs,
+        seed=args.seed,
+        exact_checks=args.exact_checks,
+    )
     for item in args.chain:
         key, value = _pair(item, "--chain")
         cfg = _apply(cfg, key, parse_value(key, value))
@@ -115,8 +145,13 @@ def run(args: argparse.Namespace) -> int:
     key, values = sweep_values(args)
     out = Path(args.out)
     try:
-        sc = build(args.scenario, validators=args.validators, miners=args.miners,
-                   epochs=args.epochs, catch=args.config.verify.spot_check_fraction)
+        sc = build(
+            args.scenario,
+            validators=args.validators,
+            miners=args.miners,
+            epochs=args.epochs,
+            catch=args.config.verify.spot_check_fraction,
+        )
     except ParamError as e:
         raise ConfigError(str(e)) from None
     runs: list[rep.RunReport] = []
@@ -144,13 +179,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _line(s: dict[str, Any]) -> str:
-    parts = [s["label"], f"{s['seconds']:.2f}s", f"gini={s['gini_mean_2nd_half']:.3f}",
-             f"fast-vs-exact max dev={s['max_fast_exact_deviation']:.1e}"]
+    parts = [
+        s["label"],
+        f"{s['seconds']:.2f}s",
+        f"gini={s['gini_mean_2nd_half']:.3f}",
+        f"fast-vs-exact max dev={s['max_fast_exact_deviation']:.1e}",
+    ]
     if "overtake_epochs" in s:
         parts.append(f"overtake={s['overtake_epochs']} epochs after {s['event_epoch']}")
     if "focus_yield" in s:
         parts.append(f"{s['focus_validator']} yield={s['focus_yield']:.3f}")
     if "focus_miner_share" in s:
-        parts.append(f"{s['focus_miner']} share={s['focus_miner_share']:.4f} "
-                     f"(top {s['top_miner_share']:.4f})")
+        parts.append(
+            f"{s['focus_miner']} share={s['focus_miner_share']:.4f} "
+            f"(top {s['top_miner_share']:.4f})"
+        )
     return "  ".join(parts)

@@ -56,8 +56,7 @@ class _Wrapper:
 class Fabricated(_Wrapper):
     """Real tokens, fake distributions: the teacher's (``teacher``) or sharpened own ones."""
 
-    def __init__(self, engine: Engine, teacher: Engine | None = None,
-                 sharpen: float = 4.0) -> None:
+    def __init__(self, engine: Engine, teacher: Engine | None = None, sharpen: float = 4.0) -> None:
         super().__init__(engine)
         self.teacher = teacher
         self.sharpen = sharpen
@@ -70,8 +69,10 @@ class Fabricated(_Wrapper):
         if self.teacher is None or k == 0:
             return [self.corrupt(c) for c in out]
         scored = await self.teacher.score(prompts, [c.token_ids.tolist() for c in out], k)
-        return [self._claim(c, s.top_ids, s.top_logprobs.astype(np.float64))
-                for c, s in zip(out, scored, strict=True)]
+        return [
+            self._claim(c, s.top_ids, s.top_logprobs.astype(np.float64))
+            for c, s in zip(out, scored, strict=True)
+        ]
 
     def corrupt(self, c: Completion) -> Completion:
         if c.top_logprobs.shape[1] == 0:
@@ -84,11 +85,17 @@ class Fabricated(_Wrapper):
     def _claim(c: Completion, ids: np.ndarray, lp: np.ndarray) -> Completion:
         """Report ``ids``/``lp`` as the top-k, with sampled logprobs consistent with them."""
         listed = ids == c.token_ids[:, None]
-        sampled = np.where(listed.any(axis=1), np.where(listed, lp, 0.0).sum(axis=1),
-                           np.minimum(c.sampled_logprobs, lp[:, -1]))
-        return dataclasses.replace(c, top_ids=ids.astype(np.int64),
-                                   top_logprobs=lp.astype(np.float32),
-                                   sampled_logprobs=sampled.astype(np.float32))
+        sampled = np.where(
+            listed.any(axis=1),
+            np.where(listed, lp, 0.0).sum(axis=1),
+            np.minimum(c.sampled_logprobs, lp[:, -1]),
+        )
+        return dataclasses.replace(
+            c,
+            top_ids=ids.astype(np.int64),
+            top_logprobs=lp.astype(np.float32),
+            sampled_logprobs=sampled.astype(np.float32),
+        )
 
 
 class Garbage(_Wrapper):
@@ -99,8 +106,9 @@ class Garbage(_Wrapper):
         ids = np.full((n, max(k, 1)), self.info.vocab_size + 7, dtype=np.int64)
         ids += np.arange(ids.shape[1])
         lps = np.tile(np.linspace(0.5, 3.0, ids.shape[1], dtype=np.float32), (n, 1))
-        return dataclasses.replace(c, top_ids=ids, top_logprobs=lps,
-                                   sampled_logprobs=np.full(n, 2.0, dtype=np.float32))
+        return dataclasses.replace(
+            c, top_ids=ids, top_logprobs=lps, sampled_logprobs=np.full(n, 2.0, dtype=np.float32)
+        )
 
 
 class Slow(_Wrapper):

@@ -55,9 +55,14 @@ class Gate:
 
     def authenticate(self, request: web.Request, body: bytes) -> Caller:
         return auth.verify_request(
-            request.headers, body, method=request.method, path=request.raw_path,
-            self_hotkey=self.hotkey, max_age=self.auth_max_age,
-            allowed_skew=self.auth_allowed_skew, nonce_store=self.nonce_store,
+            request.headers,
+            body,
+            method=request.method,
+            path=request.raw_path,
+            self_hotkey=self.hotkey,
+            max_age=self.auth_max_age,
+            allowed_skew=self.auth_allowed_skew,
+            nonce_store=self.nonce_store,
         )
 
 
@@ -95,8 +100,10 @@ def build_app(
 
 
 def _refresher(
-    directory: Directory, fetch: Callable[[], Awaitable[Mapping[str, CallerInfo]]],
-    interval: float, metrics: MinerMetrics,
+    directory: Directory,
+    fetch: Callable[[], Awaitable[Mapping[str, CallerInfo]]],
+    interval: float,
+    metrics: MinerMetrics,
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -105,9 +112,11 @@ def _refresher(
             metrics.metagraph_age.set(time.time())
             return callers
 
-        task = asyncio.create_task(refresh_loop(
-            directory, fetch_and_mark, interval, lambda e: metrics.metagraph_errors.inc()
-        ))
+        task = asyncio.create_task(
+            refresh_loop(
+                directory, fetch_and_mark, interval, lambda e: metrics.metagraph_errors.inc()
+            )
+        )
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -126,8 +135,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
         async with asyncio.timeout_at(deadline):
             body = await _read_body(request, gate.max_body_bytes)
     except TimeoutError:
-        raise HttpError(408, "body_timeout",
-                        f"body not received within {gate.request_timeout:g}s") from None
+        raise HttpError(
+            408, "body_timeout", f"body not received within {gate.request_timeout:g}s"
+        ) from None
     request[_BODY] = body
     caller = gate.authenticate(request, body)
     request[_CALLER] = caller
@@ -148,8 +158,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
         gate.limiter.release()
     request[_STATS] = (len(req.prompt_ids), len(piece.completion.token_ids), None)
     out = protocol.completion_body(
-        rid=_rid(), created=int(time.time()), model=service.model_name, request=req,
-        identity=service.identity, piece=piece,
+        rid=_rid(),
+        created=int(time.time()),
+        model=service.model_name,
+        request=req,
+        identity=service.identity,
+        piece=piece,
     )
     return web.Response(body=protocol.dumps(out), content_type="application/json")
 
@@ -160,10 +174,13 @@ async def _stream(
     """SSE: chunks as tokens arrive, then a signature event over all prior bytes, then DONE."""
     service, gate = request.app[SERVICE], request.app[GATE]
     t0 = time.perf_counter()
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Subnet-Stream-Signature": "trailer-event",
-    })
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Subnet-Stream-Signature": "trailer-event",
+        }
+    )
     await resp.prepare(request)
     digest = hashlib.sha256()
     rid, created, total, ttft = _rid(), int(time.time()), 0, None
@@ -180,8 +197,13 @@ async def _stream(
         async with asyncio.timeout_at(deadline), contextlib.aclosing(service.stream(req)) as it:
             async for s in it:
                 chunk = protocol.stream_chunk(
-                    rid=rid, created=created, model=service.model_name, request=req,
-                    piece=s.piece, finish_reason=s.finish_reason, completion_tokens=s.total_tokens,
+                    rid=rid,
+                    created=created,
+                    model=service.model_name,
+                    request=req,
+                    piece=s.piece,
+                    finish_reason=s.finish_reason,
+                    completion_tokens=s.total_tokens,
                     identity=service.identity if total == 0 else None,
                 )
                 await send(chunk)
@@ -205,11 +227,21 @@ async def _stream(
         async with asyncio.timeout(STREAM_TAIL_GRACE_S):
             if failure is not None:
                 request[_CAUSE] = failure.cause
-                await send(protocol.error_body(failure.message, status=failure.status,
-                                               code=failure.cause, param=failure.param))
+                await send(
+                    protocol.error_body(
+                        failure.message,
+                        status=failure.status,
+                        code=failure.cause,
+                        param=failure.param,
+                    )
+                )
             fields = auth.sign_response(
-                gate.wallet, status=200, path=request.raw_path, request_body=request[_BODY],
-                caller=caller.hotkey_ss58, request_nonce=caller.nonce_ns,
+                gate.wallet,
+                status=200,
+                path=request.raw_path,
+                request_body=request[_BODY],
+                caller=caller.hotkey_ss58,
+                request_nonce=caller.nonce_ns,
                 body_sha256=digest.hexdigest(),
             )
             await resp.write(protocol.sse_event(auth.stream_signature_event(fields)))
@@ -222,8 +254,12 @@ async def _stream(
 
 async def health(request: web.Request) -> web.Response:
     gate = request.app[GATE]
-    capacity = {"max_concurrency": gate.limiter.capacity, "in_flight": gate.limiter.active,
-                "queued": gate.limiter.waiting, "max_queue": gate.limiter.max_queue}
+    capacity = {
+        "max_concurrency": gate.limiter.capacity,
+        "in_flight": gate.limiter.active,
+        "queued": gate.limiter.waiting,
+        "max_queue": gate.limiter.max_queue,
+    }
     body = request.app[SERVICE].health(capacity) | {"hotkey": gate.hotkey}
     return web.Response(body=protocol.dumps(body), content_type="application/json")
 
@@ -283,8 +319,7 @@ async def _guard(
 
 def _error_response(f: HttpFailure) -> web.Response:
     body = protocol.error_body(f.message, status=f.status, code=f.cause, param=f.param)
-    resp = web.Response(status=f.status, body=protocol.dumps(body),
-                        content_type="application/json")
+    resp = web.Response(status=f.status, body=protocol.dumps(body), content_type="application/json")
     if f.retry_after is not None:
         resp.headers["Retry-After"] = retry_after_header(f.retry_after)
     if f.status == 413:
@@ -295,12 +330,17 @@ def _error_response(f: HttpFailure) -> web.Response:
 def _sign(request: web.Request, resp: web.Response) -> None:
     caller: Caller | None = request.get(_CALLER)
     body = resp.body if isinstance(resp.body, bytes) else b""
-    resp.headers.update(auth.sign_response(
-        request.app[GATE].wallet, status=resp.status, path=request.raw_path,
-        request_body=request.get(_BODY, b""), body=body,
-        caller=caller.hotkey_ss58 if caller else None,
-        request_nonce=caller.nonce_ns if caller else None,
-    ))
+    resp.headers.update(
+        auth.sign_response(
+            request.app[GATE].wallet,
+            status=resp.status,
+            path=request.raw_path,
+            request_body=request.get(_BODY, b""),
+            body=body,
+            caller=caller.hotkey_ss58 if caller else None,
+            request_nonce=caller.nonce_ns if caller else None,
+        )
+    )
 
 
 def _record(request: web.Request, route: str, status: int, cause: str, t0: float) -> None:
@@ -319,9 +359,18 @@ def _record(request: web.Request, route: str, status: int, cause: str, t0: float
         metrics.ttft.observe(ttft)
     if route == protocol.METRICS_PATH or (route == protocol.HEALTH_PATH and status == 200):
         return
-    access_log.info(json.dumps({
-        "route": route, "status": status, "cause": cause,
-        "uid": info.uid if info else None, "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens, "latency_ms": round(elapsed * 1000, 2),
-        "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
-    }, separators=(",", ":")))
+    access_log.info(
+        json.dumps(
+            {
+                "route": route,
+                "status": status,
+                "cause": cause,
+                "uid": info.uid if info else None,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "latency_ms": round(elapsed * 1000, 2),
+                "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+            },
+            separators=(",", ":"),
+        )
+    )

@@ -1,7 +1,7 @@
 """`subnet miner`: serve a student model to validators (signed OpenAI-compatible completions).
 
-    subnet miner --model PATH --wallet.name W --wallet.hotkey H --network NET --netuid N
-                 --port P [--external-ip IP] [--register] [--engine vllm|hf]
+subnet miner --model PATH --wallet.name W --wallet.hotkey H --network NET --netuid N
+             --port P [--external-ip IP] [--register] [--engine vllm|hf]
 """
 
 from __future__ import annotations
@@ -18,14 +18,25 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="PATH",
-                        help="the student model folder (Hugging Face format, safetensors)")
-    parser.add_argument("--model-name", default=None,
-                        help="name committed with the model digest (default: folder name)")
-    parser.add_argument("--revision", default="local",
-                        help="revision committed with the model digest (default: local)")
-    parser.add_argument("--register", action="store_true",
-                        help="register the hotkey if it is not (pays the burn)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="the student model folder (Hugging Face format, safetensors)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=None,
+        help="name committed with the model digest (default: folder name)",
+    )
+    parser.add_argument(
+        "--revision",
+        default="local",
+        help="revision committed with the model digest (default: local)",
+    )
+    parser.add_argument(
+        "--register", action="store_true", help="register the hotkey if it is not (pays the burn)"
+    )
     config_flag(parser, "--engine", "miner.engine")
     config_flag(parser, "--network", "chain.network")
     config_flag(parser, "--netuid", "chain.netuid")
@@ -34,15 +45,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--port", "miner.port")
     config_flag(parser, "--external-ip", "miner.external_ip")
     config_flag(parser, "--state-dir", "miner.state_dir")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logging (the per-request access log is always on)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging (the per-request access log is always on)",
+    )
 
 
 def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -> int:
     from neurons.miner.main import MinerOptions, serve
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    opts = MinerOptions(model=args.model, register=args.register,
-                        model_name=args.model_name, revision=args.revision)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    opts = MinerOptions(
+        model=args.model, register=args.register, model_name=args.model_name, revision=args.revision
+    )
     return asyncio.run(serve(args.config, opts, engine_factory=engine_factory))

@@ -55,7 +55,8 @@ def to_failure(e: BaseException) -> HttpFailure:
         return HttpFailure(504, "timeout", "request timed out")
     if isinstance(e, EngineError | StateError):
         log.error("engine or state failure: %s", e)
-        return HttpFailure(503, "unavailable", "the model is unavailable, retry later",
-                           retry_after=5.0)
+        return HttpFailure(
+            503, "unavailable", "the model is unavailable, retry later", retry_after=5.0
+        )
     log.error("unexpected failure", exc_info=e)
     return HttpFailure(500, "internal", "internal error")

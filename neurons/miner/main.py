@@ -66,9 +66,12 @@ def announce_ip(config: SubnetConfig) -> str:
     raise ConfigError("miner.external_ip is required on a public network: pass --external-ip")
 
 
-async def serve(config: SubnetConfig, opts: MinerOptions,
-                ready: asyncio.Event | None = None,
-                engine_factory: EngineFactory | None = None) -> int:
+async def serve(
+    config: SubnetConfig,
+    opts: MinerOptions,
+    ready: asyncio.Event | None = None,
+    engine_factory: EngineFactory | None = None,
+) -> int:
     """Run the node until signalled. ``engine_factory`` (default ``subnet.engine.load_engine``)
     is the seam test fixtures use to serve a wrapped engine behind the real node."""
     from subnet.chain.network import open_chain
@@ -81,8 +84,12 @@ async def serve(config: SubnetConfig, opts: MinerOptions,
     if not model_dir.is_dir():
         raise ConfigError(f"--model {opts.model}: not a model folder (no hub downloads here)")
     ip = announce_ip(config)
-    wallet = load_wallet(config.wallet.name, config.wallet.hotkey, config.wallet.path,
-                         password_file=config.wallet.password_file or None)
+    wallet = load_wallet(
+        config.wallet.name,
+        config.wallet.hotkey,
+        config.wallet.path,
+        password_file=config.wallet.password_file or None,
+    )
     hotkey = hotkey_address(wallet)
 
     async with open_chain(config.chain.network) as chain:
@@ -104,15 +111,24 @@ async def serve(config: SubnetConfig, opts: MinerOptions,
             if current is None or current.payload != ident:
                 await chain.commit_identity(netuid, wallet, ident)
                 log.info("committed identity %s", ident)
-            return await _run_server(config, chain, wallet, hotkey, engine, ident,
-                                     model_dir, ip, uid, ready)
+            return await _run_server(
+                config, chain, wallet, hotkey, engine, ident, model_dir, ip, uid, ready
+            )
         finally:
             await engine.close()
 
 
 async def _run_server(
-    config: SubnetConfig, chain: ChainClient, wallet: Any, hotkey: str, engine: Engine,
-    ident: str, model_dir: Path, ip: str, uid: int, ready: asyncio.Event | None,
+    config: SubnetConfig,
+    chain: ChainClient,
+    wallet: Any,
+    hotkey: str,
+    engine: Engine,
+    ident: str,
+    model_dir: Path,
+    ip: str,
+    uid: int,
+    ready: asyncio.Event | None,
 ) -> int:
     mc, netuid = config.miner, config.chain.netuid
     directory = Directory()
@@ -122,22 +138,44 @@ async def _run_server(
 
     directory.replace(await fetch_callers())  # policy is live before the first request
     state = Path(mc.state_dir).expanduser()
-    store = SqliteNonceStore(state / f"nonces-{hotkey}.sqlite",
-                             retention=mc.auth_max_age + mc.auth_allowed_skew + 5.0)
-    gate = Gate(
-        wallet=wallet, hotkey=hotkey, nonce_store=store,
-        policy=CallerPolicy(directory, PolicyLimits(
-            min_stake=mc.min_validator_stake, require_permit=mc.require_validator_permit,
-            rate_rps=mc.rate_limit_rps, burst=mc.rate_limit_burst)),
-        limiter=PriorityLimiter(mc.max_concurrency, mc.max_queue),
-        auth_max_age=mc.auth_max_age, auth_allowed_skew=mc.auth_allowed_skew,
-        max_body_bytes=mc.max_body_bytes, request_timeout=mc.request_timeout,
+    store = SqliteNonceStore(
+        state / f"nonces-{hotkey}.sqlite", retention=mc.auth_max_age + mc.auth_allowed_skew + 5.0
     )
-    service = MinerService(engine, identity=ident, model_name=model_dir.name,
-                           codec=load_codec(model_dir), max_tokens=mc.max_tokens,
-                           max_logprobs=mc.max_logprobs)
-    app = build_app(service, gate, MinerMetrics(), directory=directory,
-                    fetch_callers=fetch_callers, refresh_interval=mc.metagraph_refresh)
+    gate = Gate(
+        wallet=wallet,
+        hotkey=hotkey,
+        nonce_store=store,
+        policy=CallerPolicy(
+            directory,
+            PolicyLimits(
+                min_stake=mc.min_validator_stake,
+                require_permit=mc.require_validator_permit,
+                rate_rps=mc.rate_limit_rps,
+                burst=mc.rate_limit_burst,
+            ),
+        ),
+        limiter=PriorityLimiter(mc.max_concurrency, mc.max_queue),
+        auth_max_age=mc.auth_max_age,
+        auth_allowed_skew=mc.auth_allowed_skew,
+        max_body_bytes=mc.max_body_bytes,
+        request_timeout=mc.request_timeout,
+    )
+    service = MinerService(
+        engine,
+        identity=ident,
+        model_name=model_dir.name,
+        codec=load_codec(model_dir),
+        max_tokens=mc.max_tokens,
+        max_logprobs=mc.max_logprobs,
+    )
+    app = build_app(
+        service,
+        gate,
+        MinerMetrics(),
+        directory=directory,
+        fetch_callers=fetch_callers,
+        refresh_interval=mc.metagraph_refresh,
+    )
     runner = web.AppRunner(app, shutdown_timeout=mc.shutdown_grace, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -147,8 +185,15 @@ async def _run_server(
         me = mg.by_hotkey(hotkey)
         if me is None or me.axon is None or (me.axon.ip, me.axon.port) != (ip, mc.port):
             await chain.serve(netuid, wallet, ip, mc.port)
-        log.info("miner uid %d serving %s on %s:%d (announced %s:%d)", uid, ident, mc.host,
-                 mc.port, ip, mc.port)
+        log.info(
+            "miner uid %d serving %s on %s:%d (announced %s:%d)",
+            uid,
+            ident,
+            mc.host,
+            mc.port,
+            ip,
+            mc.port,
+        )
         with _signals(stop):
             if ready is not None:
                 ready.set()

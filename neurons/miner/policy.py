@@ -52,8 +52,9 @@ class Directory:
 def callers_from_metagraph(neurons: Iterable[Any]) -> dict[str, CallerInfo]:
     """``MetagraphView.neurons`` (uid, hotkey, stake, validator_permit) -> directory rows."""
     return {
-        n.hotkey: CallerInfo(uid=int(n.uid), stake=float(n.stake),
-                             validator_permit=bool(n.validator_permit))
+        n.hotkey: CallerInfo(
+            uid=int(n.uid), stake=float(n.stake), validator_permit=bool(n.validator_permit)
+        )
         for n in neurons
     }
 
@@ -80,8 +81,9 @@ async def refresh_loop(
 class Denied(Exception):
     """A caller refused by policy: 403 (who) or 429 (how much, with Retry-After seconds)."""
 
-    def __init__(self, status: int, cause: str, message: str,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, cause: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.cause = cause
@@ -118,8 +120,12 @@ class TokenBuckets:
 class CallerPolicy:
     """Admission by identity (403) and per-hotkey rate (429)."""
 
-    def __init__(self, directory: CallerDirectory, limits: PolicyLimits,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        directory: CallerDirectory,
+        limits: PolicyLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.directory = directory
         self.limits = limits
         self.buckets = TokenBuckets(limits.rate_rps, limits.burst, clock)

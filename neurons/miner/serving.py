@@ -104,8 +104,14 @@ class MinerService:
     """One loaded model served under one identity."""
 
     def __init__(
-        self, engine: Engine, *, identity: str, model_name: str, codec: TextCodec | None,
-        max_tokens: int, max_logprobs: int,
+        self,
+        engine: Engine,
+        *,
+        identity: str,
+        model_name: str,
+        codec: TextCodec | None,
+        max_tokens: int,
+        max_logprobs: int,
     ) -> None:
         info = engine.info
         self.engine = engine
@@ -158,7 +164,8 @@ class MinerService:
             yield Completion(
                 token_ids=c.token_ids[start:stop],
                 sampled_logprobs=c.sampled_logprobs[start:stop],
-                top_ids=c.top_ids[start:stop], top_logprobs=c.top_logprobs[start:stop],
+                top_ids=c.top_ids[start:stop],
+                top_logprobs=c.top_logprobs[start:stop],
                 finish_reason=c.finish_reason if stop >= n else "",
                 provenance=c.provenance,
             )

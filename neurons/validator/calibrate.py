@@ -51,8 +51,10 @@ class Calibration:
     def config_values(self) -> dict[str, str]:
         """The ``[verify]`` keys this calibration sets: the float32 or the 16-bit pair."""
         suffix = "" if is_full_precision(self.dtype) else "_half"
-        return {f"max_mean_abs_dp{suffix}": f"{self.max_mean_abs_dp:.6g}",
-                f"min_topk_agreement{suffix}": f"{self.min_topk_agreement:.6g}"}
+        return {
+            f"max_mean_abs_dp{suffix}": f"{self.max_mean_abs_dp:.6g}",
+            f"min_topk_agreement{suffix}": f"{self.min_topk_agreement:.6g}",
+        }
 
     def dps(self) -> np.ndarray:
         return np.array([s.mean_abs_dp for s in self.samples])
@@ -72,18 +74,29 @@ class Calibration:
 
 
 def _claims(c: Completion, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (c.sampled_logprobs.astype(np.float64), c.top_ids[:, :k],
-            c.top_logprobs[:, :k].astype(np.float64))
+    return (
+        c.sampled_logprobs.astype(np.float64),
+        c.top_ids[:, :k],
+        c.top_logprobs[:, :k].astype(np.float64),
+    )
 
 
 async def measure(
-    miner: Engine, recompute: Mapping[str, Engine], prompts: Sequence[Sequence[int]], *,
-    batch_sizes: Sequence[int], seed: int, k: int, max_tokens: int, temperature: float,
+    miner: Engine,
+    recompute: Mapping[str, Engine],
+    prompts: Sequence[Sequence[int]],
+    *,
+    batch_sizes: Sequence[int],
+    seed: int,
+    k: int,
+    max_tokens: int,
+    temperature: float,
     miner_name: str = "",
 ) -> list[Sample]:
     """One honest generation per prompt, recomputed on each engine at each batch size."""
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
-                            top_logprobs=k)
+    params = SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, seed=seed, top_logprobs=k
+    )
     claims = [(await miner.generate([p], params))[0] for p in prompts]
     out: list[Sample] = []
     vocab = miner.info.vocab_size
@@ -91,22 +104,40 @@ async def measure(
         for b in batch_sizes:
             for start in range(0, len(prompts), b):
                 idx = range(start, min(start + b, len(prompts)))
-                scored = await engine.score([prompts[i] for i in idx],
-                                            [claims[i].token_ids.tolist() for i in idx], k)
+                scored = await engine.score(
+                    [prompts[i] for i in idx], [claims[i].token_ids.tolist() for i in idx], k
+                )
                 for i, r in zip(idx, scored, strict=True):
                     s_lp, t_ids, t_lp = _claims(claims[i], k)
                     v = verify.verify_distributions(
-                        s_lp, t_ids, t_lp, r.target_logprobs, r.target_ranks, r.top_ids,
-                        r.top_logprobs, vocab_size=vocab, cfg=_LOOSE)
-                    out.append(Sample(miner_name, name, b, seed, v.mean_abs_dp,
-                                      v.topk_agreement))
+                        s_lp,
+                        t_ids,
+                        t_lp,
+                        r.target_logprobs,
+                        r.target_ranks,
+                        r.top_ids,
+                        r.top_logprobs,
+                        vocab_size=vocab,
+                        cfg=_LOOSE,
+                    )
+                    out.append(Sample(miner_name, name, b, seed, v.mean_abs_dp, v.topk_agreement))
     return out
 
 
 async def calibrate(
-    miners: Mapping[str, Engine], recompute: Mapping[str, Engine], tokenizer: Tokenizer, *,
-    seeds: Sequence[int], batch_sizes: Sequence[int], tasks: int, k: int, max_tokens: int,
-    temperature: float, fpr: float, margin: float, against: Engine | None = None,
+    miners: Mapping[str, Engine],
+    recompute: Mapping[str, Engine],
+    tokenizer: Tokenizer,
+    *,
+    seeds: Sequence[int],
+    batch_sizes: Sequence[int],
+    tasks: int,
+    k: int,
+    max_tokens: int,
+    temperature: float,
+    fpr: float,
+    margin: float,
+    against: Engine | None = None,
 ) -> Calibration:
     dtypes = sorted({e.info.provenance.dtype for e in recompute.values()})
     if len({is_full_precision(d) for d in dtypes}) != 1:
@@ -115,14 +146,29 @@ async def calibrate(
     for seed in seeds:
         prompts = [tokenizer.encode(t.prompt).ids for t in generate_tasks(f"calib-{seed}", tasks)]
         for miner_name, miner in miners.items():
-            cal.samples += await measure(miner, recompute, prompts, batch_sizes=batch_sizes,
-                                         seed=seed, k=k, max_tokens=max_tokens,
-                                         temperature=temperature, miner_name=miner_name)
+            cal.samples += await measure(
+                miner,
+                recompute,
+                prompts,
+                batch_sizes=batch_sizes,
+                seed=seed,
+                k=k,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                miner_name=miner_name,
+            )
         if against is not None:
-            cal.against += await measure(against, recompute, prompts,
-                                         batch_sizes=[max(batch_sizes)], seed=seed, k=k,
-                                         max_tokens=max_tokens, temperature=temperature,
-                                         miner_name="against")
+            cal.against += await measure(
+                against,
+                recompute,
+                prompts,
+                batch_sizes=[max(batch_sizes)],
+                seed=seed,
+                k=k,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                miner_name="against",
+            )
     return cal
 
 
@@ -134,17 +180,24 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
     dps, agr = cal.dps(), cal.agreements()
     enough = len(cal.samples) >= math.ceil(1 / cal.fpr)
     lines = [
-        "# Spot-check calibration", "",
+        "# Spot-check calibration",
+        "",
         "Generated by `subnet validator calibrate`; the tolerance below is chosen from these",
-        "measurements, not by hand.", "",
-        f"- honest model: `{model}`", f"- engines and hardware: {provenance}",
+        "measurements, not by hand.",
+        "",
+        f"- honest model: `{model}`",
+        f"- engines and hardware: {provenance}",
         f"- honest answers checked: {len(cal.samples)}; target false-positive rate "
         f"{cal.fpr:g}; safety margin x{cal.margin:g}",
-        "- " + ("the quantile is empirical" if enough else
-                f"fewer than 1/fpr = {math.ceil(1 / cal.fpr)} samples: the quantile is the "
-                "sample maximum, so the margin carries the extrapolation"), "",
-        "| miner -> recompute | batch | n | mean abs dp p50 | p99 | max | "
-        "top-k agreement min |",
+        "- "
+        + (
+            "the quantile is empirical"
+            if enough
+            else f"fewer than 1/fpr = {math.ceil(1 / cal.fpr)} samples: the quantile is the "
+            "sample maximum, so the margin carries the extrapolation"
+        ),
+        "",
+        "| miner -> recompute | batch | n | mean abs dp p50 | p99 | max | top-k agreement min |",
         "|---|---|---|---|---|---|---|",
     ]
     groups = sorted({(s.miner, s.engine, s.batch) for s in cal.samples})
@@ -152,19 +205,34 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
         sel = [s for s in cal.samples if (s.miner, s.engine, s.batch) == (m, eng, b)]
         d = np.array([s.mean_abs_dp for s in sel])
         a = np.array([s.agreement for s in sel])
-        lines.append(f"| {m} -> {eng} | {b} | {len(sel)} | {_q(d, .5)} | {_q(d, .99)} | "
-                     f"{d.max():.3g} | {a.min():.3g} |")
-    lines += ["", f"Honest overall: mean abs dp max {dps.max():.3g}, top-k agreement min "
-                  f"{agr.min():.3g}.", ""]
+        lines.append(
+            f"| {m} -> {eng} | {b} | {len(sel)} | {_q(d, 0.5)} | {_q(d, 0.99)} | "
+            f"{d.max():.3g} | {a.min():.3g} |"
+        )
+    lines += [
+        "",
+        f"Honest overall: mean abs dp max {dps.max():.3g}, top-k agreement min {agr.min():.3g}.",
+        "",
+    ]
     if cal.against:
         d = np.array([s.mean_abs_dp for s in cal.against])
         a = np.array([s.agreement for s in cal.against])
         caught = float(np.mean((d > cal.max_mean_abs_dp) | (a < cal.min_topk_agreement)))
-        lines += [f"A different model (`{against}`) claiming to be the honest one: mean abs dp "
-                  f"p1 {_q(d, .01)}, median {_q(d, .5)}; top-k agreement median {_q(a, .5)}; "
-                  f"caught by the chosen tolerance in {caught:.1%} of {d.size} answers.", ""]
-    lines += ["## Chosen tolerance (written to the config)", "", "```toml", "[verify]",
-              *(f"{k} = {v}" for k, v in cal.config_values().items()), "```", ""]
+        lines += [
+            f"A different model (`{against}`) claiming to be the honest one: mean abs dp "
+            f"p1 {_q(d, 0.01)}, median {_q(d, 0.5)}; top-k agreement median {_q(a, 0.5)}; "
+            f"caught by the chosen tolerance in {caught:.1%} of {d.size} answers.",
+            "",
+        ]
+    lines += [
+        "## Chosen tolerance (written to the config)",
+        "",
+        "```toml",
+        "[verify]",
+        *(f"{k} = {v}" for k, v in cal.config_values().items()),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -1,10 +1,10 @@
 """`subnet validator`: run the validator node, or `subnet validator calibrate` its tolerance.
 
-    subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] ...
-    subnet validator calibrate --model PATH [--engines hf,vllm] [--miner-engine hf,vllm]
-                               [--batch-sizes 1,4,16]
-                               [--seeds 0,1,2] [--fpr 0.001] [--report docs/calibration.md]
-                               [--write-config subnet.toml] [--against PATH]
+subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] ...
+subnet validator calibrate --model PATH [--engines hf,vllm] [--miner-engine hf,vllm]
+                           [--batch-sizes 1,4,16]
+                           [--seeds 0,1,2] [--fpr 0.001] [--report docs/calibration.md]
+                           [--write-config subnet.toml] [--against PATH]
 """
 
 from __future__ import annotations
@@ -42,20 +42,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--baseline", "validator.baseline")
     config_flag(parser, "--metrics-port", "validator.metrics_port")
     config_flag(parser, "--spot-check-fraction", "verify.spot_check_fraction")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop after this many steps (default: run until signalled)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps (default: run until signalled)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = parser.add_subparsers(dest="validator_command", metavar="SUBCOMMAND")
-    cal = sub.add_parser("calibrate", help="measure honest claimed-vs-recomputed error and "
-                         "write the spot-check tolerance for a target false-positive rate")
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure honest claimed-vs-recomputed error and "
+        "write the spot-check tolerance for a target false-positive rate",
+    )
     cal.add_argument("--model", required=True, help="an honest miner's model folder")
-    cal.add_argument("--against", default=None,
-                     help="a different model, to report how far its claims land (optional)")
+    cal.add_argument(
+        "--against",
+        default=None,
+        help="a different model, to report how far its claims land (optional)",
+    )
     cal.add_argument("--engines", default="hf", help="recompute engines, e.g. hf,vllm")
-    cal.add_argument("--miner-engine", default="hf",
-                     help="engines the honest miner generates with, e.g. hf,vllm")
-    cal.add_argument("--dtype", default=None,
-                     help="load every engine in this dtype (default: the checkpoint's)")
+    cal.add_argument(
+        "--miner-engine", default="hf", help="engines the honest miner generates with, e.g. hf,vllm"
+    )
+    cal.add_argument(
+        "--dtype", default=None, help="load every engine in this dtype (default: the checkpoint's)"
+    )
     cal.add_argument("--batch-sizes", type=_ints, default=[1, 4, 16])
     cal.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     cal.add_argument("--tasks", type=int, default=32, help="prompts per seed")
@@ -65,13 +77,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cal.add_argument("--fpr", type=float, default=0.001, help="target false-positive rate")
     cal.add_argument("--margin", type=float, default=2.0, help="safety factor on the quantile")
     cal.add_argument("--report", default="docs/calibration.md")
-    cal.add_argument("--write-config", default="subnet.toml",
-                     help="TOML file whose [verify] tolerance is updated ('' = none)")
+    cal.add_argument(
+        "--write-config",
+        default="subnet.toml",
+        help="TOML file whose [verify] tolerance is updated ('' = none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else
-                        logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
     if getattr(args, "validator_command", None) == "calibrate":
         return asyncio.run(_calibrate(args))
     from neurons.validator.main import serve
@@ -107,20 +124,33 @@ async def _calibrate(args: argparse.Namespace) -> int:
         miners = {n: pool[n] for n in miner_names}
         engines = {n: pool[n] for n in names}
         if args.against:
-            against = load_engine(miner_names[0], args.against,  # type: ignore[arg-type]
-                                  dtype=args.dtype)
+            against = load_engine(
+                miner_names[0],
+                args.against,  # type: ignore[arg-type]
+                dtype=args.dtype,
+            )
         cal = await calibrate(
-            miners, engines, Tokenizer.from_file(str(model / "tokenizer.json")),
-            seeds=args.seeds, batch_sizes=args.batch_sizes, tasks=args.tasks, k=args.k,
-            max_tokens=args.max_tokens, temperature=args.temperature, fpr=args.fpr,
-            margin=args.margin, against=against,
+            miners,
+            engines,
+            Tokenizer.from_file(str(model / "tokenizer.json")),
+            seeds=args.seeds,
+            batch_sizes=args.batch_sizes,
+            tasks=args.tasks,
+            k=args.k,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            fpr=args.fpr,
+            margin=args.margin,
+            against=against,
         )
     finally:
         for engine in [*pool.values(), *([against] if against else [])]:
             await engine.close()
-    prov = "; ".join(f"{n}: {e.info.provenance.engine} {e.info.provenance.version} "
-                     f"{e.info.provenance.dtype} on {e.info.provenance.device}"
-                     for n, e in engines.items())
+    prov = "; ".join(
+        f"{n}: {e.info.provenance.engine} {e.info.provenance.version} "
+        f"{e.info.provenance.dtype} on {e.info.provenance.device}"
+        for n, e in engines.items()
+    )
     text = report(cal, model=str(model), against=args.against, provenance=prov)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)

@@ -83,8 +83,16 @@ def gate_format(j: Judged, *, vocab_size: int, k: int, max_tokens: int, cfg: Ver
     a = j.answer
     if not j.ok:
         return
-    v = verify.check_format(a.token_ids, a.sampled_logprobs, a.top_ids, a.top_logprobs,
-                            vocab_size=vocab_size, k=k, max_tokens=max_tokens, cfg=cfg)
+    v = verify.check_format(
+        a.token_ids,
+        a.sampled_logprobs,
+        a.top_ids,
+        a.top_logprobs,
+        vocab_size=vocab_size,
+        k=k,
+        max_tokens=max_tokens,
+        cfg=cfg,
+    )
     j.fail(v.cause, v.detail)
 
 
@@ -108,7 +116,11 @@ def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
 
 
 def gate_termination(
-    j: Judged, *, eos_token_id: int, max_tokens: int, score_cfg: ScoreConfig,
+    j: Judged,
+    *,
+    eos_token_id: int,
+    max_tokens: int,
+    score_cfg: ScoreConfig,
     verify_cfg: VerifyConfig,
 ) -> None:
     """Loops, and EOS rules judged on the miner's own (format-valid) claims."""
@@ -119,21 +131,38 @@ def gate_termination(
         j.fail(Cause.DEGENERATE, "repeated n-gram share above the limit")
         return
     eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_id)
-    cause = verify.check_eos(a.token_ids, a.sampled_logprobs, eos, eos_token_id=eos_token_id,
-                             max_tokens=max_tokens, cfg=verify_cfg)
+    cause = verify.check_eos(
+        a.token_ids,
+        a.sampled_logprobs,
+        eos,
+        eos_token_id=eos_token_id,
+        max_tokens=max_tokens,
+        cfg=verify_cfg,
+    )
     j.fail(cause, "" if cause.ok else "termination rule (claimed distributions)")
 
 
 def score_against_teacher(
-    j: Judged, teacher: Scored, ref_logprobs: np.ndarray, task: Task, text: str, *,
-    vocab_size: int, cfg: ScoreConfig,
+    j: Judged,
+    teacher: Scored,
+    ref_logprobs: np.ndarray,
+    task: Task,
+    text: str,
+    *,
+    vocab_size: int,
+    cfg: ScoreConfig,
 ) -> None:
     """s_kl from the teacher's top-k at the miner's positions; s_ref from likelihood + truth."""
     a = j.answer
-    stats = divergence_stats(teacher.top_ids, teacher.top_logprobs, a.top_ids, a.top_logprobs,
-                             vocab_size, cfg.overlap_k)
-    j.kl, j.rkl, j.tv, j.overlap = (stats.forward_kl, stats.reverse_kl, stats.total_variation,
-                                    stats.topk_overlap)
+    stats = divergence_stats(
+        teacher.top_ids, teacher.top_logprobs, a.top_ids, a.top_logprobs, vocab_size, cfg.overlap_k
+    )
+    j.kl, j.rkl, j.tv, j.overlap = (
+        stats.forward_kl,
+        stats.reverse_kl,
+        stats.total_variation,
+        stats.topk_overlap,
+    )
     j.s_kl = kl_score(stats.forward_kl, stats.reverse_kl, stats.topk_overlap, cfg)
     s_ll = reference.likelihood_score(teacher.target_logprobs, ref_logprobs, cfg.tau_ref)
     j.correct = None if task.answer is None else float(text.strip() == task.answer.strip())
@@ -141,7 +170,12 @@ def score_against_teacher(
 
 
 def verify_against_committed(
-    j: Judged, recomputed: Scored, *, vocab_size: int, eos_token_id: int, max_tokens: int,
+    j: Judged,
+    recomputed: Scored,
+    *,
+    vocab_size: int,
+    eos_token_id: int,
+    max_tokens: int,
     cfg: VerifyConfig,
 ) -> None:
     """Claimed vs recomputed distributions, then the EOS rules under the committed model.
@@ -151,15 +185,30 @@ def verify_against_committed(
     a = j.answer
     cfg = cfg.for_dtype(recomputed.provenance.dtype)
     v = verify.verify_distributions(
-        a.sampled_logprobs, a.top_ids, a.top_logprobs, recomputed.target_logprobs,
-        recomputed.target_ranks, recomputed.top_ids, recomputed.top_logprobs,
-        vocab_size=vocab_size, cfg=cfg,
+        a.sampled_logprobs,
+        a.top_ids,
+        a.top_logprobs,
+        recomputed.target_logprobs,
+        recomputed.target_ranks,
+        recomputed.top_ids,
+        recomputed.top_logprobs,
+        vocab_size=vocab_size,
+        cfg=cfg,
     )
     j.verified, j.verify_dp = True, v.mean_abs_dp
     if not v.cause.ok:
-        j.fail(v.cause, f"mean |dp| {v.mean_abs_dp:.4g}, top-k agreement "
-                        f"{v.topk_agreement:.3g}, min logprob {v.min_logprob:.3g}")
+        j.fail(
+            v.cause,
+            f"mean |dp| {v.mean_abs_dp:.4g}, top-k agreement "
+            f"{v.topk_agreement:.3g}, min logprob {v.min_logprob:.3g}",
+        )
         return
-    cause = verify.check_eos(a.token_ids, recomputed.target_logprobs, recomputed.eos_logprobs,
-                             eos_token_id=eos_token_id, max_tokens=max_tokens, cfg=cfg)
+    cause = verify.check_eos(
+        a.token_ids,
+        recomputed.target_logprobs,
+        recomputed.eos_logprobs,
+        eos_token_id=eos_token_id,
+        max_tokens=max_tokens,
+        cfg=cfg,
+    )
     j.fail(cause, "" if cause.ok else "termination rule (committed model)")

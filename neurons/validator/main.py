@@ -88,8 +88,12 @@ class Validator:
             raise ConfigError("validator.teacher is required (--teacher PATH)")
         self.cfg, self.chain = cfg, chain
         self.netuid = cfg.chain.netuid
-        self.wallet = wallet or load_wallet(cfg.wallet.name, cfg.wallet.hotkey, cfg.wallet.path,
-                                            password_file=cfg.wallet.password_file or None)
+        self.wallet = wallet or load_wallet(
+            cfg.wallet.name,
+            cfg.wallet.hotkey,
+            cfg.wallet.path,
+            password_file=cfg.wallet.password_file or None,
+        )
         self.hotkey = hotkey_address(self.wallet)
         self.stop = asyncio.Event()
         self.metrics = ValidatorMetrics()
@@ -103,8 +107,11 @@ class Validator:
             store.set_meta("config", config_json(self.cfg))
             teacher = await _load(vc.engine, vc.teacher)
             stack.push_async_callback(teacher.close)
-            models = ModelCache([r.strip() for r in vc.model_roots.split(",") if r.strip()],
-                                vc.model_cache, lambda p: _load(vc.engine, p))
+            models = ModelCache(
+                [r.strip() for r in vc.model_roots.split(",") if r.strip()],
+                vc.model_cache,
+                lambda p: _load(vc.engine, p),
+            )
             stack.push_async_callback(models.close)
             models.pin(identity_for(vc.teacher).digest, teacher)
             baseline = None
@@ -117,13 +124,29 @@ class Validator:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
             ctx = StepContext(
-                self.cfg, self.chain, self.netuid, self.wallet, self.hotkey, teacher,
-                Tokenizer.from_file(str(Path(vc.teacher) / "tokenizer.json")), store,
-                self.metrics, models, session, baseline,
+                self.cfg,
+                self.chain,
+                self.netuid,
+                self.wallet,
+                self.hotkey,
+                teacher,
+                Tokenizer.from_file(str(Path(vc.teacher) / "tokenizer.json")),
+                store,
+                self.metrics,
+                models,
+                session,
+                baseline,
             )
-            setter = WeightSetter(self.chain, self.netuid, self.wallet, store, self.metrics,
-                                  interval=vc.weights_interval, retries=vc.weights_retries,
-                                  backoff=vc.weights_backoff)
+            setter = WeightSetter(
+                self.chain,
+                self.netuid,
+                self.wallet,
+                store,
+                self.metrics,
+                interval=vc.weights_interval,
+                retries=vc.weights_retries,
+                backoff=vc.weights_backoff,
+            )
             await self._loop(ctx, setter, max_steps)
         return 0
 
@@ -156,14 +179,24 @@ class Validator:
             if result is None:
                 break
             self.results.append(result)
-            log.info("step %d block %d: %d answers, means %s", step, block, result.n_answers,
-                     {u: round(v, 3) for u, v in result.means.items()})
+            log.info(
+                "step %d block %d: %d answers, means %s",
+                step,
+                block,
+                result.n_answers,
+                {u: round(v, 3) for u, v in result.means.items()},
+            )
             step, next_block, ran = step + 1, block + vc.step_blocks, ran + 1
             if await setter.due(block):
                 mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
-                weights, winner = compute_weights(result.ema, mg, self.hotkey,
-                                                  self.cfg.weights, setter.winner,
-                                                  ema_hotkeys=result.hotkeys)
+                weights, winner = compute_weights(
+                    result.ema,
+                    mg,
+                    self.hotkey,
+                    self.cfg.weights,
+                    setter.winner,
+                    ema_hotkeys=result.hotkeys,
+                )
                 outcome = await setter.set(block, result.step, weights)
                 if outcome.success:
                     setter.winner = winner

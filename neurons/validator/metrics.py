@@ -18,37 +18,55 @@ class ValidatorMetrics(NodeMetrics):
         super().__init__()
         r = self.registry
         self.score = Gauge(
-            "validator_miner_score", "Last step's mean score component per miner",
-            ("uid", "component"), registry=r,
+            "validator_miner_score",
+            "Last step's mean score component per miner",
+            ("uid", "component"),
+            registry=r,
         )
-        self.ema = Gauge("validator_miner_ema", "Per-miner EMA of step scores", ("uid",),
-                         registry=r)
+        self.ema = Gauge(
+            "validator_miner_ema", "Per-miner EMA of step scores", ("uid",), registry=r
+        )
         self.suspended = Gauge(
             "validator_miner_suspended_rounds",
-            "Rounds a miner still earns nothing for after a proven lie", ("uid",), registry=r,
+            "Rounds a miner still earns nothing for after a proven lie",
+            ("uid",),
+            registry=r,
         )
         self.lies = Counter(
-            "validator_proven_lies", "Rounds in which a miner was caught lying (EMA reset)",
-            ("uid",), registry=r,
+            "validator_proven_lies",
+            "Rounds in which a miner was caught lying (EMA reset)",
+            ("uid",),
+            registry=r,
         )
         self.answers = Counter(
-            "validator_answers", "Answers scored, by cause code", ("cause",), registry=r,
+            "validator_answers",
+            "Answers scored, by cause code",
+            ("cause",),
+            registry=r,
         )
         self.failures = Counter(
-            "validator_verification_failures", "Answers zeroed, by cause and uid",
-            ("cause", "uid"), registry=r,
+            "validator_verification_failures",
+            "Answers zeroed, by cause and uid",
+            ("cause", "uid"),
+            registry=r,
         )
         self.spot_checks = Counter(
-            "validator_spot_checks", "Spot checks by outcome (ok, failed, unavailable)",
-            ("outcome",), registry=r,
+            "validator_spot_checks",
+            "Spot checks by outcome (ok, failed, unavailable)",
+            ("outcome",),
+            registry=r,
         )
         self.step_seconds = Histogram(
-            "validator_step_seconds", "Wall time of one step", buckets=_STEP_BUCKETS,
+            "validator_step_seconds",
+            "Wall time of one step",
+            buckets=_STEP_BUCKETS,
             registry=r,
         )
         self.phase_seconds = Gauge(
-            "validator_step_phase_seconds", "Wall time of each phase of the last step",
-            ("phase",), registry=r,
+            "validator_step_phase_seconds",
+            "Wall time of each phase of the last step",
+            ("phase",),
+            registry=r,
         )
         self.teacher_tokens_per_second = Gauge(
             "validator_teacher_score_tokens_per_second",
@@ -57,15 +75,19 @@ class ValidatorMetrics(NodeMetrics):
         )
         self.steps = Counter("validator_steps", "Steps by outcome", ("outcome",), registry=r)
         self.weight_sets = Counter(
-            "validator_weight_sets", "Weight-setting attempts by result "
-            "(ok, mismatch, error)", ("result",), registry=r,
+            "validator_weight_sets",
+            "Weight-setting attempts by result (ok, mismatch, error)",
+            ("result",),
+            registry=r,
         )
         self.last_weights_block = Gauge(
-            "validator_last_weights_block", "Block of the last successful weight set",
+            "validator_last_weights_block",
+            "Block of the last successful weight set",
             registry=r,
         )
         self.baseline_score = Gauge(
-            "validator_baseline_score", "Mean score of the validator's own reference student",
+            "validator_baseline_score",
+            "Mean score of the validator's own reference student",
             registry=r,
         )
         self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)

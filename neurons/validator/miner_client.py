@@ -96,16 +96,28 @@ class MinerAnswer:
 
 
 def request_body(q: Query) -> bytes:
-    return protocol.dumps({
-        "prompt": list(q.prompt_ids), "max_tokens": q.max_tokens, "temperature": q.temperature,
-        "seed": q.seed, "logprobs": q.k, "stream": True,
-        "subnet": {"task_id": q.task_id, "raw": True},
-    })
+    return protocol.dumps(
+        {
+            "prompt": list(q.prompt_ids),
+            "max_tokens": q.max_tokens,
+            "temperature": q.temperature,
+            "seed": q.seed,
+            "logprobs": q.k,
+            "stream": True,
+            "subnet": {"task_id": q.task_id, "raw": True},
+        }
+    )
 
 
 async def query(
-    session: aiohttp.ClientSession, wallet: Any, caller_hotkey: str, target: Target, q: Query,
-    *, timeout: float, max_bytes: int,
+    session: aiohttp.ClientSession,
+    wallet: Any,
+    caller_hotkey: str,
+    target: Target,
+    q: Query,
+    *,
+    timeout: float,
+    max_bytes: int,
 ) -> MinerAnswer:
     """One streamed completion from ``target``; every failure is an answer with a cause."""
     body = request_body(q)
@@ -146,8 +158,14 @@ async def query(
     try:
         prefix, fields = auth.split_stream(raw)
         timed = _with(timed, signature=fields)
-        auth.verify_stream(raw, miner_hotkey=target.hotkey, path=path, request_body=body,
-                           caller=caller_hotkey, request_nonce=nonce)
+        auth.verify_stream(
+            raw,
+            miner_hotkey=target.hotkey,
+            path=path,
+            request_body=body,
+            caller=caller_hotkey,
+            request_nonce=nonce,
+        )
     except (ProtocolError, ValueError, TypeError, KeyError, OverflowError) as e:
         return _fail(timed, Cause.BAD_SIGNATURE, f"{type(e).__name__}: {str(e)[:200]}")
     return parse_answer(timed, prefix)
@@ -188,7 +206,8 @@ def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
         raise ProtocolError("no tokens")
     if len(sampled) != n or len(wire.top_ids) != n or len(wire.top_logprobs) != n:
         raise ProtocolError(
-            f"{n} tokens but {len(sampled)} logprobs and {len(wire.top_ids)} top-k rows")
+            f"{n} tokens but {len(sampled)} logprobs and {len(wire.top_ids)} top-k rows"
+        )
     widths = {len(r) for r in wire.top_ids} | {len(r) for r in wire.top_logprobs}
     if len(widths) != 1:
         raise ProtocolError("top-k rows of different widths")

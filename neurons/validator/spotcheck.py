@@ -26,8 +26,10 @@ Loader = Callable[[Path], Awaitable[Engine]]
 
 def _stamp(path: Path) -> tuple[float, int]:
     files = [p for p in path.rglob("*") if p.is_file()]
-    return (max((p.stat().st_mtime for p in files), default=0.0),
-            sum(p.stat().st_size for p in files))
+    return (
+        max((p.stat().st_mtime for p in files), default=0.0),
+        sum(p.stat().st_size for p in files),
+    )
 
 
 class ModelCache:

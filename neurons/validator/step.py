@@ -81,9 +81,14 @@ class StepResult:
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
     """Every other uid with a served endpoint, or a seeded sample of ``sample`` of them."""
-    out = [Target(n.uid, n.hotkey, n.axon.url) for n in mg.neurons
-           if n.hotkey != self_hotkey and n.axon is not None and n.axon.port > 0
-           and n.axon.ip not in ("0.0.0.0", "::", "")]
+    out = [
+        Target(n.uid, n.hotkey, n.axon.url)
+        for n in mg.neurons
+        if n.hotkey != self_hotkey
+        and n.axon is not None
+        and n.axon.port > 0
+        and n.axon.ip not in ("0.0.0.0", "::", "")
+    ]
     if 0 < sample < len(out):
         out = sorted(random.Random(f"{seed}|miners").sample(out, sample), key=lambda t: t.uid)
     return out
@@ -110,14 +115,16 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("setup", t_start)
 
     # 2. The teacher's own greedy answers (the reference), one batch.
-    refs = await ctx.teacher.generate(prompts, SamplingParams(max_tokens=vc.max_tokens,
-                                                              temperature=0.0))
+    refs = await ctx.teacher.generate(
+        prompts, SamplingParams(max_tokens=vc.max_tokens, temperature=0.0)
+    )
     t = phase("reference", t)
 
     # 3. Every miner answers every task: concurrent, streamed, signed, timed.
-    queries = [Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature,
-                     judge.query_seed(seed, i))
-               for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))]
+    queries = [
+        Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
+        for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
+    ]
     answers = await _query_all(ctx, targets, queries)
     if ctx.baseline is not None:
         answers += await _baseline_answers(ctx.baseline, queries)
@@ -132,29 +139,46 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     #    and termination on the miner's own claims.
     records = await _commitment_records(ctx, mg)
     for j in work:
-        judge.gate_format(j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens,
-                          cfg=ctx.cfg.verify)
+        judge.gate_format(
+            j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
+        )
         judge.gate_identity(j, records)
         if j.answer.uid == BASELINE_UID and ctx.baseline is not None:
             j.digest = ctx.baseline.digest
-        judge.gate_termination(j, eos_token_id=info.eos_token_id, max_tokens=vc.max_tokens,
-                               score_cfg=ctx.cfg.scoring, verify_cfg=ctx.cfg.verify)
+        judge.gate_termination(
+            j,
+            eos_token_id=info.eos_token_id,
+            max_tokens=vc.max_tokens,
+            score_cfg=ctx.cfg.scoring,
+            verify_cfg=ctx.cfg.verify,
+        )
     t = phase("gates", t)
 
     # 5. One batched teacher-forced pass over every surviving answer.
     alive = [j for j in work if j.ok]
     teacher_tokens = sum(len(j.answer.token_ids) for j in alive)
     t_teacher = time.perf_counter()
-    scored = await ctx.teacher.score([prompts[j.task] for j in alive],
-                                     [j.answer.token_ids.tolist() for j in alive], k) \
-        if alive else []
+    scored = (
+        await ctx.teacher.score(
+            [prompts[j.task] for j in alive], [j.answer.token_ids.tolist() for j in alive], k
+        )
+        if alive
+        else []
+    )
     teacher_seconds = time.perf_counter() - t_teacher
     if teacher_seconds > 0 and teacher_tokens:
         ctx.metrics.teacher_tokens_per_second.set(teacher_tokens / teacher_seconds)
     for j, s in zip(alive, scored, strict=True):
         text = ctx.tokenizer.decode(j.answer.token_ids.tolist(), skip_special_tokens=True)
-        judge.score_against_teacher(j, s, refs[j.task].sampled_logprobs, tasks[j.task], text,
-                                    vocab_size=info.vocab_size, cfg=ctx.cfg.scoring)
+        judge.score_against_teacher(
+            j,
+            s,
+            refs[j.task].sampled_logprobs,
+            tasks[j.task],
+            text,
+            vocab_size=info.vocab_size,
+            cfg=ctx.cfg.scoring,
+        )
         j.provenance["teacher"] = s.provenance.to_dict()
     t = phase("teacher_score", t)
 
@@ -167,9 +191,13 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     _speed(ctx, miners)
     rows, evidence = [], []
     for j in work:
-        score = aggregate.answer_score(j.cause, j.s_kl, j.s_ref,
-                                       1.0 if j.answer.uid == BASELINE_UID else j.s_speed,
-                                       ctx.cfg.scoring)
+        score = aggregate.answer_score(
+            j.cause,
+            j.s_kl,
+            j.s_ref,
+            1.0 if j.answer.uid == BASELINE_UID else j.s_speed,
+            ctx.cfg.scoring,
+        )
         rows.append(_row(j, score))
         ctx.metrics.answers.labels(j.cause.value).inc()
         if j.cause.counts_against_miner:
@@ -178,15 +206,21 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
                 evidence.append(_evidence(j))
     counted = [r for r in rows if r.uid != BASELINE_UID and r.cause != Cause.VALIDATOR_ERROR]
     n = len(mg.neurons)
-    means, observed = aggregate.round_means([r.uid for r in counted],
-                                            [r.score for r in counted], n)
+    means, observed = aggregate.round_means([r.uid for r in counted], [r.score for r in counted], n)
     caught = aggregate.proven_liars([r.uid for r in counted], [r.cause for r in counted], n)
     old = ctx.store.ema()
     old_hotkeys = [e.hotkey for e in old]
     prev = aggregate.reset_changed([e.ema for e in old], old_hotkeys, mg.hotkeys)
     held = aggregate.reset_changed([e.suspended for e in old], old_hotkeys, mg.hotkeys)
-    upd = aggregate.advance_ema(prev, held, means, observed, caught,
-                                ctx.cfg.weights.ema_alpha, ctx.cfg.weights.lie_penalty_steps)
+    upd = aggregate.advance_ema(
+        prev,
+        held,
+        means,
+        observed,
+        caught,
+        ctx.cfg.weights.ema_alpha,
+        ctx.cfg.weights.lie_penalty_steps,
+    )
     ema, means = upd.ema, np.where(upd.punished, 0.0, means)
     base_rows = [r.score for r in rows if r.uid == BASELINE_UID]
     baseline_score = float(np.mean(base_rows)) if base_rows else None
@@ -195,7 +229,8 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     latency = time.perf_counter() - t_start
     ctx.store.commit_step(
         StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
-        rows, evidence,
+        rows,
+        evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
     )
     phase("commit", t)
@@ -205,27 +240,46 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     for r in rows:
         causes[r.uid].append(r.cause)
     return StepResult(
-        step, block, len(rows), {u: float(means[u]) for u in np.flatnonzero(observed)},
-        {u: float(ema[u]) for u in range(n)}, dict(causes), baseline_score, teacher_tokens,
-        teacher_seconds, tuple(mg.hotkeys),
+        step,
+        block,
+        len(rows),
+        {u: float(means[u]) for u in np.flatnonzero(observed)},
+        {u: float(ema[u]) for u in range(n)},
+        dict(causes),
+        baseline_score,
+        teacher_tokens,
+        teacher_seconds,
+        tuple(mg.hotkeys),
     )
 
 
-async def _query_all(ctx: StepContext, targets: list[Target],
-                     queries: list[Query]) -> list[MinerAnswer]:
+async def _query_all(
+    ctx: StepContext, targets: list[Target], queries: list[Query]
+) -> list[MinerAnswer]:
     vc = ctx.cfg.validator
     sem = asyncio.Semaphore(vc.concurrency)
 
     async def one(target: Target, q: Query) -> MinerAnswer:
         async with sem:
             try:
-                return await miner_client.query(ctx.session, ctx.wallet, ctx.hotkey, target, q,
-                                                timeout=vc.query_timeout,
-                                                max_bytes=vc.max_response_bytes)
+                return await miner_client.query(
+                    ctx.session,
+                    ctx.wallet,
+                    ctx.hotkey,
+                    target,
+                    q,
+                    timeout=vc.query_timeout,
+                    max_bytes=vc.max_response_bytes,
+                )
             except Exception as e:  # backstop: one miner's answer must never fail the step
                 log.exception("query of uid %d failed unexpectedly", target.uid)
-                return MinerAnswer(target.uid, target.hotkey, q.task_id, Cause.VALIDATOR_ERROR,
-                                   detail=f"{type(e).__name__}: {str(e)[:200]}")
+                return MinerAnswer(
+                    target.uid,
+                    target.hotkey,
+                    q.task_id,
+                    Cause.VALIDATOR_ERROR,
+                    detail=f"{type(e).__name__}: {str(e)[:200]}",
+                )
 
     return list(await asyncio.gather(*(one(t, q) for t in targets for q in queries)))
 
@@ -234,16 +288,36 @@ async def _baseline_answers(b: Baseline, queries: list[Query]) -> list[MinerAnsw
     """The reference student answers locally (no network: its speed is not scored)."""
     q0 = queries[0]
     t0 = time.perf_counter()
-    outs = await asyncio.gather(*(b.engine.generate([list(q.prompt_ids)], SamplingParams(
-        max_tokens=q.max_tokens, temperature=q.temperature, seed=q.seed, top_logprobs=q0.k,
-    )) for q in queries))
+    outs = await asyncio.gather(
+        *(
+            b.engine.generate(
+                [list(q.prompt_ids)],
+                SamplingParams(
+                    max_tokens=q.max_tokens,
+                    temperature=q.temperature,
+                    seed=q.seed,
+                    top_logprobs=q0.k,
+                ),
+            )
+            for q in queries
+        )
+    )
     total = time.perf_counter() - t0
     return [
-        MinerAnswer(BASELINE_UID, "baseline", q.task_id, Cause.OK, token_ids=c.token_ids,
-                    sampled_logprobs=c.sampled_logprobs.astype(np.float64), top_ids=c.top_ids,
-                    top_logprobs=c.top_logprobs.astype(np.float64),
-                    finish_reason=c.finish_reason, identity=b.identity, ttft_s=total,
-                    total_s=total)
+        MinerAnswer(
+            BASELINE_UID,
+            "baseline",
+            q.task_id,
+            Cause.OK,
+            token_ids=c.token_ids,
+            sampled_logprobs=c.sampled_logprobs.astype(np.float64),
+            top_ids=c.top_ids,
+            top_logprobs=c.top_logprobs.astype(np.float64),
+            finish_reason=c.finish_reason,
+            identity=b.identity,
+            ttft_s=total,
+            total_s=total,
+        )
         for q, [c] in zip(queries, outs, strict=True)
     ]
 
@@ -265,13 +339,24 @@ async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verif
     return [verify.Commitment(h, d, b) for h, d, b in ctx.store.commitments(live)]
 
 
-async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[int]],
-                      tasks: list[Task], seed: str, k: int) -> None:
+async def _spot_check(
+    ctx: StepContext,
+    work: list[Judged],
+    prompts: list[list[int]],
+    tasks: list[Task],
+    seed: str,
+    k: int,
+) -> None:
     vc, info = ctx.cfg.validator, ctx.teacher.info
     groups: dict[str, list[Judged]] = defaultdict(list)
     for j in work:
-        if j.ok and j.digest and judge.spot_check_picked(
-                seed, j.answer.uid, j.answer.task_id, ctx.cfg.verify.spot_check_fraction):
+        if (
+            j.ok
+            and j.digest
+            and judge.spot_check_picked(
+                seed, j.answer.uid, j.answer.task_id, ctx.cfg.verify.spot_check_fraction
+            )
+        ):
             j.spot_check = True
             groups[j.digest].append(j)
     for digest, group in groups.items():
@@ -281,13 +366,17 @@ async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[i
             continue
         if engine.info.vocab_size != info.vocab_size:  # cannot be the teacher's student
             for j in group:
-                j.fail(Cause.WRONG_MODEL, f"committed model has vocabulary {engine.info.vocab_size}"
-                                          f", the teacher {info.vocab_size}")
+                j.fail(
+                    Cause.WRONG_MODEL,
+                    f"committed model has vocabulary {engine.info.vocab_size}"
+                    f", the teacher {info.vocab_size}",
+                )
             ctx.metrics.spot_checks.labels("failed").inc(len(group))
             continue
         try:
-            recomputed = await engine.score([prompts[j.task] for j in group],
-                                            [j.answer.token_ids.tolist() for j in group], k)
+            recomputed = await engine.score(
+                [prompts[j.task] for j in group], [j.answer.token_ids.tolist() for j in group], k
+            )
         except Exception as e:  # the validator's engine failed: not the miner's fault
             log.warning("spot check with %s failed: %s", digest[:12], e)
             for j in group:
@@ -295,9 +384,14 @@ async def _spot_check(ctx: StepContext, work: list[Judged], prompts: list[list[i
             continue
         for j, r in zip(group, recomputed, strict=True):
             try:
-                judge.verify_against_committed(j, r, vocab_size=info.vocab_size,
-                                               eos_token_id=info.eos_token_id,
-                                               max_tokens=vc.max_tokens, cfg=ctx.cfg.verify)
+                judge.verify_against_committed(
+                    j,
+                    r,
+                    vocab_size=info.vocab_size,
+                    eos_token_id=info.eos_token_id,
+                    max_tokens=vc.max_tokens,
+                    cfg=ctx.cfg.verify,
+                )
             except ValueError as e:  # our own recomputation is unusable: one answer, not the step
                 log.exception("spot check of uid %d with %s failed", j.answer.uid, digest[:12])
                 j.fail(Cause.VALIDATOR_ERROR, f"spot check: {e}")
@@ -311,8 +405,9 @@ def _speed(ctx: StepContext, work: list[Judged]) -> None:
         return
     total = np.array([j.answer.total_s for j in timed], dtype=np.float64)
     ttft = np.minimum(np.array([j.answer.ttft_s or 0.0 for j in timed]), total)
-    s = speed.speed_scores([len(j.answer.token_ids) for j in timed], ttft, total,
-                           [j.ok for j in timed], ctx.cfg.speed)
+    s = speed.speed_scores(
+        [len(j.answer.token_ids) for j in timed], ttft, total, [j.ok for j in timed], ctx.cfg.speed
+    )
     for j, v in zip(timed, s, strict=True):
         j.s_speed = float(v)
 
@@ -320,33 +415,62 @@ def _speed(ctx: StepContext, work: list[Judged]) -> None:
 def _row(j: Judged, s: aggregate.AnswerScore) -> AnswerRow:
     a = j.answer
     return AnswerRow(
-        uid=a.uid, hotkey=a.hotkey, task_id=a.task_id, score=s.score, cause=j.cause.value,
-        detail=j.detail, gate=s.gate, s_kl=s.s_kl, s_ref=s.s_ref, s_speed=s.s_speed, kl=j.kl,
-        rkl=j.rkl, tv=j.tv, overlap=j.overlap, correct=j.correct, n_tokens=len(a.token_ids),
-        ttft_s=a.ttft_s, total_s=a.total_s, verified=j.verified, verify_dp=j.verify_dp,
-        identity=a.identity, provenance=j.provenance,
+        uid=a.uid,
+        hotkey=a.hotkey,
+        task_id=a.task_id,
+        score=s.score,
+        cause=j.cause.value,
+        detail=j.detail,
+        gate=s.gate,
+        s_kl=s.s_kl,
+        s_ref=s.s_ref,
+        s_speed=s.s_speed,
+        kl=j.kl,
+        rkl=j.rkl,
+        tv=j.tv,
+        overlap=j.overlap,
+        correct=j.correct,
+        n_tokens=len(a.token_ids),
+        ttft_s=a.ttft_s,
+        total_s=a.total_s,
+        verified=j.verified,
+        verify_dp=j.verify_dp,
+        identity=a.identity,
+        provenance=j.provenance,
     )
 
 
 def _evidence(j: Judged) -> EvidenceRow:
     body, raw, sig = j.answer.evidence()
-    return EvidenceRow(j.answer.uid, j.answer.hotkey, j.answer.task_id, j.cause.value,
-                       j.detail, body, raw, sig)
+    return EvidenceRow(
+        j.answer.uid, j.answer.hotkey, j.answer.task_id, j.cause.value, j.detail, body, raw, sig
+    )
 
 
-def _report_lies(ctx: StepContext, counted: list[AnswerRow], caught: np.ndarray,
-                 upd: aggregate.EmaUpdate) -> None:
+def _report_lies(
+    ctx: StepContext, counted: list[AnswerRow], caught: np.ndarray, upd: aggregate.EmaUpdate
+) -> None:
     for uid in np.flatnonzero(caught):
         how = sorted({r.cause for r in counted if r.uid == uid and Cause(r.cause).proves_lie})
-        log.warning("uid %d caught lying (%s): EMA reset, no reward for %d rounds", uid,
-                    ",".join(how), ctx.cfg.weights.lie_penalty_steps)
+        log.warning(
+            "uid %d caught lying (%s): EMA reset, no reward for %d rounds",
+            uid,
+            ",".join(how),
+            ctx.cfg.weights.lie_penalty_steps,
+        )
         ctx.metrics.lies.labels(str(uid)).inc()
     for uid in np.flatnonzero(upd.punished | (upd.suspended > 0)):
         ctx.metrics.suspended.labels(str(uid)).set(int(upd.suspended[uid]))
 
 
-def _export(ctx: StepContext, work: list[Judged], ema: np.ndarray, observed: np.ndarray,
-            baseline: float | None, latency: float) -> None:
+def _export(
+    ctx: StepContext,
+    work: list[Judged],
+    ema: np.ndarray,
+    observed: np.ndarray,
+    baseline: float | None,
+    latency: float,
+) -> None:
     m = ctx.metrics
     m.step_seconds.observe(latency)
     m.steps.labels("ok").inc()

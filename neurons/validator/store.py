@@ -179,9 +179,13 @@ class Store:
     # -- meta -------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: str) -> None:
-        self._tx(lambda db: db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-            "value = excluded.value", (key, value)))
+        self._tx(
+            lambda db: db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = excluded.value",
+                (key, value),
+            )
+        )
 
     def get_meta(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
@@ -195,7 +199,10 @@ class Store:
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def commit_step(
-        self, row: StepRow, answers: Iterable[AnswerRow], evidence: Iterable[EvidenceRow],
+        self,
+        row: StepRow,
+        answers: Iterable[AnswerRow],
+        evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
     ) -> None:
         """Write a whole step atomically; ``StateError`` if its step or block is stored."""
@@ -210,25 +217,71 @@ class Store:
             db.execute(
                 "INSERT INTO steps (step, block, seed, prompts_digest, status, n_miners, "
                 "n_answers, baseline_score, latency_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.step, row.block, row.seed, row.prompts_digest, STEP_DONE, row.n_miners,
-                 row.n_answers, row.baseline_score, row.latency_s),
+                (
+                    row.step,
+                    row.block,
+                    row.seed,
+                    row.prompts_digest,
+                    STEP_DONE,
+                    row.n_miners,
+                    row.n_answers,
+                    row.baseline_score,
+                    row.latency_s,
+                ),
             )
             db.executemany(
                 "INSERT INTO answers (step, uid, hotkey, task_id, score, cause, detail, gate, "
                 "s_kl, s_ref, s_speed, kl, rkl, tv, overlap, correct, n_tokens, ttft_s, "
                 "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance) "
                 f"VALUES ({', '.join('?' * 25)})",
-                [(row.step, a.uid, a.hotkey, a.task_id, a.score, a.cause, a.detail[:500],
-                  a.gate, a.s_kl, a.s_ref, a.s_speed, a.kl, a.rkl, a.tv, a.overlap, a.correct,
-                  a.n_tokens, a.ttft_s, a.total_s, int(a.verified), a.verify_dp, a.identity,
-                  row.seed, row.prompts_digest, json.dumps(a.provenance, sort_keys=True))
-                 for a in answers],
+                [
+                    (
+                        row.step,
+                        a.uid,
+                        a.hotkey,
+                        a.task_id,
+                        a.score,
+                        a.cause,
+                        a.detail[:500],
+                        a.gate,
+                        a.s_kl,
+                        a.s_ref,
+                        a.s_speed,
+                        a.kl,
+                        a.rkl,
+                        a.tv,
+                        a.overlap,
+                        a.correct,
+                        a.n_tokens,
+                        a.ttft_s,
+                        a.total_s,
+                        int(a.verified),
+                        a.verify_dp,
+                        a.identity,
+                        row.seed,
+                        row.prompts_digest,
+                        json.dumps(a.provenance, sort_keys=True),
+                    )
+                    for a in answers
+                ],
             )
             db.executemany(
                 "INSERT INTO evidence (step, uid, hotkey, task_id, cause, detail, request_body, "
                 "response_b64, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(row.step, e.uid, e.hotkey, e.task_id, e.cause, e.detail[:500],
-                  e.request_body, e.response_b64, e.signature) for e in evidence],
+                [
+                    (
+                        row.step,
+                        e.uid,
+                        e.hotkey,
+                        e.task_id,
+                        e.cause,
+                        e.detail[:500],
+                        e.request_body,
+                        e.response_b64,
+                        e.signature,
+                    )
+                    for e in evidence
+                ],
             )
             db.execute("DELETE FROM ema")
             db.executemany(
@@ -257,8 +310,11 @@ class Store:
     def record_commitments(self, seen: Iterable[tuple[str, str, int]]) -> None:
         """Keep the first block each (hotkey, digest) was seen; later sightings change nothing."""
         rows = list(seen)
-        self._tx(lambda db: db.executemany(
-            "INSERT OR IGNORE INTO commitments (hotkey, digest, block) VALUES (?, ?, ?)", rows))
+        self._tx(
+            lambda db: db.executemany(
+                "INSERT OR IGNORE INTO commitments (hotkey, digest, block) VALUES (?, ?, ?)", rows
+            )
+        )
 
     def commitments(self, live_hotkeys: Iterable[str]) -> list[tuple[str, str, int]]:
         """Records of hotkeys still on the subnet (a freed model may be committed anew)."""
@@ -269,16 +325,33 @@ class Store:
     # -- weights ----------------------------------------------------------------------------
 
     def record_weight_set(
-        self, *, block: int, step: int, weights: dict[int, float], success: bool,
-        attempts: int, matches: bool | None, error: str, read_back: dict[int, float],
+        self,
+        *,
+        block: int,
+        step: int,
+        weights: dict[int, float],
+        success: bool,
+        attempts: int,
+        matches: bool | None,
+        error: str,
+        read_back: dict[int, float],
     ) -> None:
-        self._tx(lambda db: db.execute(
-            "INSERT INTO weight_sets (block, step, weights_json, success, attempts, matches, "
-            "error, read_back_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (block, step, json.dumps({str(k): v for k, v in sorted(weights.items())}),
-             int(success), attempts, None if matches is None else int(matches), error[:500],
-             json.dumps({str(k): v for k, v in sorted(read_back.items())})),
-        ))
+        self._tx(
+            lambda db: db.execute(
+                "INSERT INTO weight_sets (block, step, weights_json, success, attempts, matches, "
+                "error, read_back_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    block,
+                    step,
+                    json.dumps({str(k): v for k, v in sorted(weights.items())}),
+                    int(success),
+                    attempts,
+                    None if matches is None else int(matches),
+                    error[:500],
+                    json.dumps({str(k): v for k, v in sorted(read_back.items())}),
+                ),
+            )
+        )
 
     def last_weight_block(self) -> int | None:
         rows = self._read("SELECT MAX(block) FROM weight_sets WHERE success = 1")

@@ -37,8 +37,12 @@ class WeightOutcome:
 
 
 def compute_weights(
-    ema: dict[int, float], mg: MetagraphView, self_hotkey: str, cfg: WeightsConfig,
-    prev_winner: int | None = None, ema_hotkeys: Sequence[str] = (),
+    ema: dict[int, float],
+    mg: MetagraphView,
+    self_hotkey: str,
+    cfg: WeightsConfig,
+    prev_winner: int | None = None,
+    ema_hotkeys: Sequence[str] = (),
 ) -> tuple[dict[int, float], int | None]:
     """uid -> weight over the metagraph; the owner uid and this validator are not eligible.
 
@@ -63,8 +67,16 @@ def compute_weights(
 
 class WeightSetter:
     def __init__(
-        self, chain: Any, netuid: int, wallet: Any, store: Store, metrics: ValidatorMetrics,
-        *, interval: int, retries: int, backoff: float,
+        self,
+        chain: Any,
+        netuid: int,
+        wallet: Any,
+        store: Store,
+        metrics: ValidatorMetrics,
+        *,
+        interval: int,
+        retries: int,
+        backoff: float,
     ) -> None:
         self.chain, self.netuid, self.wallet = chain, netuid, wallet
         self.store, self.metrics = store, metrics
@@ -106,9 +118,16 @@ class WeightSetter:
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
         success = not error
-        self.store.record_weight_set(block=block, step=step, weights=weights, success=success,
-                                     attempts=attempt, matches=matches, error=error,
-                                     read_back=read_back)
+        self.store.record_weight_set(
+            block=block,
+            step=step,
+            weights=weights,
+            success=success,
+            attempts=attempt,
+            matches=matches,
+            error=error,
+            read_back=read_back,
+        )
         if success:
             self.last_block = block
             self.metrics.last_weights_block.set(block)

@@ -34,7 +34,9 @@ def configure_devnet(parser: argparse.ArgumentParser) -> None:
         "--block-time", type=float, default=0.25, help="seconds per block (default 0.25)"
     )
     init.add_argument(
-        "--clock", choices=("wall", "manual"), default="wall",
+        "--clock",
+        choices=("wall", "manual"),
+        default="wall",
         help="wall: blocks follow the clock (default); manual: only `devnet advance` moves it",
     )
     init.add_argument(
@@ -57,7 +59,9 @@ def configure_devnet(parser: argparse.ArgumentParser) -> None:
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dir", type=Path, default=None,
+        "--dir",
+        type=Path,
+        default=None,
         help="devnet folder (default: the folder of chain.network when it is devnet:PATH)",
     )
 
@@ -123,12 +127,18 @@ async def _init(args: argparse.Namespace, folder: Path) -> int:
         for i in range(1, args.miners + 1)
     ]
     net = Devnet.create(
-        chain_file, block_time=args.block_time, clock=args.clock,
-        sudo_ss58=coldkey_address(owner), enable_mev_shield=args.mev_shield,
+        chain_file,
+        block_time=args.block_time,
+        clock=args.clock,
+        sudo_ss58=coldkey_address(owner),
+        enable_mev_shield=args.mev_shield,
     )
     netuid = net.add_subnet(
-        coldkey_address(owner), hotkey_address(owner), tempo=args.tempo,
-        commit_reveal_weights_enabled=False, weights_rate_limit=args.weights_rate_limit,
+        coldkey_address(owner),
+        hotkey_address(owner),
+        tempo=args.tempo,
+        commit_reveal_weights_enabled=False,
+        weights_rate_limit=args.weights_rate_limit,
     )
     uids: dict[str, int] = {"owner": 0}
     try:
@@ -159,10 +169,14 @@ async def _init(args: argparse.Namespace, folder: Path) -> int:
     permits = [n.uid for n in mg.validators]
     print(f"devnet ready: network devnet:{chain_file}  netuid {netuid}  block {mg.block}")
     print(f"  wallets (UNENCRYPTED, devnet only): {wallets}")
-    print(f"  owner (sudo) uid 0, validators {[uids[w.name] for w in validators]}, "
-          f"miners {[uids[w.name] for w in miners]}; validator permits {permits}")
-    print(f"  clock {args.clock}, tempo {args.tempo}, block time {args.block_time}s, "
-          f"commit-reveal off, weights rate limit {args.weights_rate_limit}")
+    print(
+        f"  owner (sudo) uid 0, validators {[uids[w.name] for w in validators]}, "
+        f"miners {[uids[w.name] for w in miners]}; validator permits {permits}"
+    )
+    print(
+        f"  clock {args.clock}, tempo {args.tempo}, block time {args.block_time}s, "
+        f"commit-reveal off, weights rate limit {args.weights_rate_limit}"
+    )
     return 0
 
 
@@ -176,8 +190,13 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
     if as_json:
         rows = [
             {
-                "uid": n.uid, "hotkey": n.hotkey, "stake": n.stake, "permit": n.validator_permit,
-                "incentive": n.incentive, "dividends": n.dividends, "emission": n.emission,
+                "uid": n.uid,
+                "hotkey": n.hotkey,
+                "stake": n.stake,
+                "permit": n.validator_permit,
+                "incentive": n.incentive,
+                "dividends": n.dividends,
+                "emission": n.emission,
                 "axon": f"{n.axon.ip}:{n.axon.port}" if n.axon else None,
                 "last_update": n.last_update,
             }
@@ -189,15 +208,31 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
     from rich.table import Table
 
     table = Table(title=f"devnet {folder}  netuid {netuid}  block {mg.block}  tempo {mg.tempo}")
-    for column in ("uid", "hotkey", "stake", "vpermit", "incentive", "dividends", "emission",
-                   "axon", "updated"):
-        table.add_column(column, justify="left" if column in ("hotkey", "axon") else "right",
-                         no_wrap=True)
+    for column in (
+        "uid",
+        "hotkey",
+        "stake",
+        "vpermit",
+        "incentive",
+        "dividends",
+        "emission",
+        "axon",
+        "updated",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("hotkey", "axon") else "right", no_wrap=True
+        )
     for n in mg.neurons:
         table.add_row(
-            str(n.uid), n.hotkey[:8], f"{n.stake:.1f}", "yes" if n.validator_permit else "",
-            f"{n.incentive:.3f}", f"{n.dividends:.3f}", f"{n.emission:.3f}",
-            f"{n.axon.ip}:{n.axon.port}" if n.axon else "-", str(n.last_update),
+            str(n.uid),
+            n.hotkey[:8],
+            f"{n.stake:.1f}",
+            "yes" if n.validator_permit else "",
+            f"{n.incentive:.3f}",
+            f"{n.dividends:.3f}",
+            f"{n.emission:.3f}",
+            f"{n.axon.ip}:{n.axon.port}" if n.axon else "-",
+            str(n.last_update),
         )
     Console(width=max(100, Console().width)).print(table)
     return 0
@@ -237,11 +272,13 @@ def configure_hparams(parser: argparse.ArgumentParser) -> None:
     wallet_flags(set_)
     set_.add_argument("--name", required=True, help="hyperparameter name (see `hparams get`)")
     set_.add_argument(
-        "--value", required=True,
+        "--value",
+        required=True,
         help="raw integer, true/false, or a decimal fraction/TAO amount (e.g. 0.5)",
     )
     set_.add_argument(
-        "--sudo", action="store_true",
+        "--sudo",
+        action="store_true",
         help="send through Sudo.sudo (the wallet is the chain's sudo key; root-only names "
         "always are): on a devnet the owner wallet is the sudo key",
     )
@@ -286,7 +323,9 @@ async def _hparams_set(config: Any, name: str, text: str, sudo: bool) -> int:
     if spec.devnet_dir is not None and path == DEFAULT_WALLET_PATH:
         path = str(spec.devnet_dir / "wallets")  # devnet wallets live with the devnet
     wallet = load_wallet(
-        config.wallet.name, config.wallet.hotkey, path,
+        config.wallet.name,
+        config.wallet.hotkey,
+        path,
         password_file=config.wallet.password_file or None,
     )
     value = parse_value(text)

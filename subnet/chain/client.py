@@ -175,9 +175,7 @@ class ChainClient:
         is read back and compared with what was sent (see ``WeightsResult.matches``).
         """
         what = f"set weights on netuid {netuid}"
-        if not weights or not any(
-            math.isfinite(w) and w > 0 for w in weights.values()
-        ):
+        if not weights or not any(math.isfinite(w) and w > 0 for w in weights.values()):
             raise ChainError(f"{what}: no positive weight to set", name="INVALID_ARGUMENT")
         with translated(what):
             intent = bt.SetWeights(netuid=netuid, weights=dict(weights), version_key=version_key)
@@ -191,15 +189,25 @@ class ChainClient:
         sent = await self._expected_row(netuid, uid, weights)
         if reveal_round is not None:
             return WeightsResult(
-                success=True, block=block, path="commit_reveal", matches=None, sent=sent,
-                reveal_round=int(reveal_round), message=result.message,
+                success=True,
+                block=block,
+                path="commit_reveal",
+                matches=None,
+                sent=sent,
+                reveal_round=int(reveal_round),
+                message=result.message,
             )
         with translated(f"read back weights on netuid {netuid}"):
             rows = await self._client.read("weights", netuid=netuid)
         read_back = {int(k): float(v) for k, v in (rows.get(uid) or {}).items()}
         return WeightsResult(
-            success=True, block=block, path="plaintext", matches=_rows_match(sent, read_back),
-            sent=sent, read_back=read_back, message=result.message,
+            success=True,
+            block=block,
+            path="plaintext",
+            matches=_rows_match(sent, read_back),
+            sent=sent,
+            read_back=read_back,
+            message=result.message,
         )
 
     async def _expected_row(
@@ -226,8 +234,13 @@ class ChainClient:
         return {str(k): hparams.plain(v) for k, v in values.items()}
 
     async def set_hyperparameter(
-        self, netuid: int, wallet: Any, name: str, value: int | bool | float | str,
-        *, sudo: bool = False,
+        self,
+        netuid: int,
+        wallet: Any,
+        name: str,
+        value: int | bool | float | str,
+        *,
+        sudo: bool = False,
     ) -> None:
         """Set one hyperparameter: owner-settable names through the SDK's owner intent (signed
         by the subnet owner's coldkey); root-only names, or any name with ``sudo=True``,

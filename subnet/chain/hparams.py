@@ -87,5 +87,11 @@ def root_call(netuid: int, name: str, value: int | bool | float | str) -> Any:
 
 
 # Owner names whose call is not a plain (netuid, value) setter.
-_SPECIAL = {"epoch_consensus", "alpha_low", "alpha_high", "burn_increase_mult",
-            "collateral_lock_share", "collateral_drain_ratio"}
+_SPECIAL = {
+    "epoch_consensus",
+    "alpha_low",
+    "alpha_high",
+    "burn_increase_mult",
+    "collateral_lock_share",
+    "collateral_drain_ratio",
+}

@@ -137,8 +137,10 @@ def validate_score(
                 f"pair {i}: {len(prompt)} + {len(completion)} tokens exceeds "
                 f"max_model_len {info.max_model_len}"
             )
-    return [([int(t) for t in p], [int(t) for t in c])
-            for p, c in zip(prompts, completions, strict=True)]
+    return [
+        ([int(t) for t in p], [int(t) for t in c])
+        for p, c in zip(prompts, completions, strict=True)
+    ]
 
 
 def prompt_seed(seed: int | None, index: int) -> int | None:

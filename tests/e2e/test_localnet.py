@@ -21,13 +21,34 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT = ["--engine", "hf", "--tempo", "10", "--block-time", "0.5", "--step-blocks", "2",
-         "--tasks-per-step", "2", "--fresh"]
+SHORT = [
+    "--engine",
+    "hf",
+    "--tempo",
+    "10",
+    "--block-time",
+    "0.5",
+    "--step-blocks",
+    "2",
+    "--tasks-per-step",
+    "2",
+    "--fresh",
+]
 
 
 def _cmd(tmp_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "subnet.cli", "localnet", "--dir", str(tmp_path / "ln"),
-            "--json", str(tmp_path / "summary.json"), *SHORT, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "subnet.cli",
+        "localnet",
+        "--dir",
+        str(tmp_path / "ln"),
+        "--json",
+        str(tmp_path / "summary.json"),
+        *SHORT,
+        *extra,
+    ]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -55,13 +76,24 @@ def _state(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
-    run = subprocess.run(_cmd(tmp_path, "--epochs", "4"), cwd=tmp_path, env=_env(tmp_path),
-                         capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        _cmd(tmp_path, "--epochs", "4"),
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     by_role = {m["role"]: m for m in summary["miners"]}
-    assert set(by_role) == {"teacher", "distilled", "undistilled", "adversary-wrong-model",
-                            "adversary-fabricated"}
+    assert set(by_role) == {
+        "teacher",
+        "distilled",
+        "undistilled",
+        "adversary-wrong-model",
+        "adversary-fabricated",
+    }
     assert by_role["teacher"]["emission_total"] > by_role["undistilled"]["emission_total"] > 0
     total = sum(m["emission_total"] for m in summary["miners"])
     assert total > 0
@@ -80,9 +112,14 @@ def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
     assert all(_gone(pid) for pid in _pids(state))
     logs = {p.name for p in (tmp_path / "ln" / "logs").iterdir()}
     assert "validator.log" in logs and len(logs) == 6
-    status = subprocess.run([sys.executable, "-m", "subnet.cli", "localnet", "--status",
-                             "--dir", str(tmp_path / "ln")], cwd=tmp_path, env=_env(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [sys.executable, "-m", "subnet.cli", "localnet", "--status", "--dir", str(tmp_path / "ln")],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert status.returncode == 3 and "not running" in status.stdout
     distilled, undistilled = (by_role[r]["emission_total"] for r in ("distilled", "undistilled"))
     assert summary["checks"]["distilled earns more than undistilled"] == (distilled > undistilled)
@@ -90,9 +127,15 @@ def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
 
 
 def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, "--epochs", "4"), cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "--epochs", "4"),
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 900
         state: dict[str, Any] = {}
@@ -104,9 +147,21 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
             time.sleep(0.5)
         assert state.get("epochs"), "no epoch within the deadline"
         status = subprocess.run(
-            [sys.executable, "-m", "subnet.cli", "localnet", "--status", "--dir",
-             str(tmp_path / "ln")], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
-            text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "subnet.cli",
+                "localnet",
+                "--status",
+                "--dir",
+                str(tmp_path / "ln"),
+            ],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert status.returncode == 0 and "running" in status.stdout, status.stdout
         victim = next(m for m in state["miners"] if m["role"] == "undistilled")
         os.kill(int(victim["pid"]), signal.SIGKILL)
@@ -135,9 +190,15 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
 
 
 def _start_and_wait_for_epochs(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen(_cmd(tmp_path, "--epochs", "50"), cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "--epochs", "50"),
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         state = _state(tmp_path)
@@ -167,8 +228,10 @@ def test_ctrl_c_or_a_dead_validator_stops_every_process(tmp_path, how):
         assert proc.returncode == 130, out[-3000:]
     else:
         assert proc.returncode == 1, out[-3000:]
-        assert f"validator (pid {state['validator']['pid']}) killed by signal SIGKILL: " \
-               "the run ends" in out
+        assert (
+            f"validator (pid {state['validator']['pid']}) killed by signal SIGKILL: "
+            "the run ends" in out
+        )
     assert "stopping every process" in out
     final = _state(tmp_path)
     assert final["phase"] == "ended" and final["exit_code"] == proc.returncode

@@ -40,11 +40,29 @@ def free_port() -> int:
 
 def miner_cmd(tmp: Path, chain: Path, port: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "subnet.cli", "miner", "--model", str(tiny_world().teacher),
-        "--engine", "hf", "--network", f"devnet:{chain}", "--netuid", str(NETUID),
-        "--wallet.name", "miner", "--wallet.hotkey", "default",
-        "--wallet.path", str(tmp / "wallets"), "--port", str(port),
-        "--state-dir", str(tmp / "state"), *extra,
+        sys.executable,
+        "-m",
+        "subnet.cli",
+        "miner",
+        "--model",
+        str(tiny_world().teacher),
+        "--engine",
+        "hf",
+        "--network",
+        f"devnet:{chain}",
+        "--netuid",
+        str(NETUID),
+        "--wallet.name",
+        "miner",
+        "--wallet.hotkey",
+        "default",
+        "--wallet.path",
+        str(tmp / "wallets"),
+        "--port",
+        str(port),
+        "--state-dir",
+        str(tmp / "state"),
+        *extra,
     ]
 
 
@@ -53,13 +71,18 @@ def env() -> dict[str, str]:
 
 
 async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path) -> None:
-    wallets = {n: create_wallet(n, "default", tmp_path / "wallets") for n in
-               ("owner", "vali", "miner")}
+    wallets = {
+        n: create_wallet(n, "default", tmp_path / "wallets") for n in ("owner", "vali", "miner")
+    }
     chain = tmp_path / "chain.sqlite"
-    net = Devnet.create(chain, block_time=0.05, clock="wall", enable_mev_shield=False,
-                        sudo_ss58=coldkey_address(wallets["owner"]))
-    net.add_subnet(coldkey_address(wallets["owner"]), hotkey_address(wallets["owner"]),
-                   tempo=50)
+    net = Devnet.create(
+        chain,
+        block_time=0.05,
+        clock="wall",
+        enable_mev_shield=False,
+        sudo_ss58=coldkey_address(wallets["owner"]),
+    )
+    net.add_subnet(coldkey_address(wallets["owner"]), hotkey_address(wallets["owner"]), tempo=50)
     vali, miner = wallets["vali"], wallets["miner"]
     net.register(NETUID, hotkey_address(vali), coldkey_address(vali))
     net.set_stake(NETUID, hotkey_address(vali), 1000 * TAO)
@@ -67,14 +90,25 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
     port = free_port()
 
     # unregistered and no --register: a clear one-line refusal, before loading anything
-    refused = subprocess.run(miner_cmd(tmp_path, chain, port), cwd=tmp_path, env=env(),
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        miner_cmd(tmp_path, chain, port),
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "--register" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     log = (tmp_path / "miner.log").open("w")
-    proc = subprocess.Popen(miner_cmd(tmp_path, chain, port, "--register"), cwd=tmp_path,
-                            env=env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        miner_cmd(tmp_path, chain, port, "--register"),
+        cwd=tmp_path,
+        env=env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         base = f"http://127.0.0.2:{port}"
         health = await wait_healthy(base, proc, tmp_path / "miner.log")
@@ -84,7 +118,8 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
             deadline = time.monotonic() + 60  # health answers just before the axon is announced
             while True:
                 me = (await client.metagraph(NETUID, max_age_blocks=0)).by_hotkey(
-                    hotkey_address(miner))
+                    hotkey_address(miner)
+                )
                 if (me is not None and me.axon is not None) or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
@@ -95,17 +130,25 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
 
         # a validator call to the announced endpoint; the answer's signature verifies
         body = json.dumps({"prompt": [1, 5, 6], "max_tokens": 3, "logprobs": 2}).encode()
-        headers = auth.sign_request(vali, "POST", protocol.COMPLETIONS_PATH, body,
-                                    hotkey_address(miner))
-        async with aiohttp.ClientSession() as s, s.post(
-            me.axon.url + protocol.COMPLETIONS_PATH, data=body, headers=headers
-        ) as r:
+        headers = auth.sign_request(
+            vali, "POST", protocol.COMPLETIONS_PATH, body, hotkey_address(miner)
+        )
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(me.axon.url + protocol.COMPLETIONS_PATH, data=body, headers=headers) as r,
+        ):
             assert r.status == 200, await r.text()
             out = await r.read()
-            auth.verify_response(r.headers, out, miner_hotkey=hotkey_address(miner),
-                                 status=200, path=protocol.COMPLETIONS_PATH, request_body=body,
-                                 caller=hotkey_address(vali),
-                                 request_nonce=int(headers[http_auth.HEADER_NONCE]))
+            auth.verify_response(
+                r.headers,
+                out,
+                miner_hotkey=hotkey_address(miner),
+                status=200,
+                path=protocol.COMPLETIONS_PATH,
+                request_body=body,
+                caller=hotkey_address(vali),
+                request_nonce=int(headers[http_auth.HEADER_NONCE]),
+            )
         assert json.loads(out)["subnet"]["identity"] == expected
 
         proc.send_signal(signal.SIGTERM)

@@ -24,15 +24,25 @@ FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STO
 
 async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
     sub = make_subnet(tmp_path, clock="wall", block_time=0.5, tempo=12)
-    cfg = load_config(None, env={}, overrides={
-        "chain.network": sub.network, "chain.netuid": NETUID,
-        "validator.teacher": str(sub.zoo["teacher"]), "validator.engine": "hf",
-        "validator.state_dir": str(tmp_path / "vs"), "validator.tasks_per_step": 3,
-        "validator.max_tokens": 8, "validator.query_timeout": 3.0,
-        "validator.model_roots": str(tmp_path / "models"), "validator.weights_interval": 2,
-        "validator.baseline": str(sub.zoo["student"]), "verify.spot_check_fraction": 1.0,
-        "weights.ema_alpha": 0.5,
-    })
+    cfg = load_config(
+        None,
+        env={},
+        overrides={
+            "chain.network": sub.network,
+            "chain.netuid": NETUID,
+            "validator.teacher": str(sub.zoo["teacher"]),
+            "validator.engine": "hf",
+            "validator.state_dir": str(tmp_path / "vs"),
+            "validator.tasks_per_step": 3,
+            "validator.max_tokens": 8,
+            "validator.query_timeout": 3.0,
+            "validator.model_roots": str(tmp_path / "models"),
+            "validator.weights_interval": 2,
+            "validator.baseline": str(sub.zoo["student"]),
+            "verify.spot_check_fraction": 1.0,
+            "weights.ema_alpha": 0.5,
+        },
+    )
     async with running_miners(sub, tmp_path, slow_delay=20.0), open_chain(sub.network) as chain:
         node = Validator(cfg, chain, sub.wallets["vali"])
         assert await node.run(max_steps=4) == 0
@@ -57,8 +67,12 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
         assert sets and all(s == 1 and m == 1 for _, s, m in sets)
         sent = {int(k): v for k, v in json.loads(sets[-1][0]).items()}
         assert max(sent, key=lambda k: sent[k]) == u["teacher"]
-        assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'")
-                          .fetchone()[0])["weights"]["ema_alpha"] == 0.5
+        assert (
+            json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])[
+                "weights"
+            ]["ema_alpha"]
+            == 0.5
+        )
         # Emissions after the next epoch follow the same order.
         await chain.wait_for_epoch(NETUID, timeout=60)
         mg = await chain.metagraph(NETUID, max_age_blocks=0)

@@ -24,13 +24,36 @@ TASKS = 2
 
 
 def _cmd(sub, tmp: Path, max_steps: int | None) -> list[str]:
-    cmd = [sys.executable, "-m", "subnet.cli", "validator",
-           "--teacher", str(sub.zoo["teacher"]), "--engine", "hf",
-           "--network", sub.network, "--netuid", str(NETUID),
-           "--wallet-name", "vali", "--wallet-path", str(tmp / "wallets"),
-           "--state-dir", str(tmp / "vs"), "--tasks-per-step", str(TASKS),
-           "--model-roots", str(tmp / "models"), "--query-timeout", "20",
-           "--set", "validator.max_tokens=6", "--set", "validator.shutdown_grace=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "subnet.cli",
+        "validator",
+        "--teacher",
+        str(sub.zoo["teacher"]),
+        "--engine",
+        "hf",
+        "--network",
+        sub.network,
+        "--netuid",
+        str(NETUID),
+        "--wallet-name",
+        "vali",
+        "--wallet-path",
+        str(tmp / "wallets"),
+        "--state-dir",
+        str(tmp / "vs"),
+        "--tasks-per-step",
+        str(TASKS),
+        "--model-roots",
+        str(tmp / "models"),
+        "--query-timeout",
+        "20",
+        "--set",
+        "validator.max_tokens=6",
+        "--set",
+        "validator.shutdown_grace=0",
+    ]
     return cmd + (["--max-steps", str(max_steps)] if max_steps else [])
 
 
@@ -65,16 +88,22 @@ async def test_kill_9_mid_step_then_restart_loses_and_duplicates_nothing(tmp_pat
         proc = await asyncio.create_subprocess_exec(*_cmd(sub, tmp_path, 2), env=env)
         assert await asyncio.wait_for(proc.wait(), 300) == 0
     with sqlite3.connect(db_path) as db:
-        steps = db.execute("SELECT step, block, n_miners, n_answers FROM steps ORDER BY step")\
-            .fetchall()
+        steps = db.execute(
+            "SELECT step, block, n_miners, n_answers FROM steps ORDER BY step"
+        ).fetchall()
         assert [s[0] for s in steps] == list(range(1, before + 3))  # contiguous, none lost
         blocks = [s[1] for s in steps]
         assert blocks == sorted(set(blocks))  # each block once, increasing
         for step, _, n_miners, n_answers in steps:
             assert n_miners == len(names) and n_answers == n_miners * TASKS
-            got = db.execute("SELECT COUNT(*), COUNT(DISTINCT uid || '/' || task_id) FROM "
-                             "answers WHERE step = ?", (step,)).fetchone()
+            got = db.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT uid || '/' || task_id) FROM "
+                "answers WHERE step = ?",
+                (step,),
+            ).fetchone()
             assert got == (n_answers, n_answers)
-        assert db.execute("SELECT COUNT(*) FROM answers WHERE step > ?", (steps[-1][0],))\
-            .fetchone()[0] == 0
+        assert (
+            db.execute("SELECT COUNT(*) FROM answers WHERE step > ?", (steps[-1][0],)).fetchone()[0]
+            == 0
+        )
         assert {r[0] for r in db.execute("SELECT DISTINCT step FROM ema")} == {steps[-1][0]}

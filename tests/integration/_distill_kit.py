@@ -18,10 +18,19 @@ def make_model(root: Path, seed: int, tokenizer_seed: int = 0, weights: bool = T
 
     texts = [render(t) for t in generate_tasks(tokenizer_seed, 300)]
     save_tokenizer(build_tokenizer(texts, VOCAB), root, 64)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-                         max_position_embeddings=64, tie_word_embeddings=False,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     if weights:

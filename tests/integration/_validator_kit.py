@@ -37,8 +37,12 @@ TAO = 10**9
 NETUID = 1
 HOST = "127.0.0.2"  # the chain refuses 127.0.0.1 as an axon address
 MINERS = ("teacher", "student", "wrong", "fabricated", "garbage", "slow")
-ADVERSARY = {"wrong": "wrong-model", "fabricated": "fabricated", "garbage": "garbage",
-             "slow": "slow"}
+ADVERSARY = {
+    "wrong": "wrong-model",
+    "fabricated": "fabricated",
+    "garbage": "garbage",
+    "slow": "slow",
+}
 
 
 def model_zoo(root: Path) -> dict[str, Path]:
@@ -75,16 +79,21 @@ class Subnet:
         return f"devnet:{self.chain_path}"
 
 
-def make_subnet(tmp: Path, *, clock: str = "manual", block_time: float = 0.05,
-                tempo: int = 20) -> Subnet:
+def make_subnet(
+    tmp: Path, *, clock: str = "manual", block_time: float = 0.05, tempo: int = 20
+) -> Subnet:
     names = ("owner", "vali", *MINERS)
     wallets = {n: create_wallet(n, "default", tmp / "wallets") for n in names}
     owner = wallets["owner"]
     path = tmp / "chain.sqlite"
-    net = Devnet.create(path, block_time=block_time, clock=clock,
-                        sudo_ss58=coldkey_address(owner), enable_mev_shield=False)
-    net.add_subnet(coldkey_address(owner), hotkey_address(owner), tempo=tempo,
-                   weights_rate_limit=1)
+    net = Devnet.create(
+        path,
+        block_time=block_time,
+        clock=clock,
+        sudo_ss58=coldkey_address(owner),
+        enable_mev_shield=False,
+    )
+    net.add_subnet(coldkey_address(owner), hotkey_address(owner), tempo=tempo, weights_rate_limit=1)
     sub = Subnet(net, path, wallets, model_zoo(tmp / "models"))
     for name in ("vali", *MINERS):
         w = wallets[name]
@@ -105,8 +114,9 @@ def _miner_engine(sub: Subnet, name: str, slow_delay: float) -> Engine:
 
 
 @contextlib.asynccontextmanager
-async def running_miners(sub: Subnet, tmp: Path, *, slow_delay: float = 30.0,
-                         names: tuple[str, ...] = MINERS) -> AsyncIterator[Subnet]:
+async def running_miners(
+    sub: Subnet, tmp: Path, *, slow_delay: float = 30.0, names: tuple[str, ...] = MINERS
+) -> AsyncIterator[Subnet]:
     """Start each miner's app on loopback, serve its axon and commit its identity."""
     vali_hot = hotkey_address(sub.wallets["vali"])
     directory = Directory({vali_hot: CallerInfo(sub.uids["vali"], 1000.0, True)})
@@ -116,14 +126,21 @@ async def running_miners(sub: Subnet, tmp: Path, *, slow_delay: float = 30.0,
             engine = _miner_engine(sub, name, slow_delay)
             sub.engines.append(engine)
             ident = identity_for(sub.zoo[name], name=name)
-            service = MinerService(engine, identity=ident.format(), model_name=name,
-                                   codec=load_codec(sub.zoo[name]), max_tokens=64,
-                                   max_logprobs=20)
+            service = MinerService(
+                engine,
+                identity=ident.format(),
+                model_name=name,
+                codec=load_codec(sub.zoo[name]),
+                max_tokens=64,
+                max_logprobs=20,
+            )
             gate = Gate(
-                wallet=wallet, hotkey=hotkey_address(wallet),
+                wallet=wallet,
+                hotkey=hotkey_address(wallet),
                 nonce_store=auth.SqliteNonceStore(tmp / f"nonces-{name}.sqlite", 120.0),
                 policy=CallerPolicy(directory, PolicyLimits(rate_rps=1e4, burst=10**5)),
-                limiter=PriorityLimiter(16, 256), request_timeout=120.0,
+                limiter=PriorityLimiter(16, 256),
+                request_timeout=120.0,
             )
             sub.gates[name] = gate
             runner = web.AppRunner(build_app(service, gate, MinerMetrics()))

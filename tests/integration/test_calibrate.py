@@ -25,16 +25,23 @@ async def test_calibration_separates_the_honest_model_from_another() -> None:
     honest, other = load_engine("hf", world.undistilled), load_engine("hf", world.teacher)
     try:
         cal = await calibrate(
-            {"hf": honest}, {"hf": honest},
+            {"hf": honest},
+            {"hf": honest},
             Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
-            seeds=[0], batch_sizes=[1, 4], tasks=4, k=20, max_tokens=8, temperature=1.0,
-            fpr=0.01, margin=2.0, against=other,
+            seeds=[0],
+            batch_sizes=[1, 4],
+            tasks=4,
+            k=20,
+            max_tokens=8,
+            temperature=1.0,
+            fpr=0.01,
+            margin=2.0,
+            against=other,
         )
     finally:
         await honest.close()
         await other.close()
-    assert {(s.miner, s.engine, s.batch) for s in cal.samples} == {("hf", "hf", 1),
-                                                                   ("hf", "hf", 4)}
+    assert {(s.miner, s.engine, s.batch) for s in cal.samples} == {("hf", "hf", 1), ("hf", "hf", 4)}
     assert len(cal.samples) == 8 and cal.dps().max() < 1e-4
     assert cal.max_mean_abs_dp >= 1e-4  # the floor: never tighter than float noise
     against = np.array([s.mean_abs_dp for s in cal.against])
@@ -52,17 +59,34 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     honest = load_engine("hf", world.undistilled, dtype="bfloat16")
     tok = Tokenizer.from_file(str(world.undistilled / "tokenizer.json"))
     try:
-        cal = await calibrate({"hf": honest}, {"hf": honest}, tok, seeds=[0], batch_sizes=[1, 4],
-                              tasks=4, k=20, max_tokens=8, temperature=1.0, fpr=0.01, margin=2.0)
+        cal = await calibrate(
+            {"hf": honest},
+            {"hf": honest},
+            tok,
+            seeds=[0],
+            batch_sizes=[1, 4],
+            tasks=4,
+            k=20,
+            max_tokens=8,
+            temperature=1.0,
+            fpr=0.01,
+            margin=2.0,
+        )
         prompts = [tok.encode(t.prompt).ids for t in generate_tasks("judge-bf16", 4)]
-        done = await honest.generate(prompts, SamplingParams(max_tokens=8, temperature=1.0,
-                                                             seed=3, top_logprobs=20))
-        redo = await honest.score(prompts[1:] + prompts[:1],  # another batch order
-                                  [c.token_ids.tolist() for c in done[1:] + done[:1]], 20)
+        done = await honest.generate(
+            prompts, SamplingParams(max_tokens=8, temperature=1.0, seed=3, top_logprobs=20)
+        )
+        redo = await honest.score(
+            prompts[1:] + prompts[:1],  # another batch order
+            [c.token_ids.tolist() for c in done[1:] + done[:1]],
+            20,
+        )
     finally:
         await honest.close()
     assert cal.dtype == "bfloat16" and set(cal.config_values()) == {
-        "max_mean_abs_dp_half", "min_topk_agreement_half"}
+        "max_mean_abs_dp_half",
+        "min_topk_agreement_half",
+    }
     toml = tmp_path / "subnet.toml"
     toml.write_text("[verify]\nmax_mean_abs_dp = 0.0001\n")
     write_config(toml, cal)
@@ -71,13 +95,29 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     assert cfg.max_mean_abs_dp_half == pytest.approx(cal.max_mean_abs_dp, rel=1e-5)
     assert cal.dps().max() > cfg.max_mean_abs_dp  # float32's tolerance would fail this miner
     for c, r in zip(done[1:] + done[:1], redo, strict=True):
-        j = Judged(MinerAnswer(1, "hk", "t", Cause.OK, token_ids=c.token_ids,
-                               sampled_logprobs=c.sampled_logprobs.astype(np.float64),
-                               top_ids=c.top_ids, top_logprobs=c.top_logprobs.astype(np.float64),
-                               finish_reason=c.finish_reason), 0)
+        j = Judged(
+            MinerAnswer(
+                1,
+                "hk",
+                "t",
+                Cause.OK,
+                token_ids=c.token_ids,
+                sampled_logprobs=c.sampled_logprobs.astype(np.float64),
+                top_ids=c.top_ids,
+                top_logprobs=c.top_logprobs.astype(np.float64),
+                finish_reason=c.finish_reason,
+            ),
+            0,
+        )
         assert r.provenance.dtype == "bfloat16"
-        verify_against_committed(j, r, vocab_size=honest.info.vocab_size,
-                                 eos_token_id=honest.info.eos_token_id, max_tokens=8, cfg=cfg)
+        verify_against_committed(
+            j,
+            r,
+            vocab_size=honest.info.vocab_size,
+            eos_token_id=honest.info.eos_token_id,
+            max_tokens=8,
+            cfg=cfg,
+        )
         assert j.cause is Cause.OK, j.detail
 
 
@@ -87,10 +127,19 @@ async def test_recompute_engines_of_mixed_precision_are_refused() -> None:
     half = load_engine("hf", world.undistilled, dtype="bfloat16")
     try:
         with pytest.raises(ValueError, match="mix precisions"):
-            await calibrate({"hf": full}, {"f32": full, "bf16": half},
-                            Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
-                            seeds=[0], batch_sizes=[1], tasks=1, k=5, max_tokens=4,
-                            temperature=1.0, fpr=0.01, margin=2.0)
+            await calibrate(
+                {"hf": full},
+                {"f32": full, "bf16": half},
+                Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+                seeds=[0],
+                batch_sizes=[1],
+                tasks=1,
+                k=5,
+                max_tokens=4,
+                temperature=1.0,
+                fpr=0.01,
+                margin=2.0,
+            )
     finally:
         await full.close()
         await half.close()

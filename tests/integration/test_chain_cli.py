@@ -18,8 +18,22 @@ def _home(tmp_path, monkeypatch):
 @pytest.fixture
 def devnet(tmp_path, capsys):
     folder = tmp_path / "net"
-    argv = ["devnet", "init", "--dir", str(folder), "--validators", "2", "--miners", "3",
-            "--tempo", "10", "--block-time", "0.05", "--clock", "manual"]
+    argv = [
+        "devnet",
+        "init",
+        "--dir",
+        str(folder),
+        "--validators",
+        "2",
+        "--miners",
+        "3",
+        "--tempo",
+        "10",
+        "--block-time",
+        "0.05",
+        "--clock",
+        "manual",
+    ]
     assert main(argv) == 0
     return folder
 
@@ -33,12 +47,20 @@ def test_init_creates_a_ready_subnet_without_printing_secrets(devnet, capsys):
     assert "UNENCRYPTED" in out and "netuid 1" in out
     manifest = json.loads((devnet / "devnet.json").read_text())
     assert manifest["validators"] == ["validator1", "validator2"]
-    assert manifest["uids"] == {"owner": 0, "validator1": 1, "validator2": 2,
-                                "miner1": 3, "miner2": 4, "miner3": 5}
+    assert manifest["uids"] == {
+        "owner": 0,
+        "validator1": 1,
+        "validator2": 2,
+        "miner1": 3,
+        "miner2": 4,
+        "miner3": 5,
+    }
     secrets = []
     for name in manifest["uids"]:
-        for key in (devnet / "wallets" / name / "coldkey",
-                    devnet / "wallets" / name / "hotkeys" / "default"):
+        for key in (
+            devnet / "wallets" / name / "coldkey",
+            devnet / "wallets" / name / "hotkeys" / "default",
+        ):
             secrets.append(json.loads(key.read_text())["secretPhrase"])  # plaintext on devnet
     assert not any(phrase in out for phrase in secrets)
     assert main(["devnet", "status", "--dir", str(devnet), "--json"]) == 0
@@ -81,17 +103,16 @@ def test_hparams_get_and_set_owner_sudo_and_strangers(devnet, capsys):
     before = _json(capsys)
     assert before["tempo"] == 10 and before["commit_reveal_weights_enabled"] is False
     owner = ["--wallet.name", "owner"]
-    assert main(["hparams", "set", *net, *owner, "--name", "kappa", "--value", "0.6",
-                 "--sudo"]) == 0
+    assert (
+        main(["hparams", "set", *net, *owner, "--name", "kappa", "--value", "0.6", "--sudo"]) == 0
+    )
     assert main(["hparams", "set", *net, *owner, "--name", "bonds_penalty", "--value", "7"]) == 0
     assert "bonds_penalty on netuid 1 is now 7" in capsys.readouterr().out
     assert main(["hparams", "set", *net, *owner, "--name", "tempo", "--value", "30"]) == 2
     assert "360" in capsys.readouterr().err  # the owner's bound; sudo may go below it
-    assert main(["hparams", "set", *net, *owner, "--name", "tempo", "--value", "30",
-                 "--sudo"]) == 0
+    assert main(["hparams", "set", *net, *owner, "--name", "tempo", "--value", "30", "--sudo"]) == 0
     stranger = ["--wallet.name", "miner1"]
-    assert main(["hparams", "set", *net, *stranger, "--name", "bonds_penalty",
-                 "--value", "1"]) == 2
+    assert main(["hparams", "set", *net, *stranger, "--name", "bonds_penalty", "--value", "1"]) == 2
     assert "BadOrigin" in capsys.readouterr().err
     assert main(["hparams", "get", *net, "--json"]) == 0
     after = _json(capsys)
@@ -101,7 +122,22 @@ def test_hparams_get_and_set_owner_sudo_and_strangers(devnet, capsys):
 def test_hparams_errors_are_one_line(devnet, tmp_path, capsys):
     capsys.readouterr()
     assert main(["hparams", "get", "--network", "nowhere"]) == 2
-    assert main(["hparams", "set", "--network", f"devnet:{devnet}", "--wallet.name", "ghost",
-                 "--name", "kappa", "--value", "1"]) == 2
+    assert (
+        main(
+            [
+                "hparams",
+                "set",
+                "--network",
+                f"devnet:{devnet}",
+                "--wallet.name",
+                "ghost",
+                "--name",
+                "kappa",
+                "--value",
+                "1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "unknown network" in err and "wallet 'ghost' not found" in err

@@ -24,16 +24,23 @@ TEMPO = 10
 @pytest.fixture
 def wallets(tmp_path):
     root = tmp_path / "wallets"
-    return {name: create_wallet(name, "default", root) for name in
-            ("owner", "vali", "miner", "other")}
+    return {
+        name: create_wallet(name, "default", root) for name in ("owner", "vali", "miner", "other")
+    }
 
 
 def _make_net(tmp_path, wallets, *, shield=True, name="chain.sqlite", **hp) -> Devnet:
     owner = wallets["owner"]
-    net = Devnet.create(tmp_path / name, block_time=0.02, clock="manual",
-                        sudo_ss58=coldkey_address(owner), enable_mev_shield=shield)
-    net.add_subnet(coldkey_address(owner), hotkey_address(owner), tempo=TEMPO,
-                   weights_rate_limit=2, **hp)
+    net = Devnet.create(
+        tmp_path / name,
+        block_time=0.02,
+        clock="manual",
+        sudo_ss58=coldkey_address(owner),
+        enable_mev_shield=shield,
+    )
+    net.add_subnet(
+        coldkey_address(owner), hotkey_address(owner), tempo=TEMPO, weights_rate_limit=2, **hp
+    )
     return net
 
 
@@ -74,8 +81,9 @@ async def test_register_is_shielded_idempotent_and_assigns_uids(chain, net, wall
     assert await chain.register(1, wallets["vali"]) == 1  # no second transaction
     assert await chain.is_registered(1, hotkey_address(wallets["vali"])) == 1
     mg = await chain.metagraph(1, max_age_blocks=0)
-    assert mg.hotkeys == [hotkey_address(w) for w in
-                          (wallets["owner"], wallets["vali"], wallets["miner"])]
+    assert mg.hotkeys == [
+        hotkey_address(w) for w in (wallets["owner"], wallets["vali"], wallets["miner"])
+    ]
     assert mg.by_uid(2).coldkey == coldkey_address(wallets["miner"])
     assert await chain.block() == head
     assert _calls(net) == ["MevShield.submit_encrypted", "SubtensorModule.burned_register"] * 2

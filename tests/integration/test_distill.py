@@ -47,8 +47,13 @@ train(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), cfg, progress=Fal
 
 def _run(args: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-c", RUN, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_killed_run_resumes_to_the_same_weights(world: dict[str, Path], tmp_path: Path) -> None:
@@ -82,8 +87,9 @@ def test_trained_folder_is_a_committable_model(world: dict[str, Path], tmp_path:
     from distill.identity import identity_for, parse_identity
 
     cfg = TrainConfig(steps=6, batch=4, warmup=2, eval_sequences=4, save_every=-1)
-    result = train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False,
-                   log=lambda _: None)
+    result = train(
+        world["student"], world["targets"], tmp_path / "s", cfg, progress=False, log=lambda _: None
+    )
     assert parse_identity(result.identity).digest == identity_for(tmp_path / "s").digest
     assert (tmp_path / "s" / "tokenizer.json").read_bytes() == (
         world["teacher"] / "tokenizer.json"
@@ -100,8 +106,13 @@ def test_other_tokenizer_is_refused(world: dict[str, Path], tmp_path: Path) -> N
 
 def test_k_larger_than_stored_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(TargetsError, match="k=9 is larger than the 8 stored"):
-        train(world["student"], world["targets"], tmp_path / "o", TrainConfig(steps=2, k=9),
-              progress=False)
+        train(
+            world["student"],
+            world["targets"],
+            tmp_path / "o",
+            TrainConfig(steps=2, k=9),
+            progress=False,
+        )
 
 
 def test_truncated_shard_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
@@ -135,9 +146,13 @@ def test_tiny_world_distilled_student_tracks_the_teacher() -> None:
     world = tiny_world()
     distilled = ensure_distilled(world)
     recipe = world.info()["recipe"]
-    tasks = [t for t in itertools.islice(iter_tasks("issue-7/heldout", recipe["families"]), 5000)
-             if is_holdout(t, recipe["holdout_mod"])][:300]
-    d, ce, teacher = evaluate([distilled, world.undistilled, world.teacher], world.teacher,
-                              tasks, engine_kind="hf", k=16)
+    tasks = [
+        t
+        for t in itertools.islice(iter_tasks("issue-7/heldout", recipe["families"]), 5000)
+        if is_holdout(t, recipe["holdout_mod"])
+    ][:300]
+    d, ce, teacher = evaluate(
+        [distilled, world.undistilled, world.teacher], world.teacher, tasks, engine_kind="hf", k=16
+    )
     assert d.forward_kl <= 0.7 * ce.forward_kl, (d, ce)
     assert abs(d.correctness - teacher.correctness) <= 0.10, (d, teacher)

@@ -69,8 +69,10 @@ def test_stop_all_kills_children_and_grandchildren(tmp_path):
 
 def test_stop_escalates_to_kill_when_term_is_ignored(tmp_path):
     ready = tmp_path / "ready"
-    code = ("import signal, time, pathlib, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-            "pathlib.Path(sys.argv[1]).write_text('1'); time.sleep(600)")
+    code = (
+        "import signal, time, pathlib, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "pathlib.Path(sys.argv[1]).write_text('1'); time.sleep(600)"
+    )
     sup = Supervisor(grace=0.5)
     pid = sup.start(ProcSpec("stubborn", (PY, "-c", code, str(ready)), tmp_path / "s.log"))
     _wait_for(ready)
@@ -80,8 +82,14 @@ def test_stop_escalates_to_kill_when_term_is_ignored(tmp_path):
 
 def test_deaths_are_reported_once_with_code_signal_and_log_tail(tmp_path):
     with Supervisor(grace=2.0) as sup:
-        sup.start(_spec(tmp_path, "crasher", "print('line one'); print('boom', flush=True); "
-                        "raise SystemExit(3)", critical=True))
+        sup.start(
+            _spec(
+                tmp_path,
+                "crasher",
+                "print('line one'); print('boom', flush=True); raise SystemExit(3)",
+                critical=True,
+            )
+        )
         victim = sup.start(_spec(tmp_path, "victim", "import time; time.sleep(600)"))
         sup.start(_spec(tmp_path, "steady", "import time; time.sleep(600)"))
         os.kill(victim, signal.SIGKILL)

@@ -26,21 +26,55 @@ ROLES = ("distilled", "undistilled", "adversary-fabricated")
 
 
 def _answer(uid: int, hotkey: str, task: str, score: float, cause: str = "ok") -> AnswerRow:
-    return AnswerRow(uid, hotkey, task, score, cause, "", 1.0 if cause == "ok" else 0.0,
-                     score, score, 0.5, None, None, None, None, None, 8, 0.01, 0.1, False,
-                     None, None, {"engine": "test"})
+    return AnswerRow(
+        uid,
+        hotkey,
+        task,
+        score,
+        cause,
+        "",
+        1.0 if cause == "ok" else 0.0,
+        score,
+        score,
+        0.5,
+        None,
+        None,
+        None,
+        None,
+        None,
+        8,
+        0.01,
+        0.1,
+        False,
+        None,
+        None,
+        {"engine": "test"},
+    )
 
 
 @pytest.fixture
 def subnet(tmp_path):
-    wallets = {n: create_wallet(n, "default", tmp_path / "wallets")
-               for n in ("owner", "vali", *ROLES)}
-    net = Devnet.create(tmp_path / "chain.sqlite", block_time=0.1, clock="manual",
-                        sudo_ss58=coldkey_address(wallets["owner"]), enable_mev_shield=False)
-    net.add_subnet(coldkey_address(wallets["owner"]), hotkey_address(wallets["owner"]),
-                   tempo=5, weights_rate_limit=1)
-    uids = {n: net.register(1, hotkey_address(w), coldkey_address(w))
-            for n, w in wallets.items() if n != "owner"}
+    wallets = {
+        n: create_wallet(n, "default", tmp_path / "wallets") for n in ("owner", "vali", *ROLES)
+    }
+    net = Devnet.create(
+        tmp_path / "chain.sqlite",
+        block_time=0.1,
+        clock="manual",
+        sudo_ss58=coldkey_address(wallets["owner"]),
+        enable_mev_shield=False,
+    )
+    net.add_subnet(
+        coldkey_address(wallets["owner"]),
+        hotkey_address(wallets["owner"]),
+        tempo=5,
+        weights_rate_limit=1,
+    )
+    uids = {
+        n: net.register(1, hotkey_address(w), coldkey_address(w))
+        for n, w in wallets.items()
+        if n != "owner"
+    }
     net.set_stake(1, hotkey_address(wallets["vali"]), 1000 * TAO)
     yield net, wallets, uids
     net.close()
@@ -60,20 +94,34 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     u = {r: uids[r] for r in ROLES}
     store.commit_step(
         StepRow(1, 3, "seed", "digest", 3, 6, None, 0.5),
-        [_answer(u["distilled"], hk["distilled"], "t1", 0.9),
-         _answer(u["distilled"], hk["distilled"], "t2", 0.7),
-         _answer(u["undistilled"], hk["undistilled"], "t1", 0.4),
-         _answer(u["undistilled"], hk["undistilled"], "t2", 0.2),
-         _answer(u["adversary-fabricated"], hk["adversary-fabricated"], "t1", 0.0, "fabricated"),
-         _answer(u["adversary-fabricated"], hk["adversary-fabricated"], "t2", 0.0,
-                 "dist_mismatch")],
-        [], [EmaRow(u["distilled"], hk["distilled"], 0.8),
-             EmaRow(u["undistilled"], hk["undistilled"], 0.3),
-             EmaRow(u["adversary-fabricated"], hk["adversary-fabricated"], 0.0, 20)],
+        [
+            _answer(u["distilled"], hk["distilled"], "t1", 0.9),
+            _answer(u["distilled"], hk["distilled"], "t2", 0.7),
+            _answer(u["undistilled"], hk["undistilled"], "t1", 0.4),
+            _answer(u["undistilled"], hk["undistilled"], "t2", 0.2),
+            _answer(u["adversary-fabricated"], hk["adversary-fabricated"], "t1", 0.0, "fabricated"),
+            _answer(
+                u["adversary-fabricated"], hk["adversary-fabricated"], "t2", 0.0, "dist_mismatch"
+            ),
+        ],
+        [],
+        [
+            EmaRow(u["distilled"], hk["distilled"], 0.8),
+            EmaRow(u["undistilled"], hk["undistilled"], 0.3),
+            EmaRow(u["adversary-fabricated"], hk["adversary-fabricated"], 0.0, 20),
+        ],
     )
     weights = {u["distilled"]: 0.8, u["undistilled"]: 0.2}
-    store.record_weight_set(block=3, step=1, weights=weights, success=True, attempts=1,
-                            matches=True, error="", read_back=weights)
+    store.record_weight_set(
+        block=3,
+        step=1,
+        weights=weights,
+        success=True,
+        attempts=1,
+        matches=True,
+        error="",
+        read_back=weights,
+    )
     net.advance(1)  # weights set at a miner's registration block are masked (as on chain)
     async with open_chain(f"devnet:{tmp_path / 'chain.sqlite'}") as chain:
         await chain.set_weights(1, wallets["vali"], weights)
@@ -99,7 +147,8 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     rows2 = {m.role: m for m in snap2.miners}
     assert rows2["distilled"].answers == 0 and rows2["distilled"].score is None
     assert rows2["distilled"].emission_total == pytest.approx(
-        rows["distilled"].emission_total + rows2["distilled"].emission)
+        rows["distilled"].emission_total + rows2["distilled"].emission
+    )
     store.close()
 
     miners = summarize([snap, snap2])
@@ -107,8 +156,10 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     assert by_role["distilled"]["answers"] == 2
     assert by_role["distilled"]["mean_score"] == pytest.approx(0.8)
     assert by_role["adversary-fabricated"]["causes"] == {"fabricated": 1, "dist_mismatch": 1}
-    assert ordering_checks(miners) == {"distilled earns more than undistilled": True,
-                                       "adversaries earn nothing": True}
+    assert ordering_checks(miners) == {
+        "distilled earns more than undistilled": True,
+        "adversaries earn nothing": True,
+    }
     assert Snapshot.from_json(json.loads(json.dumps(snap.to_json()))) == snap
 
     console = Console(record=True, width=200)
@@ -123,31 +174,58 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
 
 def test_validator_view_of_a_failed_weight_set_keeps_the_last_good_weights(tmp_path):
     store = Store(tmp_path / "v.sqlite")
-    store.record_weight_set(block=1, step=1, weights={3: 1.0}, success=True, attempts=1,
-                            matches=True, error="", read_back={3: 1.0})
-    store.record_weight_set(block=9, step=2, weights={4: 1.0}, success=False, attempts=3,
-                            matches=None, error="SettingWeightsTooFast", read_back={})
+    store.record_weight_set(
+        block=1,
+        step=1,
+        weights={3: 1.0},
+        success=True,
+        attempts=1,
+        matches=True,
+        error="",
+        read_back={3: 1.0},
+    )
+    store.record_weight_set(
+        block=9,
+        step=2,
+        weights={4: 1.0},
+        success=False,
+        attempts=3,
+        matches=None,
+        error="SettingWeightsTooFast",
+        read_back={},
+    )
     store.close()
     view = read_validator(tmp_path / "v.sqlite", 0)
     assert view.weights == {3: 1.0} and view.weight_error == "SettingWeightsTooFast"
 
 
 def test_ordering_checks_fail_when_the_claims_do_not_hold():
-    miners = [{"role": "distilled", "emission_total": 1.0},
-              {"role": "undistilled", "emission_total": 2.0},
-              {"role": "adversary-wrong-model", "emission_total": 0.5}]
-    assert ordering_checks(miners) == {"distilled earns more than undistilled": False,
-                                       "adversaries earn nothing": False}
+    miners = [
+        {"role": "distilled", "emission_total": 1.0},
+        {"role": "undistilled", "emission_total": 2.0},
+        {"role": "adversary-wrong-model", "emission_total": 0.5},
+    ]
+    assert ordering_checks(miners) == {
+        "distilled earns more than undistilled": False,
+        "adversaries earn nothing": False,
+    }
     assert ordering_checks([{"role": "teacher", "emission_total": 1.0}]) == {}
 
 
 def test_parse_miners_accepts_roles_and_engines_and_names_bad_input():
     default = parse_miners(DEFAULT_MINERS, "vllm")
-    assert [r for r, _ in default] == ["distilled", "undistilled", "teacher",
-                                       "adversary-wrong-model", "adversary-fabricated"]
+    assert [r for r, _ in default] == [
+        "distilled",
+        "undistilled",
+        "teacher",
+        "adversary-wrong-model",
+        "adversary-fabricated",
+    ]
     assert [e for _, e in default] == ["vllm", "vllm", "vllm", "hf", "hf"]
-    assert parse_miners("teacher:hf, distilled", "vllm") == (("teacher", "hf"),
-                                                           ("distilled", "vllm"))
+    assert parse_miners("teacher:hf, distilled", "vllm") == (
+        ("teacher", "hf"),
+        ("distilled", "vllm"),
+    )
     with pytest.raises(ConfigError, match="unknown role 'cheater'"):
         parse_miners("distilled,cheater", "hf")
     with pytest.raises(ConfigError, match="unknown engine 'tpu'"):
@@ -193,14 +271,28 @@ def test_status_reads_a_finished_run_and_refuses_a_missing_one(tmp_path):
     with pytest.raises(ConfigError, match="unreadable"):
         status(tmp_path, console)
     snap = Snapshot(3, 7, 140, 60.0, 12, ())
-    state = {"pid": os.getpid(), "phase": "ended", "ended": 1.0, "exit_code": 0,
-             "network": "devnet:x", "netuid": 1,
-             "validator": {"pid": 999999, "log": "v.log"},
-             "miners": [{"name": "miner1", "role": "distilled", "uid": 2, "port": 1234,
-                         "pid": 999998, "log": "m.log"}],
-             "deaths": [{"name": "miner1-distilled", "reason": "exited with code 1",
-                         "log": "m.log"}],
-             "epochs": [snap.to_json()], "phases": {"setup": 1.0}}
+    state = {
+        "pid": os.getpid(),
+        "phase": "ended",
+        "ended": 1.0,
+        "exit_code": 0,
+        "network": "devnet:x",
+        "netuid": 1,
+        "validator": {"pid": 999999, "log": "v.log"},
+        "miners": [
+            {
+                "name": "miner1",
+                "role": "distilled",
+                "uid": 2,
+                "port": 1234,
+                "pid": 999998,
+                "log": "m.log",
+            }
+        ],
+        "deaths": [{"name": "miner1-distilled", "reason": "exited with code 1", "log": "m.log"}],
+        "epochs": [snap.to_json()],
+        "phases": {"setup": 1.0},
+    }
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
     assert status(tmp_path, console) == 3  # ended: not running
     text = console.export_text()
@@ -218,8 +310,12 @@ def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     console = Console(record=True, width=200)
-    opts = Options(folder=tmp_path / "ln", miners=parse_miners("distilled,teacher", "hf"),
-                   tempo=10, block_time=0.5)
+    opts = Options(
+        folder=tmp_path / "ln",
+        miners=parse_miners("distilled,teacher", "hf"),
+        tempo=10,
+        block_time=0.5,
+    )
     manifest = Localnet(opts, console)._devnet()
     assert manifest["miners"] == ["miner1", "miner2"] and manifest["tempo"] == 10
     assert manifest["clock"] == "wall" and manifest["network"].endswith("ln/devnet/devnet.sqlite")
@@ -228,11 +324,14 @@ def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, m
     other = Options(folder=tmp_path / "ln", miners=opts.miners, tempo=20, block_time=0.5)
     with pytest.raises(ConfigError, match="--fresh"):
         Localnet(other, console)._devnet()
-    more = Options(folder=tmp_path / "ln", miners=parse_miners(DEFAULT_MINERS, "hf"),
-                   tempo=10, block_time=0.5)
+    more = Options(
+        folder=tmp_path / "ln", miners=parse_miners(DEFAULT_MINERS, "hf"), tempo=10, block_time=0.5
+    )
     with pytest.raises(ConfigError, match="2 miners"):
         Localnet(more, console)._devnet()
-    fresh = Localnet(Options(folder=tmp_path / "ln", miners=more.miners, tempo=20,
-                             block_time=0.5, fresh=True), console)._devnet()
+    fresh = Localnet(
+        Options(folder=tmp_path / "ln", miners=more.miners, tempo=20, block_time=0.5, fresh=True),
+        console,
+    )._devnet()
     assert fresh["tempo"] == 20 and len(fresh["miners"]) == 5
     assert fresh["network"] == manifest["network"]

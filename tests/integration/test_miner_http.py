@@ -78,25 +78,40 @@ async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
 
     async def start(**limits: Any) -> tuple[str, Clock, MinerMetrics]:
         clock = Clock()
-        directory = Directory({
-            VALI.ss58_address: CallerInfo(0, 1000.0, True),
-            VALI2.ss58_address: CallerInfo(1, 500.0, True),
-            WEAK.ss58_address: CallerInfo(2, 1.0, True),
-            NOPERMIT.ss58_address: CallerInfo(3, 1000.0, False),
-        })
-        policy = CallerPolicy(directory, PolicyLimits(
-            min_stake=limits.pop("min_stake", 10.0), rate_rps=limits.pop("rps", 1000.0),
-            burst=limits.pop("burst", 1000)), clock=clock)
+        directory = Directory(
+            {
+                VALI.ss58_address: CallerInfo(0, 1000.0, True),
+                VALI2.ss58_address: CallerInfo(1, 500.0, True),
+                WEAK.ss58_address: CallerInfo(2, 1.0, True),
+                NOPERMIT.ss58_address: CallerInfo(3, 1000.0, False),
+            }
+        )
+        policy = CallerPolicy(
+            directory,
+            PolicyLimits(
+                min_stake=limits.pop("min_stake", 10.0),
+                rate_rps=limits.pop("rps", 1000.0),
+                burst=limits.pop("burst", 1000),
+            ),
+            clock=clock,
+        )
         gate = Gate(
-            wallet=MINER, hotkey=MINER.ss58_address,
+            wallet=MINER,
+            hotkey=MINER.ss58_address,
             nonce_store=auth.SqliteNonceStore(tmp_path / f"n{len(runners)}.sqlite", 12.0),
             policy=policy,
             limiter=PriorityLimiter(limits.pop("concurrency", 8), limits.pop("queue", 64)),
             max_body_bytes=limits.pop("max_body", 64 * 1024),
             request_timeout=limits.pop("timeout", 60.0),
         )
-        service = MinerService(limits.pop("engine", engine), identity=IDENTITY, model_name="tiny",
-                               codec=load_codec(model_dir()), max_tokens=32, max_logprobs=5)
+        service = MinerService(
+            limits.pop("engine", engine),
+            identity=IDENTITY,
+            model_name="tiny",
+            codec=load_codec(model_dir()),
+            max_tokens=32,
+            max_logprobs=5,
+        )
         metrics = MinerMetrics()
         runner = web.AppRunner(build_app(service, gate, metrics))
         await runner.setup()
@@ -117,12 +132,22 @@ def body(**kw: Any) -> bytes:
 
 
 async def post(
-    session: aiohttp.ClientSession, base: str, data: bytes, *, signer: Keypair = VALI,
-    receiver: str = MINER.ss58_address, nonce_ns: int | None = None,
+    session: aiohttp.ClientSession,
+    base: str,
+    data: bytes,
+    *,
+    signer: Keypair = VALI,
+    receiver: str = MINER.ss58_address,
+    nonce_ns: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    h = headers if headers is not None else http_auth.sign(
-        signer, method="POST", path=PATH, body=data, receiver_ss58=receiver, nonce_ns=nonce_ns)
+    h = (
+        headers
+        if headers is not None
+        else http_auth.sign(
+            signer, method="POST", path=PATH, body=data, receiver_ss58=receiver, nonce_ns=nonce_ns
+        )
+    )
     async with session.post(base + PATH, data=data, headers=h) as r:
         return r.status, dict(r.headers), await r.read()
 
@@ -130,8 +155,9 @@ async def post(
 def openai_client(base: str, signer: Keypair = VALI) -> openai.AsyncOpenAI:
     hook = auth.BtAuthHook(signer, MINER.ss58_address)
     http = httpx.AsyncClient(event_hooks={"request": [hook.async_hook]}, timeout=60)
-    return openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", http_client=http,
-                              max_retries=0)
+    return openai.AsyncOpenAI(
+        base_url=base + "/v1", api_key="unused", http_client=http, max_retries=0
+    )
 
 
 async def test_openai_client_gets_exact_completion_with_logprobs(
@@ -140,12 +166,17 @@ async def test_openai_client_gets_exact_completion_with_logprobs(
     base, _, _ = await server()
     client = openai_client(base)
     raw = await client.completions.with_raw_response.create(
-        model="tiny", prompt=[1, 5, 6, 7], max_tokens=6, temperature=0, logprobs=3,
+        model="tiny",
+        prompt=[1, 5, 6, 7],
+        max_tokens=6,
+        temperature=0,
+        logprobs=3,
         extra_body={"subnet": {"task_id": "t-1", "ignore_eos": True}},
     )
     r = raw.parse()
-    [ref] = await engine.generate([[1, 5, 6, 7]], SamplingParams(
-        max_tokens=6, temperature=0, top_logprobs=3, ignore_eos=True))
+    [ref] = await engine.generate(
+        [[1, 5, 6, 7]], SamplingParams(max_tokens=6, temperature=0, top_logprobs=3, ignore_eos=True)
+    )
     lp = r.choices[0].logprobs
     assert lp is not None and lp.tokens == [f"token_id:{t}" for t in ref.token_ids.tolist()]
     np.testing.assert_allclose(lp.token_logprobs, ref.sampled_logprobs, rtol=1e-6)
@@ -156,8 +187,13 @@ async def test_openai_client_gets_exact_completion_with_logprobs(
     # the validator keeps (request, response) as evidence: the signature checks out
     resp = raw.http_response
     auth.verify_response(
-        resp.headers, resp.content, miner_hotkey=MINER.ss58_address, status=200, path=PATH,
-        request_body=resp.request.content, caller=VALI.ss58_address,
+        resp.headers,
+        resp.content,
+        miner_hotkey=MINER.ss58_address,
+        status=200,
+        path=PATH,
+        request_body=resp.request.content,
+        caller=VALI.ss58_address,
         request_nonce=int(resp.request.headers[http_auth.HEADER_NONCE]),
     )
     await client.close()
@@ -167,7 +203,12 @@ async def test_openai_client_streams_with_logprobs_and_signature(server: Server)
     base, _, metrics = await server()
     client = openai_client(base)
     stream = await client.completions.create(
-        model="tiny", prompt=[1, 5, 6, 7], max_tokens=5, temperature=0, logprobs=2, stream=True,
+        model="tiny",
+        prompt=[1, 5, 6, 7],
+        max_tokens=5,
+        temperature=0,
+        logprobs=2,
+        stream=True,
         extra_body={"subnet": {"ignore_eos": True}},
     )
     chunks = [c async for c in stream]
@@ -180,16 +221,22 @@ async def test_openai_client_streams_with_logprobs_and_signature(server: Server)
     # the same stream read raw verifies end to end, and reassembles to the same tokens
     hook = auth.BtAuthHook(VALI, MINER.ss58_address)
     async with httpx.AsyncClient(event_hooks={"request": [hook.async_hook]}) as http:
-        req_body = body(stream=True, logprobs=2, temperature=0, max_tokens=5,
-                        subnet={"ignore_eos": True})
+        req_body = body(
+            stream=True, logprobs=2, temperature=0, max_tokens=5, subnet={"ignore_eos": True}
+        )
         async with http.stream("POST", base + PATH, content=req_body) as resp:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")
             raw = b"".join([b async for b in resp.aiter_raw()])
             nonce = int(resp.request.headers[http_auth.HEADER_NONCE])
-    prefix = auth.verify_stream(raw, miner_hotkey=MINER.ss58_address, path=PATH,
-                                request_body=req_body, caller=VALI.ss58_address,
-                                request_nonce=nonce)
+    prefix = auth.verify_stream(
+        raw,
+        miner_hotkey=MINER.ss58_address,
+        path=PATH,
+        request_body=req_body,
+        caller=VALI.ss58_address,
+        request_nonce=nonce,
+    )
     events = [json.loads(e[6:]) for e in prefix.split(b"\n\n") if e]
     got = protocol.read_completion(events)
     expected = [int(t.split(":")[1]) for c in content for t in c.choices[0].logprobs.tokens]
@@ -215,19 +262,27 @@ async def test_auth_rejections(server: Server) -> None:
         stale = time.time_ns() - 60 * 10**9
         status, _, out = await post(s, base, data, nonce_ns=stale)
         assert status == 401 and json.loads(out)["error"]["code"] == "auth_stale"
-        h = http_auth.sign(VALI, method="POST", path=PATH, body=data,
-                           receiver_ss58=MINER.ss58_address)
+        h = http_auth.sign(
+            VALI, method="POST", path=PATH, body=data, receiver_ss58=MINER.ss58_address
+        )
         assert (await post(s, base, data, headers=h))[0] == 200
         status, _, out = await post(s, base, data, headers=h)
         assert status == 401 and json.loads(out)["error"]["code"] == "auth_replayed"
-        h = http_auth.sign(VALI, method="POST", path=PATH, body=data,
-                           receiver_ss58=MINER.ss58_address)
+        h = http_auth.sign(
+            VALI, method="POST", path=PATH, body=data, receiver_ss58=MINER.ss58_address
+        )
         status, headers, out = await post(s, base, body(max_tokens=5), headers=h)
         assert status == 401 and json.loads(out)["error"]["code"] == "auth_bad_signature"
         assert "Traceback" not in out.decode()
         # error responses are signed too (unauthenticated: caller "-")
-        auth.verify_response(headers, out, miner_hotkey=MINER.ss58_address, status=401,
-                             path=PATH, request_body=body(max_tokens=5))
+        auth.verify_response(
+            headers,
+            out,
+            miner_hotkey=MINER.ss58_address,
+            status=401,
+            path=PATH,
+            request_body=body(max_tokens=5),
+        )
     text = metrics.render().decode()
     for cause in ("auth_wrong_receiver", "auth_stale", "auth_replayed", "auth_bad_signature"):
         assert f'miner_auth_failures_total{{cause="{cause}"}} 1.0' in text
@@ -260,8 +315,12 @@ async def test_rate_limit_returns_429_then_recovers(server: Server) -> None:
 async def test_bad_requests_name_the_field(server: Server) -> None:
     base, _, _ = await server()
     cases = [
-        (b"{not json", None), (body(max_tokens=33), "max_tokens"), (body(logprobs=6), "logprobs"),
-        (body(prompt=[1, 10**6]), "prompt"), (body(n=2), "n"), (b"[]", None),
+        (b"{not json", None),
+        (body(max_tokens=33), "max_tokens"),
+        (body(logprobs=6), "logprobs"),
+        (body(prompt=[1, 10**6]), "prompt"),
+        (body(n=2), "n"),
+        (b"[]", None),
     ]
     async with aiohttp.ClientSession() as s:
         for data, param in cases:
@@ -280,7 +339,8 @@ async def test_huge_body_gets_413_without_being_read(server: Server) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {10 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 65536
+        f"Content-Length: {10 * 1024 * 1024}\r\n\r\n".encode()
+        + b"{" * 65536
     )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), 30)  # 10 MB never sent
@@ -288,6 +348,7 @@ async def test_huge_body_gets_413_without_being_read(server: Server) -> None:
     writer.close()
     # chunked bodies (no Content-Length) are cut off as soon as they pass the limit
     async with aiohttp.ClientSession() as s:
+
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(160):
                 yield b" " * 65536
@@ -301,8 +362,10 @@ async def test_a_trickled_body_times_out_with_408(server: Server) -> None:
     base, _, _ = await server(timeout=1.0)
     port = int(base.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: 1000\r\n\r\n{{".encode())
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\n\r\n{{".encode()
+    )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), 30)  # 999 bytes never come
     assert b" 408 " in status_line
@@ -313,17 +376,17 @@ async def test_200_concurrent_requests_fail_only_with_429(server: Server) -> Non
     base, _, metrics = await server(concurrency=4, queue=40)
     callers = [VALI, VALI2]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        results = await asyncio.gather(*[
-            post(s, base, body(max_tokens=2, seed=i), signer=callers[i % 2])
-            for i in range(200)
-        ])
+        results = await asyncio.gather(
+            *[post(s, base, body(max_tokens=2, seed=i), signer=callers[i % 2]) for i in range(200)]
+        )
     statuses = [r[0] for r in results]
     assert set(statuses) <= {200, 429} and statuses.count(200) >= 44
     for status, headers, out in results:
         if status == 429:
             assert json.loads(out)["error"]["code"] == "saturated" and "Retry-After" in headers
     assert 'miner_requests_total{cause="ok",route="/v1/completions",status="200"}' in (
-        metrics.render().decode())
+        metrics.render().decode()
+    )
 
 
 async def test_health_and_metrics(server: Server) -> None:
@@ -347,8 +410,9 @@ def sse_events(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(e[6:]) for e in raw.split(b"\n\n") if e and e != b"data: [DONE]"]
 
 
-@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 5}],
-                         ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    "sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 5}], ids=["greedy", "seeded"]
+)
 async def test_stream_is_live_and_reassembles_to_the_plain_answer(
     server: Server, engine: StreamingEngine, sampling: dict[str, Any]
 ) -> None:
@@ -363,9 +427,14 @@ async def test_stream_is_live_and_reassembles_to_the_plain_answer(
             nonce = int(resp.request.headers[http_auth.HEADER_NONCE])
         health = (await http.get(base + protocol.HEALTH_PATH)).json()
     assert health["streaming"] == "live"
-    prefix = auth.verify_stream(raw, miner_hotkey=MINER.ss58_address, path=PATH,
-                                request_body=streamed_body, caller=VALI.ss58_address,
-                                request_nonce=nonce)
+    prefix = auth.verify_stream(
+        raw,
+        miner_hotkey=MINER.ss58_address,
+        path=PATH,
+        request_body=streamed_body,
+        caller=VALI.ss58_address,
+        request_nonce=nonce,
+    )
     content = sse_events(prefix)
     got, want = protocol.read_completion(content), protocol.read_completion(plain)
     assert got == want  # tokens, raw top-k, finish reason and identity, exactly
@@ -374,7 +443,8 @@ async def test_stream_is_live_and_reassembles_to_the_plain_answer(
     assert all(len(e["subnet"]["token_ids"]) == 1 for e in content)
     assert "".join(e["choices"][0]["text"] for e in content) == plain["choices"][0]["text"]
     assert [lp for e in content for lp in e["choices"][0]["logprobs"]["token_logprobs"]] == (
-        plain["choices"][0]["logprobs"]["token_logprobs"])
+        plain["choices"][0]["logprobs"]["token_logprobs"]
+    )
     assert content[-1]["usage"] == plain["usage"]
 
 
@@ -431,8 +501,7 @@ async def test_disconnect_mid_stream_stops_the_engine_and_frees_the_slot(
     gated = Gated(engine)
     base, _, metrics = await server(engine=gated, concurrency=1, queue=0)
     data = body(stream=True, max_tokens=32, subnet={"ignore_eos": True})
-    h = http_auth.sign(VALI, method="POST", path=PATH, body=data,
-                       receiver_ss58=MINER.ss58_address)
+    h = http_auth.sign(VALI, method="POST", path=PATH, body=data, receiver_ss58=MINER.ss58_address)
     async with aiohttp.ClientSession() as s:
         resp = await s.post(base + PATH, data=data, headers=h)
         assert resp.status == 200
@@ -450,6 +519,7 @@ async def test_disconnect_mid_stream_stops_the_engine_and_frees_the_slot(
             assert (await r.json())["capacity"]["in_flight"] == 0
         # concurrency 1, no queue: a leaked slot would answer 429 here
         status, _, out = await post(
-            s, base, body(stream=True, max_tokens=3, subnet={"ignore_eos": True}))
+            s, base, body(stream=True, max_tokens=3, subnet={"ignore_eos": True})
+        )
     assert status == 200 and len(sse_events(out)) == 3 + 1  # 3 tokens + the signature
     assert 'cause="client_gone",route="/v1/completions",status="499"' in metrics.render().decode()

@@ -47,14 +47,23 @@ async def engine() -> AsyncIterator[Engine]:
 async def base(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     teacher = tiny_world().teacher
     gate = Gate(
-        wallet=MINER, hotkey=MINER.ss58_address,
+        wallet=MINER,
+        hotkey=MINER.ss58_address,
         nonce_store=auth.SqliteNonceStore(tmp_path_factory.mktemp("n") / "n.sqlite", 12.0),
-        policy=CallerPolicy(Directory({VALI.ss58_address: CallerInfo(0, 100.0, True)}),
-                            PolicyLimits(rate_rps=1000, burst=1000)),
+        policy=CallerPolicy(
+            Directory({VALI.ss58_address: CallerInfo(0, 100.0, True)}),
+            PolicyLimits(rate_rps=1000, burst=1000),
+        ),
         limiter=PriorityLimiter(32, 64),
     )
-    service = MinerService(engine, identity="v1:" + "0" * 64 + ":tiny:vllm", model_name="tiny",
-                           codec=load_codec(teacher), max_tokens=32, max_logprobs=5)
+    service = MinerService(
+        engine,
+        identity="v1:" + "0" * 64 + ":tiny:vllm",
+        model_name="tiny",
+        codec=load_codec(teacher),
+        max_tokens=32,
+        max_logprobs=5,
+    )
     runner = web.AppRunner(build_app(service, gate, MinerMetrics()))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -65,34 +74,53 @@ async def base(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Asyn
 def client(base: str) -> openai.AsyncOpenAI:
     hook = auth.BtAuthHook(VALI, MINER.ss58_address)
     return openai.AsyncOpenAI(
-        base_url=base + "/v1", api_key="unused", max_retries=0,
-        http_client=httpx.AsyncClient(event_hooks={"request": [hook.async_hook]}, timeout=120))
+        base_url=base + "/v1",
+        api_key="unused",
+        max_retries=0,
+        http_client=httpx.AsyncClient(event_hooks={"request": [hook.async_hook]}, timeout=120),
+    )
 
 
-async def test_vllm_completion_matches_the_engine_and_is_signed(
-    base: str, engine: Engine
-) -> None:
+async def test_vllm_completion_matches_the_engine_and_is_signed(base: str, engine: Engine) -> None:
     c = client(base)
     prompt = [1, *range(10, 20)]
     raw = await c.completions.with_raw_response.create(
-        model="tiny", prompt=prompt, max_tokens=8, temperature=0, logprobs=5,
-        extra_body={"subnet": {"ignore_eos": True}})
+        model="tiny",
+        prompt=prompt,
+        max_tokens=8,
+        temperature=0,
+        logprobs=5,
+        extra_body={"subnet": {"ignore_eos": True}},
+    )
     r = raw.parse()
-    [ref] = await engine.generate([prompt], SamplingParams(
-        max_tokens=8, temperature=0, top_logprobs=5, ignore_eos=True))
+    [ref] = await engine.generate(
+        [prompt], SamplingParams(max_tokens=8, temperature=0, top_logprobs=5, ignore_eos=True)
+    )
     ext = r.model_extra["subnet"]
     assert ext["token_ids"] == ref.token_ids.tolist()
     assert ext["top_k"]["ids"] == ref.top_ids.tolist()
     np.testing.assert_allclose(ext["top_k"]["logprobs"], ref.top_logprobs, atol=1e-5)
     resp = raw.http_response
-    auth.verify_response(resp.headers, resp.content, miner_hotkey=MINER.ss58_address,
-                         status=200, path=PATH, request_body=resp.request.content,
-                         caller=VALI.ss58_address,
-                         request_nonce=int(resp.request.headers[http_auth.HEADER_NONCE]))
+    auth.verify_response(
+        resp.headers,
+        resp.content,
+        miner_hotkey=MINER.ss58_address,
+        status=200,
+        path=PATH,
+        request_body=resp.request.content,
+        caller=VALI.ss58_address,
+        request_nonce=int(resp.request.headers[http_auth.HEADER_NONCE]),
+    )
 
-    stream = await c.completions.create(model="tiny", prompt=prompt, max_tokens=8,
-                                        temperature=0, logprobs=5, stream=True,
-                                        extra_body={"subnet": {"ignore_eos": True}})
+    stream = await c.completions.create(
+        model="tiny",
+        prompt=prompt,
+        max_tokens=8,
+        temperature=0,
+        logprobs=5,
+        stream=True,
+        extra_body={"subnet": {"ignore_eos": True}},
+    )
     chunks = [json.loads(ch.model_dump_json()) async for ch in stream]
     got = protocol.read_completion(chunks)
     assert list(got.token_ids) == ref.token_ids.tolist() and got.finish_reason == "length"

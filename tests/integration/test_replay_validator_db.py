@@ -39,18 +39,32 @@ def validator_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def _run_validator(tmp: Path) -> Path:
     sub = make_subnet(tmp, clock="wall", block_time=0.5, tempo=100)
-    cfg = load_config(None, env={}, overrides={
-        "chain.network": sub.network, "chain.netuid": NETUID,
-        "validator.teacher": str(sub.zoo["teacher"]), "validator.engine": "hf",
-        "validator.state_dir": str(tmp / "vs"), "validator.tasks_per_step": 2,
-        "validator.max_tokens": 8, "validator.query_timeout": 5.0,
-        "validator.model_roots": str(tmp / "models"), "validator.weights_interval": 1,
-        "validator.baseline": str(sub.zoo["student"]), "verify.spot_check_fraction": 1.0,
-        # Non-default weights so the replay has to read them from meta.config.
-        "weights.ema_alpha": 0.5, "weights.power": 1.0, "weights.burn_share": 0.1,
-    })
-    async with (running_miners(sub, tmp, names=("teacher", "student", "fabricated")),
-                open_chain(sub.network) as chain):
+    cfg = load_config(
+        None,
+        env={},
+        overrides={
+            "chain.network": sub.network,
+            "chain.netuid": NETUID,
+            "validator.teacher": str(sub.zoo["teacher"]),
+            "validator.engine": "hf",
+            "validator.state_dir": str(tmp / "vs"),
+            "validator.tasks_per_step": 2,
+            "validator.max_tokens": 8,
+            "validator.query_timeout": 5.0,
+            "validator.model_roots": str(tmp / "models"),
+            "validator.weights_interval": 1,
+            "validator.baseline": str(sub.zoo["student"]),
+            "verify.spot_check_fraction": 1.0,
+            # Non-default weights so the replay has to read them from meta.config.
+            "weights.ema_alpha": 0.5,
+            "weights.power": 1.0,
+            "weights.burn_share": 0.1,
+        },
+    )
+    async with (
+        running_miners(sub, tmp, names=("teacher", "student", "fabricated")),
+        open_chain(sub.network) as chain,
+    ):
         node = Validator(cfg, chain, sub.wallets["vali"])
         assert await node.run(max_steps=STEPS) == 0
     return tmp / "vs" / "validator.sqlite"
@@ -97,8 +111,18 @@ def test_replay_cli_on_the_validator_db(
     validator_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    rc = main(["simulate", "--replay", str(validator_db), "--out", str(out), "--no-progress",
-               "--set", "weights.power=4"])
+    rc = main(
+        [
+            "simulate",
+            "--replay",
+            str(validator_db),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            "weights.power=4",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     line = next(x for x in text.splitlines() if "reproduced with the recorded config" in x)

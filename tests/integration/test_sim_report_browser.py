@@ -18,8 +18,9 @@ import pytest
 
 from subnet.cli import main
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file()
-                                        else None)
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+)
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="headless Chromium not installed (Debian package 'chromium'; CI installs it)",
@@ -30,19 +31,49 @@ def _chromium(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000", *extra],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    rc = main(["simulate", "--scenario", "copier", "--epochs", "12", "--validators", "3",
-               "--miners", "5", "--sweep", "bonds_penalty=65535,0", "--out", str(out),
-               "--exact-checks", "1", "--no-progress"])
+    rc = main(
+        [
+            "simulate",
+            "--scenario",
+            "copier",
+            "--epochs",
+            "12",
+            "--validators",
+            "3",
+            "--miners",
+            "5",
+            "--sweep",
+            "bonds_penalty=65535,0",
+            "--out",
+            str(out),
+            "--exact-checks",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     return out / "report.html"
 

@@ -37,10 +37,30 @@ OWNER, N = 0, 7
 
 
 def _answer(uid: int, hotkey: str, task: str, score: float, cause: str) -> AnswerRow:
-    return AnswerRow(uid=uid, hotkey=hotkey, task_id=task, score=score, cause=cause, detail="",
-                     gate=1.0, s_kl=score, s_ref=score, s_speed=1.0, kl=None, rkl=None, tv=None,
-                     overlap=None, correct=None, n_tokens=4, ttft_s=None, total_s=None,
-                     verified=False, verify_dp=None, identity=None, provenance={})
+    return AnswerRow(
+        uid=uid,
+        hotkey=hotkey,
+        task_id=task,
+        score=score,
+        cause=cause,
+        detail="",
+        gate=1.0,
+        s_kl=score,
+        s_ref=score,
+        s_speed=1.0,
+        kl=None,
+        rkl=None,
+        tv=None,
+        overlap=None,
+        correct=None,
+        n_tokens=4,
+        ttft_s=None,
+        total_s=None,
+        verified=False,
+        verify_dp=None,
+        identity=None,
+        provenance={},
+    )
 
 
 def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.ndarray:
@@ -72,12 +92,22 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
         rows.append(_answer(2, "hk2", "tx", 0.0, "validator_error"))
         rows.append(_answer(-1, "baseline", "t0", 0.9, "ok"))  # the validator's own baseline
         means, seen = round_means(uids, scores, N)
-        upd = advance_ema(ema, held, means, seen, proven_liars(uids, causes, N), cfg.ema_alpha,
-                          cfg.lie_penalty_steps)
+        upd = advance_ema(
+            ema,
+            held,
+            means,
+            seen,
+            proven_liars(uids, causes, N),
+            cfg.ema_alpha,
+            cfg.lie_penalty_steps,
+        )
         ema, held = upd.ema, upd.suspended
-        store.commit_step(StepRow(step, 100 + 10 * step, "seed", "digest", N - 1, len(rows),
-                                  0.9, 0.1), rows, [],
-                          [EmaRow(u, hotkeys[u], float(ema[u]), int(held[u])) for u in range(N)])
+        store.commit_step(
+            StepRow(step, 100 + 10 * step, "seed", "digest", N - 1, len(rows), 0.9, 0.1),
+            rows,
+            [],
+            [EmaRow(u, hotkeys[u], float(ema[u]), int(held[u])) for u in range(N)],
+        )
         if step % 3 == 2:
             eligible = np.arange(N) != OWNER
             res = transform_weights(ema, cfg, eligible, winner)
@@ -85,15 +115,23 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
             w = apply_burn(res.weights, OWNER, cfg.burn_share)
             recorded.append(w)
             sent = {u: float(x) for u, x in enumerate(w) if x > 0}
-            store.record_weight_set(block=100 + 10 * step + 5, step=step, weights=sent,
-                                    success=True, attempts=1, matches=True, error="",
-                                    read_back=sent)
+            store.record_weight_set(
+                block=100 + 10 * step + 5,
+                step=step,
+                weights=sent,
+                success=True,
+                attempts=1,
+                matches=True,
+                error="",
+                read_back=sent,
+            )
     store.close()
     return np.array(recorded)
 
 
-CFG = WeightsConfig(transform="wta", dethrone_margin=0.1, burn_share=0.2, ema_alpha=0.3,
-                    lie_penalty_steps=3)
+CFG = WeightsConfig(
+    transform="wta", dethrone_margin=0.1, burn_share=0.2, ema_alpha=0.3, lie_penalty_steps=3
+)
 
 
 def test_replay_reproduces_recorded_weights(tmp_path: Path) -> None:
@@ -117,8 +155,18 @@ def test_replay_cli_reports_reproduction(
     db = tmp_path / "validator.sqlite"
     _write_validator_db(db, CFG)
     out = tmp_path / "out"
-    rc = main(["simulate", "--replay", str(db), "--out", str(out), "--no-progress",
-               "--sweep", "weights.power=1,4"])
+    rc = main(
+        [
+            "simulate",
+            "--replay",
+            str(db),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--sweep",
+            "weights.power=1,4",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "reproduced with the recorded config: max |diff| = 0.00e+00" in text
@@ -126,8 +174,9 @@ def test_replay_cli_reports_reproduction(
     assert (out / "replay_weights.power=4.0_weights.csv").is_file()
 
 
-def test_replay_bad_database_is_a_clear_error(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_bad_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_text("not sqlite at all")
     assert main(["simulate", "--replay", str(bad), "--out", str(tmp_path)]) == 2
@@ -136,12 +185,30 @@ def test_replay_bad_database_is_a_clear_error(tmp_path: Path,
     assert "not found" in capsys.readouterr().err
 
 
-def test_sweep_writes_tables_charts_and_report(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_writes_tables_charts_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "sim"
-    rc = main(["simulate", "--scenario", "newcomer", "--epochs", "24", "--validators", "4",
-               "--miners", "8", "--sweep", "weights.power=1,4", "--out", str(out),
-               "--exact-checks", "2", "--no-progress"])
+    rc = main(
+        [
+            "simulate",
+            "--scenario",
+            "newcomer",
+            "--epochs",
+            "24",
+            "--validators",
+            "4",
+            "--miners",
+            "8",
+            "--sweep",
+            "weights.power=1,4",
+            "--out",
+            str(out),
+            "--exact-checks",
+            "2",
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert text.count("overtake=") == 2 and "max dev=" in text
@@ -156,19 +223,23 @@ def test_sweep_writes_tables_charts_and_report(tmp_path: Path,
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "sweep.png").is_file()
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 7 and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 7 and 'src="http' not in page
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--sweep", "bonds_penalty=99999"], "bonds_penalty"),
-    (["--sweep", "weights.nope=1"], "weights.nope"),
-    (["--sweep", "novalue"], "KEY=VALUE"),
-    (["--chain", "kappa=abc"], "integer"),
-    (["--chain", "yuma3_enabled=maybe"], "true or false"),
-    (["--epochs", "0"], "--epochs"),
-])
-def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           argv: list[str], needle: str) -> None:
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--sweep", "bonds_penalty=99999"], "bonds_penalty"),
+        (["--sweep", "weights.nope=1"], "weights.nope"),
+        (["--sweep", "novalue"], "KEY=VALUE"),
+        (["--chain", "kappa=abc"], "integer"),
+        (["--chain", "yuma3_enabled=maybe"], "true or false"),
+        (["--epochs", "0"], "--epochs"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     rc = main(["simulate", "--out", str(tmp_path), "--epochs", "3", "--no-progress", *argv])
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err

@@ -32,25 +32,44 @@ FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STO
 
 
 def _config(tmp_path, **overrides) -> SubnetConfig:
-    values = {"validator.tasks_per_step": 3, "validator.max_tokens": 8,
-              "validator.query_timeout": 3.0, "validator.engine": "hf",
-              "verify.spot_check_fraction": 1.0, "validator.state_dir": str(tmp_path / "vs"),
-              "weights.ema_alpha": 0.5, **overrides}
+    values = {
+        "validator.tasks_per_step": 3,
+        "validator.max_tokens": 8,
+        "validator.query_timeout": 3.0,
+        "validator.engine": "hf",
+        "verify.spot_check_fraction": 1.0,
+        "validator.state_dir": str(tmp_path / "vs"),
+        "weights.ema_alpha": 0.5,
+        **overrides,
+    }
     return load_config(None, overrides=values, env={})
 
 
 async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(tmp_path):
     sub = make_subnet(tmp_path)
     cfg = _config(tmp_path)
-    async with (running_miners(sub, tmp_path, slow_delay=20.0), open_chain(sub.network) as chain,
-                aiohttp.ClientSession() as session):
+    async with (
+        running_miners(sub, tmp_path, slow_delay=20.0),
+        open_chain(sub.network) as chain,
+        aiohttp.ClientSession() as session,
+    ):
         teacher = load_engine("hf", sub.zoo["teacher"])
         store = Store(tmp_path / "vs" / "validator.sqlite")
         models = ModelCache([tmp_path / "models"], 3, lambda p: _load(p))
         wallet = sub.wallets["vali"]
-        ctx = StepContext(cfg, chain, NETUID, wallet, hotkey_address(wallet), teacher,
-                          Tokenizer.from_file(str(sub.zoo["teacher"] / "tokenizer.json")),
-                          store, ValidatorMetrics(), models, session)
+        ctx = StepContext(
+            cfg,
+            chain,
+            NETUID,
+            wallet,
+            hotkey_address(wallet),
+            teacher,
+            Tokenizer.from_file(str(sub.zoo["teacher"] / "tokenizer.json")),
+            store,
+            ValidatorMetrics(),
+            models,
+            session,
+        )
         results = []
         for step in (1, 2, 3):
             sub.net.advance(1)
@@ -88,11 +107,11 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
         assert {(u["fabricated"], "dist_mismatch")} <= set(ev)
         # Weights: computed from the EMA, set through the adapter, read back equal.
         mg = await chain.metagraph(NETUID, max_age_blocks=0)
-        weights, winner = compute_weights(last.ema, mg, hotkey_address(wallet),
-                                          cfg.weights)
+        weights, winner = compute_weights(last.ema, mg, hotkey_address(wallet), cfg.weights)
         assert winner == u["teacher"]
-        setter = WeightSetter(chain, NETUID, wallet, store, ValidatorMetrics(),
-                              interval=1, retries=2, backoff=0.0)
+        setter = WeightSetter(
+            chain, NETUID, wallet, store, ValidatorMetrics(), interval=1, retries=2, backoff=0.0
+        )
         outcome = await setter.set(await chain.block(), 3, weights)
         assert outcome.success and outcome.matches is True
         # After an epoch, incentive follows the same order.

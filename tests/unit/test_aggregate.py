@@ -90,8 +90,16 @@ def test_ema_from_zero_converges_to_a_constant_score(score: float, alpha: float)
 
 
 def test_proven_liars_are_the_uids_with_a_lie_cause() -> None:
-    causes = [Cause.OK, Cause.TIMEOUT, Cause.DIST_MISMATCH, Cause.OK, Cause.FABRICATED,
-              Cause.WRONG_MODEL, Cause.COPY, Cause.FORMAT_LOGPROB]
+    causes = [
+        Cause.OK,
+        Cause.TIMEOUT,
+        Cause.DIST_MISMATCH,
+        Cause.OK,
+        Cause.FABRICATED,
+        Cause.WRONG_MODEL,
+        Cause.COPY,
+        Cause.FORMAT_LOGPROB,
+    ]
     got = proven_liars([0, 1, 2, 2, 3, 4, 5, 6], causes, 8)
     assert np.flatnonzero(got).tolist() == [2, 3]  # wrong_model (named openly) is no lie
     with pytest.raises(ValueError, match="equal-length"):
@@ -111,8 +119,9 @@ def test_a_caught_lie_resets_the_ema_and_suspends_the_hotkey() -> None:
     assert upd.punished.tolist() == [False, True]
     history = []
     for _ in range(3):  # honest answers after the lie: nothing for 2 rounds, then it climbs
-        upd = advance_ema(upd.ema, upd.suspended, np.array([1.0, 1.0]), seen,
-                          np.zeros(2, dtype=bool), 0.5, 2)
+        upd = advance_ema(
+            upd.ema, upd.suspended, np.array([1.0, 1.0]), seen, np.zeros(2, dtype=bool), 0.5, 2
+        )
         history.append((upd.ema[1], int(upd.suspended[1])))
     assert history == [(0.0, 1), (0.0, 0), (0.5, 0)]
     # A penalty of 0 still voids the round and the EMA built so far.
@@ -125,8 +134,11 @@ def test_a_caught_lie_resets_the_ema_and_suspends_the_hotkey() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(unit, st.booleans()), min_size=1, max_size=40),
-       st.floats(0.01, 1.0), st.integers(0, 10))
+@given(
+    st.lists(st.tuples(unit, st.booleans()), min_size=1, max_size=40),
+    st.floats(0.01, 1.0),
+    st.integers(0, 10),
+)
 def test_lying_never_pays_more_than_its_honest_rounds(
     rounds: list[tuple[float, bool]], alpha: float, penalty: int
 ) -> None:
@@ -135,8 +147,9 @@ def test_lying_never_pays_more_than_its_honest_rounds(
     ema, held = np.zeros(1), np.zeros(1, dtype=np.int64)
     since_catch: list[float] = []
     for score, lie in rounds:
-        upd = advance_ema(ema, held, np.array([score]), np.array([True]), np.array([lie]),
-                          alpha, penalty)
+        upd = advance_ema(
+            ema, held, np.array([score]), np.array([True]), np.array([lie]), alpha, penalty
+        )
         ema, held = upd.ema, upd.suspended
         since_catch = [] if upd.punished[0] else [*since_catch, score]
         assert ema[0] <= max(since_catch, default=0.0) + 1e-12

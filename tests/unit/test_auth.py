@@ -49,9 +49,16 @@ def test_nonce_store_retention_is_checked_by_verify(tmp_path: Path) -> None:
     body = b"{}"
     headers = auth.sign_request(VALI, "POST", "/v1/completions", body, MINER.ss58_address)
     with pytest.raises(ValueError, match="retains"):
-        auth.verify_request(headers, body, method="POST", path="/v1/completions",
-                            self_hotkey=MINER.ss58_address, max_age=10.0, allowed_skew=2.0,
-                            nonce_store=store)
+        auth.verify_request(
+            headers,
+            body,
+            method="POST",
+            path="/v1/completions",
+            self_hotkey=MINER.ss58_address,
+            max_age=10.0,
+            allowed_skew=2.0,
+            nonce_store=store,
+        )
 
 
 @pytest.mark.parametrize(
@@ -70,15 +77,28 @@ def test_auth_failure_mapping(error: http_auth.AuthError, status: int, cause: st
 
 
 def signed(body: bytes = b'{"ok":1}', status: int = 200) -> dict[str, str]:
-    return auth.sign_response(MINER, status=status, path="/v1/completions",
-                              request_body=b"req", body=body, caller=VALI.ss58_address,
-                              request_nonce=123)
+    return auth.sign_response(
+        MINER,
+        status=status,
+        path="/v1/completions",
+        request_body=b"req",
+        body=body,
+        caller=VALI.ss58_address,
+        request_nonce=123,
+    )
 
 
 def test_response_signature_verifies() -> None:
-    auth.verify_response(signed(), b'{"ok":1}', miner_hotkey=MINER.ss58_address, status=200,
-                         path="/v1/completions", request_body=b"req",
-                         caller=VALI.ss58_address, request_nonce=123)
+    auth.verify_response(
+        signed(),
+        b'{"ok":1}',
+        miner_hotkey=MINER.ss58_address,
+        status=200,
+        path="/v1/completions",
+        request_body=b"req",
+        caller=VALI.ss58_address,
+        request_nonce=123,
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,8 +107,14 @@ def test_response_signature_verifies() -> None:
 )
 def test_response_signature_rejects_tampering(tamper: str) -> None:
     headers = signed()
-    kw = dict(miner_hotkey=MINER.ss58_address, status=200, path="/v1/completions",
-              request_body=b"req", caller=VALI.ss58_address, request_nonce=123)
+    kw = dict(
+        miner_hotkey=MINER.ss58_address,
+        status=200,
+        path="/v1/completions",
+        request_body=b"req",
+        caller=VALI.ss58_address,
+        request_nonce=123,
+    )
     body = b'{"ok":1}'
     if tamper == "body":
         body = b'{"ok":2}'
@@ -114,29 +140,50 @@ def test_response_signature_rejects_tampering(tamper: str) -> None:
 
 def stream_bytes(events: list[dict]) -> bytes:
     prefix = b"".join(protocol.sse_event(e) for e in events)
-    fields = auth.sign_response(MINER, status=200, path="/v1/completions", request_body=b"req",
-                                caller=VALI.ss58_address, request_nonce=5,
-                                body_sha256=__import__("hashlib").sha256(prefix).hexdigest())
+    fields = auth.sign_response(
+        MINER,
+        status=200,
+        path="/v1/completions",
+        request_body=b"req",
+        caller=VALI.ss58_address,
+        request_nonce=5,
+        body_sha256=__import__("hashlib").sha256(prefix).hexdigest(),
+    )
     return prefix + protocol.sse_event(auth.stream_signature_event(fields)) + protocol.SSE_DONE
 
 
 def test_stream_signature_covers_every_prior_byte() -> None:
     raw = stream_bytes([{"a": 1}, {"b": 2}])
-    prefix = auth.verify_stream(raw, miner_hotkey=MINER.ss58_address, path="/v1/completions",
-                                request_body=b"req", caller=VALI.ss58_address, request_nonce=5)
+    prefix = auth.verify_stream(
+        raw,
+        miner_hotkey=MINER.ss58_address,
+        path="/v1/completions",
+        request_body=b"req",
+        caller=VALI.ss58_address,
+        request_nonce=5,
+    )
     assert prefix == protocol.sse_event({"a": 1}) + protocol.sse_event({"b": 2})
     tampered = raw.replace(b'"b":2', b'"b":3')
     with pytest.raises(ResponseSignatureError):
-        auth.verify_stream(tampered, miner_hotkey=MINER.ss58_address, path="/v1/completions",
-                           request_body=b"req")
-    for broken in (raw[: -len(protocol.SSE_DONE)], protocol.sse_event({"a": 1}) +
-                   protocol.SSE_DONE, b""):
+        auth.verify_stream(
+            tampered, miner_hotkey=MINER.ss58_address, path="/v1/completions", request_body=b"req"
+        )
+    for broken in (
+        raw[: -len(protocol.SSE_DONE)],
+        protocol.sse_event({"a": 1}) + protocol.SSE_DONE,
+        b"",
+    ):
         with pytest.raises(ResponseSignatureError):
-            auth.verify_stream(broken, miner_hotkey=MINER.ss58_address,
-                               path="/v1/completions", request_body=b"req")
+            auth.verify_stream(
+                broken, miner_hotkey=MINER.ss58_address, path="/v1/completions", request_body=b"req"
+            )
 
 
 def test_empty_stream_prefix_verifies() -> None:
     raw = stream_bytes([])
-    assert auth.verify_stream(raw, miner_hotkey=MINER.ss58_address, path="/v1/completions",
-                              request_body=b"req") == b""
+    assert (
+        auth.verify_stream(
+            raw, miner_hotkey=MINER.ss58_address, path="/v1/completions", request_body=b"req"
+        )
+        == b""
+    )

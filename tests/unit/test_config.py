@@ -119,7 +119,10 @@ def test_bad_cli_config_is_one_line_and_nonzero(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", "[weights]\nnope = 1\n")
     proc = subprocess.run(
         [sys.executable, "-m", "subnet.cli", "bench", "--config", str(bad)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 2
@@ -134,5 +137,7 @@ def test_verification_tolerance_follows_the_recompute_precision() -> None:
     for half in ("bfloat16", "float16", "torch.bfloat16"):
         h = v.for_dtype(half)
         assert (h.max_mean_abs_dp, h.min_topk_agreement) == (
-            v.max_mean_abs_dp_half, v.min_topk_agreement_half)
+            v.max_mean_abs_dp_half,
+            v.min_topk_agreement_half,
+        )
         assert h.max_mean_abs_dp > v.max_mean_abs_dp  # 16-bit rounding needs more room

@@ -46,14 +46,18 @@ def test_sparse_kl_equals_validator_forward_kl(seed, positions, vocab, k_frac, s
         torch.tensor(t_ids),
         torch.tensor(t_lp, dtype=torch.float64),
     ).numpy()
-    np.testing.assert_allclose(np.maximum(ours, 0.0), _validator_kl(student, t_ids, t_lp),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        np.maximum(ours, 0.0), _validator_kl(student, t_ids, t_lp), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_float32_close_to_validator_and_zero_on_teacher():
     student, t_ids, t_lp = _case(3, 50, 300, 16, 3.0)
-    ours = sparse_forward_kl(torch.tensor(student, dtype=torch.float32), torch.tensor(t_ids),
-                             torch.tensor(t_lp, dtype=torch.float32)).numpy()
+    ours = sparse_forward_kl(
+        torch.tensor(student, dtype=torch.float32),
+        torch.tensor(t_ids),
+        torch.tensor(t_lp, dtype=torch.float32),
+    ).numpy()
     np.testing.assert_allclose(ours, _validator_kl(student, t_ids, t_lp), rtol=1e-3, atol=1e-5)
     # A student equal to the teacher's full distribution has KL 0 on any coarse-graining.
     rng = np.random.default_rng(0)
@@ -92,7 +96,8 @@ def test_distill_loss_mixes_kl_and_cross_entropy():
 
 def test_bf16_logits_are_upcast():
     student, t_ids, t_lp = _case(2, 6, 20, 5, 1.0)
-    out = sparse_forward_kl(torch.tensor(student).bfloat16(), torch.tensor(t_ids),
-                            torch.tensor(t_lp))
+    out = sparse_forward_kl(
+        torch.tensor(student).bfloat16(), torch.tensor(t_ids), torch.tensor(t_lp)
+    )
     assert out.dtype == torch.float32
     assert np.allclose(out.numpy(), _validator_kl(student, t_ids, t_lp), atol=0.05)

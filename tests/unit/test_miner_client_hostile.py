@@ -20,20 +20,25 @@ def sse(*events: object) -> bytes:
 
 
 def chunk(**choice: object) -> dict[str, object]:
-    return {"choices": [{"text": "", "index": 0, **choice}],
-            "subnet": {"token_ids": [5], "top_k": {"ids": [[5]], "logprobs": [[-0.1]]}}}
+    return {
+        "choices": [{"text": "", "index": 0, **choice}],
+        "subnet": {"token_ids": [5], "top_k": {"ids": [[5]], "logprobs": [[-0.1]]}},
+    }
 
 
 HOSTILE = {
     "logprobs_not_an_object": sse(chunk(logprobs=[1])),
     "signature_like_event_with_list_choice": sse(
-        chunk(logprobs={"token_logprobs": [-0.1]}),
-        {"object": "subnet.signature", "choices": [[1]]}),
+        chunk(logprobs={"token_logprobs": [-0.1]}), {"object": "subnet.signature", "choices": [[1]]}
+    ),
     "token_id_infinite": b'data: {"choices":[{"text":""}],"subnet":{"token_ids":[1e999]}}\n\n',
     "logprob_huge_integer": sse(chunk(logprobs={"token_logprobs": [int("9" * 400)]})),
-    "token_id_30_digits": sse({"choices": [{"text": "", "logprobs": {"token_logprobs": [-1.0]}}],
-                               "subnet": {"token_ids": [10**30],
-                                          "top_k": {"ids": [[10**30]], "logprobs": [[-1.0]]}}}),
+    "token_id_30_digits": sse(
+        {
+            "choices": [{"text": "", "logprobs": {"token_logprobs": [-1.0]}}],
+            "subnet": {"token_ids": [10**30], "top_k": {"ids": [[10**30]], "logprobs": [[-1.0]]}},
+        }
+    ),
     "not_sse": b"hello",
     "nested_garbage": b'data: {"choices": {"0": null}, "subnet": 7}\n\n',
 }
@@ -60,8 +65,9 @@ def test_hostile_stream_is_a_format_failure_not_an_exception(name: str) -> None:
         (b": comment", False),
     ],
 )
-def test_time_to_first_token_counts_only_events_that_add_tokens(event: bytes,
-                                                                 expected: bool) -> None:
+def test_time_to_first_token_counts_only_events_that_add_tokens(
+    event: bytes, expected: bool
+) -> None:
     from neurons.validator.miner_client import carries_tokens
 
     assert carries_tokens(event) is expected

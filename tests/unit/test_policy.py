@@ -19,12 +19,20 @@ from neurons.miner.policy import (
 
 
 def test_identity_rules() -> None:
-    d = Directory({"v": CallerInfo(0, 100.0, True), "m": CallerInfo(1, 100.0, False),
-                   "poor": CallerInfo(2, 1.0, True)})
+    d = Directory(
+        {
+            "v": CallerInfo(0, 100.0, True),
+            "m": CallerInfo(1, 100.0, False),
+            "poor": CallerInfo(2, 1.0, True),
+        }
+    )
     policy = CallerPolicy(d, PolicyLimits(min_stake=10.0))
     assert policy.admit("v").uid == 0
-    for hotkey, cause in (("x", "not_registered"), ("m", "no_validator_permit"),
-                          ("poor", "low_stake")):
+    for hotkey, cause in (
+        ("x", "not_registered"),
+        ("m", "no_validator_permit"),
+        ("poor", "low_stake"),
+    ):
         with pytest.raises(Denied) as e:
             policy.admit(hotkey)
         assert (e.value.status, e.value.cause) == (403, cause)

@@ -23,13 +23,29 @@ def parse(obj: object, tokenize=None) -> protocol.CompletionRequest:
 
 
 def test_valid_request_becomes_sampling_params() -> None:
-    req = parse({"model": "m", "prompt": [1, 2, 3], "max_tokens": 8, "temperature": 0,
-                 "top_p": 0.9, "seed": 7, "logprobs": 5, "stream": True,
-                 "subnet": {"task_id": "t-1", "ignore_eos": True, "raw": False}})
+    req = parse(
+        {
+            "model": "m",
+            "prompt": [1, 2, 3],
+            "max_tokens": 8,
+            "temperature": 0,
+            "top_p": 0.9,
+            "seed": 7,
+            "logprobs": 5,
+            "stream": True,
+            "subnet": {"task_id": "t-1", "ignore_eos": True, "raw": False},
+        }
+    )
     assert req.prompt_ids == (1, 2, 3)
     s = req.sampling
     assert (s.max_tokens, s.temperature, s.top_p, s.seed, s.top_logprobs, s.ignore_eos) == (
-        8, 0.0, 0.9, 7, 5, True)
+        8,
+        0.0,
+        0.9,
+        7,
+        5,
+        True,
+    )
     assert req.stream and req.task_id == "t-1" and not req.raw
 
 
@@ -97,8 +113,10 @@ def test_bad_fields_are_named(patch: dict, param: str) -> None:
     assert e.value.param == param
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"[1]", b"null", b"\xff\xfe", b"[" * 100000,
-                                  b'{"prompt": [' + b"9" * 5000 + b"]}"])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b"[1]", b"null", b"\xff\xfe", b"[" * 100000, b'{"prompt": [' + b"9" * 5000 + b"]}"],
+)
 def test_malformed_bodies(body: bytes) -> None:
     """Including an integer too long for Python's int parser (a ValueError, not a decode one)."""
     with pytest.raises(RequestError) as e:
@@ -108,17 +126,37 @@ def test_malformed_bodies(body: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(["prompt", "max_tokens", "temperature", "top_p", "seed", "logprobs",
-                     "stream", "n", "subnet", "echo", "stop", "model", "x"]),
-    json_values, max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "prompt",
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "seed",
+                "logprobs",
+                "stream",
+                "n",
+                "subnet",
+                "echo",
+                "stop",
+                "model",
+                "x",
+            ]
+        ),
+        json_values,
+        max_size=8,
+    )
+)
 def test_any_json_object_parses_or_raises_request_error(obj: dict) -> None:
     try:
         req = parse(obj)
@@ -136,7 +174,9 @@ def completion(n: int = 3, k: int = 2) -> Completion:
         token_ids=np.arange(10, 10 + n, dtype=np.int64),
         sampled_logprobs=np.full(n, -0.7, dtype=np.float32),
         top_ids=np.tile(np.arange(k, dtype=np.int64), (n, 1)),
-        top_logprobs=lp, finish_reason="length", provenance=PROV,
+        top_logprobs=lp,
+        finish_reason="length",
+        provenance=PROV,
     )
 
 
@@ -144,8 +184,9 @@ def test_completion_body_is_openai_shaped_and_exact() -> None:
     req = parse({"prompt": [1, 2], "logprobs": 2, "subnet": {"task_id": "t"}})
     c = completion()
     piece = protocol.Piece(c, 0, 3, "abc", (0, 1, 2))
-    body = protocol.completion_body(rid="cmpl-1", created=1, model="m", request=req,
-                                    identity="v1:x", piece=piece)
+    body = protocol.completion_body(
+        rid="cmpl-1", created=1, model="m", request=req, identity="v1:x", piece=piece
+    )
     wire = json.loads(protocol.dumps(body))  # strict JSON: no Infinity
     ch = wire["choices"][0]
     assert ch["text"] == "abc" and ch["finish_reason"] == "length"
@@ -165,9 +206,15 @@ def test_stream_chunks_reassemble_to_the_same_completion() -> None:
     for i in range(4):
         piece = protocol.Piece(c, i, i + 1, "x", (i,))
         obj = protocol.stream_chunk(
-            rid="r", created=1, model="m", request=req, piece=piece,
-            finish_reason="length" if i == 3 else None, identity="v1:y" if i == 0 else None,
-            completion_tokens=i + 1)
+            rid="r",
+            created=1,
+            model="m",
+            request=req,
+            piece=piece,
+            finish_reason="length" if i == 3 else None,
+            identity="v1:y" if i == 0 else None,
+            completion_tokens=i + 1,
+        )
         event = protocol.sse_event(obj)
         assert event.startswith(b"data: ") and event.endswith(b"\n\n")
         assert event.count(b"\n") == 2
@@ -194,8 +241,14 @@ def test_token_rendering_round_trips() -> None:
 
 def test_error_body_shape() -> None:
     body = protocol.error_body("bad", status=400, code="invalid_request", param="max_tokens")
-    assert body == {"error": {"message": "bad", "type": "invalid_request_error",
-                              "param": "max_tokens", "code": "invalid_request"}}
+    assert body == {
+        "error": {
+            "message": "bad",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "invalid_request",
+        }
+    }
 
 
 def test_a_number_too_large_for_a_float_is_a_field_error() -> None:

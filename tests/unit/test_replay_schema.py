@@ -35,17 +35,47 @@ def test_replay_skips_the_baseline_rows_the_validator_writes(tmp_path: Path) -> 
     store = _fresh_store(tmp_path / "v.sqlite")
 
     def row(uid: int, score: float, cause: str = "ok") -> AnswerRow:
-        return AnswerRow(uid=uid, hotkey=f"hk{uid}", task_id="t", score=score, cause=cause,
-                         detail="", gate=1.0, s_kl=score, s_ref=score, s_speed=1.0, kl=0.1,
-                         rkl=0.1, tv=0.1, overlap=1.0, correct=None, n_tokens=4, ttft_s=None,
-                         total_s=None, verified=True, verify_dp=0.0, identity=None,
-                         provenance={})
+        return AnswerRow(
+            uid=uid,
+            hotkey=f"hk{uid}",
+            task_id="t",
+            score=score,
+            cause=cause,
+            detail="",
+            gate=1.0,
+            s_kl=score,
+            s_ref=score,
+            s_speed=1.0,
+            kl=0.1,
+            rkl=0.1,
+            tv=0.1,
+            overlap=1.0,
+            correct=None,
+            n_tokens=4,
+            ttft_s=None,
+            total_s=None,
+            verified=True,
+            verify_dp=0.0,
+            identity=None,
+            provenance={},
+        )
 
-    store.commit_step(StepRow(1, 10, "s", "d", 2, 3, 0.9, 0.1),
-                      [row(2, 0.6), row(3, 0.0, "validator_error"), row(BASELINE_UID, 0.9)],
-                      [], [EmaRow(2, "hk2", 0.3)])
-    store.record_weight_set(block=10, step=1, weights={2: 1.0}, success=True, attempts=1,
-                            matches=True, error="", read_back={2: 1.0})
+    store.commit_step(
+        StepRow(1, 10, "s", "d", 2, 3, 0.9, 0.1),
+        [row(2, 0.6), row(3, 0.0, "validator_error"), row(BASELINE_UID, 0.9)],
+        [],
+        [EmaRow(2, "hk2", 0.3)],
+    )
+    store.record_weight_set(
+        block=10,
+        step=1,
+        weights={2: 1.0},
+        success=True,
+        attempts=1,
+        matches=True,
+        error="",
+        read_back={2: 1.0},
+    )
     store.close()
     rec = read_validator_db(tmp_path / "v.sqlite")
     assert rec.steps == (1,) and rec.weight_steps == (0,)

@@ -39,8 +39,9 @@ def test_round_trip_matches_the_engine(teacher: Path, targets: Path) -> None:
     assert (np.diff(ex.top_logprobs, axis=1) <= 0).all()
 
 
-def test_interrupted_run_resumes_to_the_same_bytes(teacher: Path, targets: Path,
-                                                   tmp_path: Path) -> None:
+def test_interrupted_run_resumes_to_the_same_bytes(
+    teacher: Path, targets: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "t"
     shutil.copytree(targets, out)
     manifest = json.loads((out / "manifest.json").read_text())

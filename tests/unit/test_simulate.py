@@ -119,8 +119,14 @@ def test_with_param_routes_and_validates() -> None:
     assert with_param(cfg, "commit_reveal_period", 3).chain.copier_lag() == 1
     cr = with_param(with_param(cfg, "commit_reveal_enabled", True), "commit_reveal_period", 3)
     assert cr.chain.copier_lag() == 3
-    for key, value in [("bonds_penalty", 70000), ("weights.nope", 1), ("weights.power", -1.0),
-                       ("nope", 1), ("speed.x", 1), ("immunity_period", 0)]:
+    for key, value in [
+        ("bonds_penalty", 70000),
+        ("weights.nope", 1),
+        ("weights.power", -1.0),
+        ("nope", 1),
+        ("speed.x", 1),
+        ("immunity_period", 0),
+    ]:
         with pytest.raises(ParamError):
             with_param(cfg, key, value)
 

@@ -13,10 +13,28 @@ from subnet.errors import StateError
 
 def _answer(uid: int, task: str, score: float = 0.5, cause: str = "ok") -> AnswerRow:
     return AnswerRow(
-        uid=uid, hotkey=f"hk{uid}", task_id=task, score=score, cause=cause, detail="",
-        gate=1.0 if cause == "ok" else 0.0, s_kl=0.5, s_ref=0.5, s_speed=0.5, kl=0.1, rkl=0.1,
-        tv=0.1, overlap=0.9, correct=None, n_tokens=4, ttft_s=0.01, total_s=0.02,
-        verified=False, verify_dp=None, identity=None, provenance={"teacher": {"engine": "hf"}},
+        uid=uid,
+        hotkey=f"hk{uid}",
+        task_id=task,
+        score=score,
+        cause=cause,
+        detail="",
+        gate=1.0 if cause == "ok" else 0.0,
+        s_kl=0.5,
+        s_ref=0.5,
+        s_speed=0.5,
+        kl=0.1,
+        rkl=0.1,
+        tv=0.1,
+        overlap=0.9,
+        correct=None,
+        n_tokens=4,
+        ttft_s=0.01,
+        total_s=0.02,
+        verified=False,
+        verify_dp=None,
+        identity=None,
+        provenance={"teacher": {"engine": "hf"}},
     )
 
 
@@ -27,15 +45,20 @@ def _step(step: int, block: int) -> StepRow:
 def test_commit_step_writes_everything_in_one_transaction(tmp_path):
     store = Store(tmp_path / "v.sqlite")
     ev = EvidenceRow(2, "hk2", "t1", "dist_mismatch", "dp", "{}", "AAAA", "{}")
-    store.commit_step(_step(1, 10), [_answer(1, "t1"), _answer(2, "t1", 0.0, "dist_mismatch")],
-                      [ev], [EmaRow(0, "hk0", 0.0), EmaRow(1, "hk1", 0.1)])
+    store.commit_step(
+        _step(1, 10),
+        [_answer(1, "t1"), _answer(2, "t1", 0.0, "dist_mismatch")],
+        [ev],
+        [EmaRow(0, "hk0", 0.0), EmaRow(1, "hk1", 0.1)],
+    )
     assert store.last_step() == (1, 10)
     assert store.ema() == [EmaRow(0, "hk0", 0.0), EmaRow(1, "hk1", 0.1)]
     assert store.step_scores(1) == {1: [("t1", 0.5, "ok")], 2: [("t1", 0.0, "dist_mismatch")]}
     store.close()
     db = sqlite3.connect(tmp_path / "v.sqlite")
     row = db.execute(
-        "SELECT seed, prompts_digest, provenance FROM answers WHERE uid = 1").fetchone()
+        "SELECT seed, prompts_digest, provenance FROM answers WHERE uid = 1"
+    ).fetchone()
     assert row[0] == "seed10" and row[1] == "digest"
     assert json.loads(row[2]) == {"teacher": {"engine": "hf"}}
     assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
@@ -78,19 +101,34 @@ def test_commitments_keep_the_first_block_seen_and_drop_departed_hotkeys(tmp_pat
     store = Store(tmp_path / "v.sqlite")
     store.record_commitments([("a", "d1", 5), ("b", "d1", 7)])
     store.record_commitments([("a", "d1", 9), ("a", "d2", 9)])  # re-seen later: block kept
-    assert sorted(store.commitments(["a", "b"])) == [("a", "d1", 5), ("a", "d2", 9),
-                                                    ("b", "d1", 7)]
+    assert sorted(store.commitments(["a", "b"])) == [("a", "d1", 5), ("a", "d2", 9), ("b", "d1", 7)]
     assert store.commitments(["b"]) == [("b", "d1", 7)]
 
 
 def test_weight_sets_are_recorded_success_or_not(tmp_path):
     store = Store(tmp_path / "v.sqlite")
     assert store.last_weight_block() is None
-    store.record_weight_set(block=10, step=1, weights={1: 1.0}, success=False, attempts=3,
-                            matches=None, error="RATE_LIMITED", read_back={})
+    store.record_weight_set(
+        block=10,
+        step=1,
+        weights={1: 1.0},
+        success=False,
+        attempts=3,
+        matches=None,
+        error="RATE_LIMITED",
+        read_back={},
+    )
     assert store.last_weight_block() is None
-    store.record_weight_set(block=12, step=2, weights={1: 0.5, 2: 0.5}, success=True,
-                            attempts=1, matches=True, error="", read_back={1: 0.5, 2: 0.5})
+    store.record_weight_set(
+        block=12,
+        step=2,
+        weights={1: 0.5, 2: 0.5},
+        success=True,
+        attempts=1,
+        matches=True,
+        error="",
+        read_back={1: 0.5, 2: 0.5},
+    )
     assert store.last_weight_block() == 12
 
 
@@ -103,8 +141,10 @@ def test_an_unwritable_location_is_a_state_error(tmp_path):
 def test_suspensions_are_stored_and_an_older_database_is_migrated(tmp_path):
     path = tmp_path / "v.sqlite"
     old = sqlite3.connect(path)  # the ema table as the first release wrote it
-    old.execute("CREATE TABLE ema (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, "
-                "ema REAL NOT NULL, step INTEGER NOT NULL)")
+    old.execute(
+        "CREATE TABLE ema (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, "
+        "ema REAL NOT NULL, step INTEGER NOT NULL)"
+    )
     old.execute("INSERT INTO ema VALUES (0, 'a', 0.5, 3)")
     old.commit()
     old.close()

@@ -16,8 +16,10 @@ def test_default_is_every_family() -> None:
 
 
 def test_comma_list_from_set_and_env_restricts_the_tasks() -> None:
-    cfg = load_config(env={"SUBNET_VALIDATOR__TASK_FAMILIES": "copy"},
-                      overrides={"validator.task_families": "add, sort,reverse"})
+    cfg = load_config(
+        env={"SUBNET_VALIDATOR__TASK_FAMILIES": "copy"},
+        overrides={"validator.task_families": "add, sort,reverse"},
+    )
     families = cfg.validator.task_families
     assert families == ("add", "sort", "reverse")
     assert {t.family for t in generate_tasks("step-7", 60, families)} == set(families)
@@ -32,14 +34,23 @@ def test_unknown_or_empty_families_fail_at_load(bad: str) -> None:
 def test_localnet_validator_asks_the_worlds_families(tmp_path: Path) -> None:
     from neurons.localnet_plan import Options, validator_spec
 
-    manifest = {"network": "devnet:x.sqlite", "netuid": 1, "hotkey": "default",
-                "wallet_path": str(tmp_path), "validators": ["v0"]}
+    manifest = {
+        "network": "devnet:x.sqlite",
+        "netuid": 1,
+        "hotkey": "default",
+        "wallet_path": str(tmp_path),
+        "validators": ["v0"],
+    }
     models = {"teacher": tmp_path / "teacher"}
-    argv = list(validator_spec(Options(), tmp_path, manifest, models,
-                               ("add", "sort", "reverse")).argv)
+    argv = list(
+        validator_spec(Options(), tmp_path, manifest, models, ("add", "sort", "reverse")).argv
+    )
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     key, _, value = next(s for s in sets if s.startswith("validator.task_families=")).partition("=")
     assert load_config(env={}, overrides={key: value}).validator.task_families == (
-        "add", "sort", "reverse")
+        "add",
+        "sort",
+        "reverse",
+    )
     plain = validator_spec(Options(), tmp_path, manifest, models).argv
     assert not any("task_families" in a for a in plain)
