@@ -48,7 +48,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "localnet",
         "run the whole subnet on this machine (embedded devnet, real processes)",
-        "neurons.localnet_cli",
+        "neurons.localnet.cli",
     ),
     Command(
         "devnet",
@@ -61,7 +61,9 @@ COMMANDS: tuple[Command, ...] = (
         "distill", "tiny world, teacher targets, student training and evaluation", "distill.cli"
     ),
     Command(
-        "simulate", "incentive simulator: scoring config + Yuma -> emissions", "subnet.simulate_cli"
+        "simulate",
+        "incentive simulator: scoring config + Yuma -> emissions",
+        "neurons.owner.simulate_cli",
     ),
     Command(
         "hparams",
@@ -70,7 +72,11 @@ COMMANDS: tuple[Command, ...] = (
         "configure_hparams",
         "run_hparams",
     ),
-    Command("bench", "run a benchmark script from scripts/bench_*.py", "subnet.bench_cli"),
+    Command(
+        "bench",
+        "run a benchmark that ships with the package (subnet bench lists them)",
+        "neurons.owner.bench_cli",
+    ),
 )
 
 

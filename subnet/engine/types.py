@@ -131,8 +131,8 @@ class StreamingEngine(Engine, Protocol):
     """An engine that also hands out one completion token by token, as it is computed.
 
     Both real engines implement it. It is a separate protocol only so that engine wrappers
-    that cannot stream (the adversaries in ``neurons/miner/adversary.py``) still are Engines;
-    the miner checks for ``generate_stream`` and falls back to ``generate`` without it.
+    that cannot stream (the demo adversaries in ``neurons/demo_fixtures/adversary.py``) still
+    are Engines; the miner checks for ``generate_stream`` and falls back to ``generate`` without it.
     """
 
     def generate_stream(

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from distill.identity import identity_for
 from distill.tiny import tiny_world
-from neurons.miner.adversary import wrap_engine
+from neurons.demo_fixtures.adversary import wrap_engine
 from neurons.miner.app import Gate, build_app
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
 from neurons.miner.serving import MinerService, load_codec

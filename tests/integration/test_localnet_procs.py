@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neurons.localnet_procs import (
+from neurons.localnet.procs import (
     ProcSpec,
     StopRequest,
     Supervisor,

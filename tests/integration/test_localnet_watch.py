@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from neurons.localnet import STATE_FILE, ordering_checks
-from neurons.localnet_cli import status
-from neurons.localnet_plan import DEFAULT_MINERS, model_variant, parse_miners
-from neurons.localnet_view import epoch_table, summarize, summary_table, write_chart
-from neurons.localnet_watch import Member, Snapshot, Watcher, read_validator
+from neurons.localnet.cli import status
+from neurons.localnet.plan import DEFAULT_MINERS, model_variant, parse_miners
+from neurons.localnet.run import STATE_FILE, ordering_checks
+from neurons.localnet.view import epoch_table, summarize, summary_table, write_chart
+from neurons.localnet.watch import Member, Snapshot, Watcher, read_validator
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
@@ -305,8 +305,8 @@ def test_status_reads_a_finished_run_and_refuses_a_missing_one(tmp_path):
 
 
 def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, monkeypatch):
-    from neurons.localnet import Localnet
-    from neurons.localnet_plan import Options
+    from neurons.localnet.plan import Options
+    from neurons.localnet.run import Localnet
 
     monkeypatch.chdir(tmp_path)
     console = Console(record=True, width=200)

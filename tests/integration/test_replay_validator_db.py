@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurons.owner.replay import read_validator_db, recorded_weights_config, replay
 from neurons.validator.main import Validator
 from scoring.config import WeightsConfig
 from subnet.chain.network import open_chain
 from subnet.cli import main
 from subnet.config import load_config
-from subnet.replay import read_validator_db, recorded_weights_config, replay
 from tests.integration._validator_kit import NETUID, make_subnet, running_miners
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurons.owner.replay import read_validator_db, recorded_weights_config, replay
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from scoring.aggregate import (
     advance_ema,
@@ -31,7 +32,6 @@ from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from subnet.cli import main
 from subnet.errors import StateError
-from subnet.replay import read_validator_db, recorded_weights_config, replay
 
 OWNER, N = 0, 7
 

@@ -1,4 +1,4 @@
-"""subnet/replay.py names the validator store's columns itself (``subnet`` must not import
+"""neurons/owner/replay.py names the validator store's columns itself (``subnet`` must not import
 ``neurons``): these tests fail the moment the two drift apart."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from neurons.owner.replay import QUERIES, read_validator_db
 from neurons.validator.judge import BASELINE_UID
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from subnet.errors import StateError
-from subnet.replay import QUERIES, read_validator_db
 
 
 def _fresh_store(path: Path) -> Store:

@@ -32,7 +32,7 @@ def test_unknown_or_empty_families_fail_at_load(bad: str) -> None:
 
 
 def test_localnet_validator_asks_the_worlds_families(tmp_path: Path) -> None:
-    from neurons.localnet_plan import Options, validator_spec
+    from neurons.localnet.plan import Options, validator_spec
 
     manifest = {
         "network": "devnet:x.sqlite",

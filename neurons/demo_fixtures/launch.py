@@ -1,13 +1,13 @@
 """The localnet's cheating miners: the real ``subnet miner`` process behind an adversary engine.
 
-    python -m neurons.localnet_adversary KIND OTHER_MODEL <subnet miner arguments...>
+    python -m neurons.demo_fixtures.launch KIND OTHER_MODEL <subnet miner arguments...>
 
 Everything a miner does (registration, identity commitment of ``--model``, signed HTTP
 serving) is the real node; only the engine it loads is wrapped by
-:func:`neurons.miner.adversary.wrap_engine` with ``other`` loaded from ``OTHER_MODEL`` on the
-same engine kind: ``wrong-model`` answers with it, ``fabricated`` reports its distributions.
-The wrapped engine goes in through the miner's ``engine_factory`` seam
-(:func:`neurons.miner.main.serve`). A demo fixture: never run it on a real network.
+:func:`neurons.demo_fixtures.adversary.wrap_engine` with ``other`` loaded from
+``OTHER_MODEL`` on the same engine kind: ``wrong-model`` answers with it, ``fabricated``
+reports its distributions. The wrapped engine goes in through the miner's ``engine_factory``
+seam (:func:`neurons.miner.main.serve`). A demo fixture: never run it on a real network.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 def engine_factory(kind: str, other: str) -> Callable[..., Any]:
     """An engine factory that wraps the honest engine of ``--model`` as adversary ``kind``."""
-    from neurons.miner.adversary import KINDS, wrap_engine
+    from neurons.demo_fixtures.adversary import KINDS, wrap_engine
     from subnet.engine import load_engine
 
     if kind not in KINDS:
-        raise SystemExit(f"localnet_adversary: unknown adversary {kind!r}; known: {KINDS}")
+        raise SystemExit(f"demo adversary: unknown adversary {kind!r}; known: {KINDS}")
 
     def load(engine_kind: Any, model_path: Any, **kwargs: Any) -> Any:
         committed = load_engine(engine_kind, model_path, **kwargs)

@@ -20,7 +20,7 @@ from scoring.yuma_types import YumaParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench_simulate")
+    ap = argparse.ArgumentParser(prog="subnet bench simulate")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--validators", type=int, default=64)
     ap.add_argument("--miners", type=int, default=190)  # + the newcomer = 191 miner specs

@@ -70,7 +70,7 @@ def time_dense(inp: EpochInputs, params: YumaParams, warm: EpochResult, repeats:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="subnet bench yuma", description=__doc__)
     ap.add_argument("--uids", type=int, default=256)
     ap.add_argument("--validators", type=int, default=64)
     ap.add_argument("--per-row", type=int, default=160, help="miners each validator weights")

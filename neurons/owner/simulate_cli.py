@@ -8,17 +8,16 @@ per-epoch tables, charts and one HTML report to ``--out``. Prints one line per r
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+from neurons.owner.sweep import pair, parse_value, sweep_values
 from scoring.params import ParamError
-from scoring.sim_population import CHAIN_SIM_KEYS, ChainSim
+from scoring.sim_population import ChainSim
 from scoring.sim_scenarios import SCENARIOS, build
 from scoring.simulate import SimConfig, simulate, with_param
-from scoring.yuma_types import YumaParams
 from subnet.errors import ConfigError
 
 
@@ -65,40 +64,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def parse_value(key: str, text: str) -> Any:
-    """Text -> the type of ``key`` (scoring/weights keys as in subnet.toml, chain as raw ints)."""
-    from subnet.config import declared_keys, parse_text
-
-    name = key.rpartition(".")[2]
-    if key.startswith(("scoring.", "weights.")):
-        keys = declared_keys()
-        if key not in keys:
-            raise ConfigError(f"--sweep: unknown key {key!r}")
-        return parse_text(key, keys[key], text)
-    fields = {f.name: f for f in dataclasses.fields(YumaParams)}
-    if name in fields and isinstance(fields[name].default, bool):
-        low = text.strip().lower()
-        if low not in ("true", "false", "1", "0", "on", "off"):
-            raise ConfigError(f"{key}: expected true or false, got {text!r}")
-        return low in ("true", "1", "on")
-    if name in fields or name in CHAIN_SIM_KEYS:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
-    raise ConfigError(
-        f"unknown key {key!r}: use scoring.KEY, weights.KEY or one of "
-        f"{', '.join(sorted([*fields, *CHAIN_SIM_KEYS]))}"
-    )
-
-
-def _pair(text: str, flag: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or not value.strip():
-        raise ConfigError(f"{flag} expects KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
 def base_config(args: argparse.Namespace) -> SimConfig:
     sub = args.config
     if args.epochs < 1 or args.exact_checks < 0:
@@ -112,7 +77,7 @@ def base_config(args: argparse.Namespace) -> SimConfig:
         exact_checks=args.exact_checks,
     )
     for item in args.chain:
-        key, value = _pair(item, "--chain")
+        key, value = pair(item, "--chain")
         cfg = _apply(cfg, key, parse_value(key, value))
     return cfg
 
@@ -124,21 +89,11 @@ def _apply(cfg: SimConfig, key: str, value: Any) -> SimConfig:
         raise ConfigError(str(e)) from None
 
 
-def sweep_values(args: argparse.Namespace) -> tuple[str | None, list[Any]]:
-    if not args.sweep:
-        return None, [None]
-    key, text = _pair(args.sweep, "--sweep")
-    values = [parse_value(key, v.strip()) for v in text.split(",") if v.strip()]
-    if not values:
-        raise ConfigError("--sweep needs at least one value")
-    return key, values
-
-
 def run(args: argparse.Namespace) -> int:
-    from subnet import sim_report as rep
+    from neurons.owner import sim_report as rep
 
     if args.replay:
-        from subnet.replay import run_replay
+        from neurons.owner.replay import run_replay
 
         return run_replay(args)
     base = base_config(args)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurons.localnet_procs import ProcSpec
+from neurons.localnet.procs import ProcSpec
 from subnet.errors import ConfigError
 
 ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
@@ -38,7 +38,7 @@ CHILD_ENV = {
 
 @dataclass(frozen=True)
 class Options:
-    """Everything a run needs (``neurons.localnet_cli.options_from_args`` maps the CLI on it)."""
+    """Everything a run needs (``neurons.localnet.cli.options_from_args`` maps the CLI on it)."""
 
     folder: Path = Path(".localnet")
     miners: tuple[tuple[str, str], ...] = ()  # (role, engine)
@@ -174,7 +174,7 @@ def miner_spec(
     launcher: tuple[str, ...] = ()
     if p.role.startswith("adversary-"):
         kind = p.role.removeprefix("adversary-")
-        launcher = ("neurons.localnet_adversary", kind, str(models["teacher"]))
+        launcher = ("neurons.demo_fixtures.launch", kind, str(models["teacher"]))
     argv = _base_argv(opts, "miner", manifest, p.name, launcher)
     argv += [
         "--model",

@@ -12,7 +12,7 @@ from subnet.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from neurons.localnet_plan import DEFAULT_MINERS, ENGINES, ROLES, Options
+    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, Options
 
     d = Options()
     parser.add_argument(
@@ -92,7 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
-    from neurons.localnet_plan import Options, parse_miners
+    from neurons.localnet.plan import Options, parse_miners
 
     if args.epochs < 1 or args.tempo < 2 or args.block_time <= 0:
         raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=max(console.width, 150))
     if args.status:
         return status(args.dir, console)
-    from neurons.localnet import Localnet
+    from neurons.localnet.run import Localnet
 
     return Localnet(options_from_args(args), console).run()
 
@@ -142,9 +142,9 @@ def _pid_alive(pid: int) -> bool:
 
 def status(folder: Path, console: Any) -> int:
     """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
-    from neurons.localnet import STATE_FILE
-    from neurons.localnet_view import epoch_table
-    from neurons.localnet_watch import Snapshot
+    from neurons.localnet.run import STATE_FILE
+    from neurons.localnet.view import epoch_table
+    from neurons.localnet.watch import Snapshot
 
     path = folder.expanduser() / STATE_FILE
     try:

@@ -93,7 +93,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench_engine", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="subnet bench engine", description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="HF model dir (default: the tiny world's teacher)")
     ap.add_argument("--engines", default="hf,vllm")
     ap.add_argument("--batches", default="1,16")

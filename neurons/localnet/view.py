@@ -1,6 +1,6 @@
 """Rendering for the localnet: the per-epoch table, the summary, its JSON and the PNG chart.
 
-Pure functions of :class:`~neurons.localnet_watch.Snapshot` values, so ``--status`` and the
+Pure functions of :class:`~neurons.localnet.watch.Snapshot` values, so ``--status`` and the
 live run print the same tables and the tests can check the JSON without a terminal.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neurons.localnet_watch import MinerRow, Snapshot
+from neurons.localnet.watch import MinerRow, Snapshot
 
 NO_VALUE = "-"
 

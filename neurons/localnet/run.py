@@ -5,9 +5,9 @@ Phases, each timed: **setup** (create or reuse a wall-clock devnet with its wall
 **engine starts** (the miners as separate OS processes until each answers ``/v1/health``,
 then one validator process until it has committed a step), **epochs** (watch N chain epochs,
 one table per epoch). Then the summary, its JSON and a PNG chart. The command lines live in
-:mod:`neurons.localnet_plan`, supervision in :mod:`neurons.localnet_procs`, reading the chain
-and the validator's database in :mod:`neurons.localnet_watch`, tables and chart in
-:mod:`neurons.localnet_view`.
+:mod:`neurons.localnet.plan`, supervision in :mod:`neurons.localnet.procs`, reading the chain
+and the validator's database in :mod:`neurons.localnet.watch`, tables and chart in
+:mod:`neurons.localnet.view`.
 
 Failure policy: the validator dying ends the run (everything is stopped, the exit is non-zero
 and its log tail is shown). A miner dying is reported the same way (which, exit code or
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neurons.localnet_plan import (
+from neurons.localnet.plan import (
     MinerPlan,
     Options,
     free_port,
@@ -39,9 +39,9 @@ from neurons.localnet_plan import (
     steps_committed,
     validator_spec,
 )
-from neurons.localnet_procs import ProcExit, ProcSpec, StopRequest, Supervisor, capture_signals
-from neurons.localnet_view import epoch_table, summarize, summary_table, write_chart
-from neurons.localnet_watch import Member, Snapshot, Watcher
+from neurons.localnet.procs import ProcExit, ProcSpec, StopRequest, Supervisor, capture_signals
+from neurons.localnet.view import epoch_table, summarize, summary_table, write_chart
+from neurons.localnet.watch import Member, Snapshot, Watcher
 from subnet.errors import ConfigError
 
 STATE_FILE = "localnet.json"

@@ -7,7 +7,7 @@
 2. Training: ``distill.train`` on the transformers-built targets with the tiny world's student
    shape, input tokens per second.
 
-Usage: ``python scripts/bench_distill.py [--prompts 2048] [--steps 100] [--skip-vllm]``.
+Usage: ``subnet bench distill [--prompts 2048] [--steps 100] [--skip-vllm]``.
 Numbers go to docs/benchmarks.md; nothing here asserts on time.
 """
 
@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -46,13 +47,15 @@ async def _targets_rate(kind: str, teacher: Path, prompts: int, out: Path, k: in
         await engine.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="subnet bench distill", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--prompts", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--skip-vllm", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from distill.tiny import tiny_world
     from distill.train import TrainConfig, train

@@ -206,7 +206,7 @@ async def _no_loader(path: Path) -> Engine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="subnet bench validator", description=__doc__.split("\n")[0])
     p.add_argument("--miners", default="16,64,256")
     p.add_argument("--tasks", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=16)

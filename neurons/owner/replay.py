@@ -189,8 +189,8 @@ def replay(rec: Recorded, cfg: WeightsConfig) -> F:
 def run_replay(args: argparse.Namespace) -> int:
     """``subnet simulate --replay DB``: reproduce the recorded weights, then replay the same
     scores under the loaded config (and each ``--sweep weights.KEY`` value)."""
-    from subnet import sim_report as rep
-    from subnet.simulate_cli import sweep_values
+    from neurons.owner import sim_report as rep
+    from neurons.owner.sweep import sweep_values
 
     rec = read_validator_db(args.replay)
     if not rec.weight_steps:
@@ -224,8 +224,8 @@ def run_replay(args: argparse.Namespace) -> int:
 def _replay_run(
     out: Path, label: str, rec: Recorded, w: F, reproduced: float, params: dict[str, Any]
 ) -> Any:
+    from neurons.owner import sim_report as rep
     from scoring.simulate import gini
-    from subnet import sim_report as rep
 
     miners = [u for u in range(rec.n_uids) if u != rec.owner_uid and w[:, u].any()]
     summary = {

@@ -1,6 +1,6 @@
 """Miner endpoint vs raw engine: the same load at several concurrencies, tokens/s and the ratio.
 
-    python scripts/bench_miner.py [--engine vllm|hf] [--model PATH] [--concurrency 1,8,32]
+    subnet bench miner [--engine vllm|hf] [--model PATH] [--concurrency 1,8,32]
                                   [--requests-per-worker 4] [--max-tokens 64] [--k 20] [--stream]
 
 One process holds the engine and the miner app (loopback, btauth/1, caller policy, signed
@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MINER_URI, VALI_URI = "//BenchMiner", "//BenchVali"
 
@@ -219,7 +217,7 @@ def _tiny_teacher() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="subnet bench miner", description=__doc__.split("\n")[0])
     p.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
     p.add_argument("--model", default=None, help="model folder (default: the tiny teacher)")
     p.add_argument("--concurrency", default="1,8,32")
