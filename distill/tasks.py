@@ -129,7 +129,8 @@ def _rng(seed: int | bytes | str) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
-def _check_families(families: Sequence[str] | None) -> list[str]:
+def check_families(families: Sequence[str] | None) -> list[str]:
+    """The family names to draw from (all when None); ValueError naming any unknown one."""
     names = list(FAMILIES) if families is None else list(families)
     if not names:
         raise ValueError("families must not be empty")
@@ -141,7 +142,7 @@ def _check_families(families: Sequence[str] | None) -> list[str]:
 
 def iter_tasks(seed: int | bytes | str, families: Sequence[str] | None = None) -> Iterable[Task]:
     """Endless seeded stream of tasks (duplicates possible); for training data."""
-    names = _check_families(families)
+    names = check_families(families)
     rng = _rng(seed)
     while True:
         family = rng.choice(names)

@@ -26,6 +26,7 @@ from aiohttp import web
 from tokenizers import Tokenizer
 
 from distill.identity import identity_for
+from distill.tasks import check_families
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import Baseline, StepContext, StepResult, run_step
@@ -79,13 +80,22 @@ async def metrics_server(metrics: ValidatorMetrics, port: int) -> AsyncIterator[
         await runner.cleanup()
 
 
+def check_config(cfg: SubnetConfig) -> None:
+    """What the validator needs from its config before it loads anything (one-line errors)."""
+    vc = cfg.validator
+    if not vc.teacher:
+        raise ConfigError("validator.teacher is required (--teacher PATH)")
+    try:
+        check_families(vc.task_families)
+    except ValueError as e:
+        raise ConfigError(f"validator.task_families: {e}") from e
+
+
 class Validator:
     """One validator node; ``run`` until ``stop`` is set (or ``max_steps`` steps ran)."""
 
     def __init__(self, cfg: SubnetConfig, chain: Any, wallet: Any | None = None) -> None:
-        vc = cfg.validator
-        if not vc.teacher:
-            raise ConfigError("validator.teacher is required (--teacher PATH)")
+        check_config(cfg)
         self.cfg, self.chain = cfg, chain
         self.netuid = cfg.chain.netuid
         self.wallet = wallet or load_wallet(

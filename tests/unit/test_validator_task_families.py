@@ -25,10 +25,22 @@ def test_comma_list_from_set_and_env_restricts_the_tasks() -> None:
     assert {t.family for t in generate_tasks("step-7", 60, families)} == set(families)
 
 
-@pytest.mark.parametrize("bad", ["add,bogus", "", " , "])
-def test_unknown_or_empty_families_fail_at_load(bad: str) -> None:
+@pytest.mark.parametrize("bad", ["", " , "])
+def test_empty_families_fail_at_load(bad: str) -> None:
     with pytest.raises(ConfigError, match="task_families"):
         load_config(env={}, overrides={"validator.task_families": bad})
+
+
+def test_unknown_families_stop_the_validator_before_it_loads_anything() -> None:
+    from neurons.validator.main import check_config
+
+    cfg = load_config(
+        env={},
+        overrides={"validator.task_families": "add,bogus", "validator.teacher": "/t"},
+    )
+    with pytest.raises(ConfigError, match=r"validator.task_families: .*'bogus'"):
+        check_config(cfg)
+    check_config(load_config(env={}, overrides={"validator.teacher": "/t"}))
 
 
 def test_localnet_validator_asks_the_worlds_families(tmp_path: Path) -> None:
