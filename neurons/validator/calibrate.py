@@ -1,9 +1,13 @@
 """Calibrate the spot-check tolerance from honest runs, for a target false-positive rate.
 
-An honest miner's claims come from generation (batch of one, on each miner engine: miners
-may serve with vLLM while the validator recomputes with hf, or the other way round); the
-validator recomputes them by teacher forcing, on each engine, with the prompt batched among
-others (batch sizes vary the kernels' reduction order). The claimed-vs-recomputed error of honest
+An honest miner's claims come from generation on each miner engine (miners may serve with vLLM
+while the validator recomputes with hf, or the other way round), with the prompt batched among
+others as a busy miner batches concurrent requests; the validator recomputes them by teacher
+forcing, on each engine, batched again. Batch sizes on both sides vary the kernels' reduction
+order, and in 16-bit precision that rounding is the whole honest error: on the tiny student in
+bfloat16, claims generated in batches and recomputed in others are off by up to ~10x more than
+claims generated and recomputed alone, so a calibration that only generates alone sets a
+tolerance that honest miners fail. The claimed-vs-recomputed error of honest
 answers is the null distribution: the tolerance is its ``1 - fpr`` quantile times a safety
 margin (the agreement threshold its ``fpr`` quantile divided by it), so an honest miner fails a
 check with probability about ``fpr`` on the hardware measured. With fewer than ``1 / fpr``
@@ -25,7 +29,7 @@ from tokenizers import Tokenizer
 from distill.tasks import generate_tasks
 from scoring import verify
 from scoring.config import VerifyConfig, is_full_precision
-from subnet.engine import Completion, Engine, SamplingParams
+from subnet.engine import Completion, Engine, SamplingParams, Scored
 
 _LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_logprob=-1e9)
 
@@ -34,7 +38,8 @@ _LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_l
 class Sample:
     miner: str  # the engine that generated the claims
     engine: str  # the engine that recomputed them
-    batch: int
+    miner_batch: int  # prompts generated together with this one
+    batch: int  # answers recomputed together with this one
     seed: int
     mean_abs_dp: float
     agreement: float
@@ -93,35 +98,55 @@ async def measure(
     temperature: float,
     miner_name: str = "",
 ) -> list[Sample]:
-    """One honest generation per prompt, recomputed on each engine at each batch size."""
-    params = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, seed=seed, top_logprobs=k
-    )
-    claims = [(await miner.generate([p], params))[0] for p in prompts]
+    """Honest generations at each batch size, each recomputed on each engine at each size."""
     out: list[Sample] = []
-    vocab = miner.info.vocab_size
-    for name, engine in recompute.items():
-        for b in batch_sizes:
-            for start in range(0, len(prompts), b):
-                idx = range(start, min(start + b, len(prompts)))
-                scored = await engine.score(
-                    [prompts[i] for i in idx], [claims[i].token_ids.tolist() for i in idx], k
-                )
-                for i, r in zip(idx, scored, strict=True):
-                    s_lp, t_ids, t_lp = _claims(claims[i], k)
-                    v = verify.verify_distributions(
-                        s_lp,
-                        t_ids,
-                        t_lp,
-                        r.target_logprobs,
-                        r.target_ranks,
-                        r.top_ids,
-                        r.top_logprobs,
-                        vocab_size=vocab,
-                        cfg=_LOOSE,
+    for gen_batch in batch_sizes:
+        claims = await _generate(
+            miner,
+            prompts,
+            gen_batch,
+            SamplingParams(
+                max_tokens=max_tokens, temperature=temperature, seed=seed, top_logprobs=k
+            ),
+        )
+        for name, engine in recompute.items():
+            for b in batch_sizes:
+                for start in range(0, len(prompts), b):
+                    idx = range(start, min(start + b, len(prompts)))
+                    scored = await engine.score(
+                        [prompts[i] for i in idx], [claims[i].token_ids.tolist() for i in idx], k
                     )
-                    out.append(Sample(miner_name, name, b, seed, v.mean_abs_dp, v.topk_agreement))
+                    for i, r in zip(idx, scored, strict=True):
+                        dp, agreement = _error(claims[i], r, k, miner.info.vocab_size)
+                        out.append(Sample(miner_name, name, gen_batch, b, seed, dp, agreement))
     return out
+
+
+async def _generate(
+    miner: Engine, prompts: Sequence[Sequence[int]], batch: int, params: SamplingParams
+) -> list[Completion]:
+    """One completion per prompt, generated ``batch`` prompts at a time."""
+    claims: list[Completion] = []
+    for start in range(0, len(prompts), batch):
+        claims += await miner.generate(prompts[start : start + batch], params)
+    return claims
+
+
+def _error(claim: Completion, recomputed: Scored, k: int, vocab: int) -> tuple[float, float]:
+    """(mean |dp|, top-k agreement) of one claim against its recomputation."""
+    s_lp, t_ids, t_lp = _claims(claim, k)
+    v = verify.verify_distributions(
+        s_lp,
+        t_ids,
+        t_lp,
+        recomputed.target_logprobs,
+        recomputed.target_ranks,
+        recomputed.top_ids,
+        recomputed.top_logprobs,
+        vocab_size=vocab,
+        cfg=_LOOSE,
+    )
+    return v.mean_abs_dp, v.topk_agreement
 
 
 async def calibrate(
@@ -197,16 +222,19 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
             "sample maximum, so the margin carries the extrapolation"
         ),
         "",
-        "| miner -> recompute | batch | n | mean abs dp p50 | p99 | max | top-k agreement min |",
+        "| miner -> recompute | batch (generated, recomputed) | n | mean abs dp p50 | p99 | max "
+        "| top-k agreement min |",
         "|---|---|---|---|---|---|---|",
     ]
-    groups = sorted({(s.miner, s.engine, s.batch) for s in cal.samples})
-    for m, eng, b in groups:
-        sel = [s for s in cal.samples if (s.miner, s.engine, s.batch) == (m, eng, b)]
+    groups = sorted({(s.miner, s.engine, s.miner_batch, s.batch) for s in cal.samples})
+    for m, eng, gb, b in groups:
+        sel = [
+            s for s in cal.samples if (s.miner, s.engine, s.miner_batch, s.batch) == (m, eng, gb, b)
+        ]
         d = np.array([s.mean_abs_dp for s in sel])
         a = np.array([s.agreement for s in sel])
         lines.append(
-            f"| {m} -> {eng} | {b} | {len(sel)} | {_q(d, 0.5)} | {_q(d, 0.99)} | "
+            f"| {m} -> {eng} | {gb}, {b} | {len(sel)} | {_q(d, 0.5)} | {_q(d, 0.99)} | "
             f"{d.max():.3g} | {a.min():.3g} |"
         )
     lines += [
