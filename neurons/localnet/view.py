@@ -154,29 +154,23 @@ def summary_table(miners: Sequence[dict[str, Any]], epochs: int) -> Any:
 
 
 def write_chart(snaps: Sequence[Snapshot], path: Path) -> Path:
-    """Cumulative emission per miner over epochs (matplotlib, no display needed)."""
-    import matplotlib
+    """Cumulative emission per miner over epochs (a pyplot-free matplotlib figure: no display
+    and no process-wide backend switch)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    try:
-        if snaps:
-            for m in snaps[-1].miners:
-                xs = [s.epoch for s in snaps]
-                ys = [
-                    next((r.emission_total for r in s.miners if r.uid == m.uid), 0.0) for s in snaps
-                ]
-                ax.plot(xs, ys, marker="o", label=f"uid {m.uid} {m.role}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("cumulative emission (α)")
-        ax.set_title("localnet: emission per miner")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(8, 4.5), dpi=110)
+    ax = fig.subplots()
+    if snaps:
+        for m in snaps[-1].miners:
+            xs = [s.epoch for s in snaps]
+            ys = [next((r.emission_total for r in s.miners if r.uid == m.uid), 0.0) for s in snaps]
+            ax.plot(xs, ys, marker="o", label=f"uid {m.uid} {m.role}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cumulative emission (α)")
+    ax.set_title("localnet: emission per miner")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     return path

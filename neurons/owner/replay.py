@@ -243,8 +243,8 @@ def _replay_run(
         for i, k in enumerate(rec.weight_steps):
             writer.writerow([rec.weight_blocks[i], rec.steps[k], *(f"{x:.6g}" for x in w[i])])
     (out / f"{label}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plt = rep._plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = rep.figure(figsize=(7, 4))
+    ax = fig.subplots()
     top = sorted(miners, key=lambda u: -float(w[-1, u]))[: rep.TOP_MINERS]
     for u in top:
         ax.plot(rec.weight_blocks, w[:, u], label=f"uid {u}")

@@ -94,22 +94,21 @@ def write_tables(out: Path, label: str, r: SimResult, summary: dict[str, Any]) -
     (out / f"{label}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _plt() -> Any:
-    import matplotlib
+def figure(*, figsize: tuple[float, float], **kwargs: Any) -> Any:
+    """A figure drawn without pyplot: no process-wide backend switch and no global registry
+    of open figures to leak (saving renders with Agg)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize, **kwargs)
 
 
 def write_charts(out: Path, label: str, sc: Scenario, r: SimResult) -> dict[str, Path]:
     """Emission share per miner, validator yield, Gini; returns chart name -> file."""
-    plt = _plt()
     t = np.arange(r.epochs)
     files: dict[str, Path] = {}
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = figure(figsize=(7, 4))
+    ax = fig.subplots()
     order = np.argsort(-r.miner_share[-max(1, r.epochs // 10) :].mean(axis=0))
     show = [int(k) for k in order[:TOP_MINERS]]
     for name in (sc.challenger, sc.incumbent, sc.focus_miner):
@@ -130,7 +129,8 @@ def write_charts(out: Path, label: str, sc: Scenario, r: SimResult) -> dict[str,
     ax.legend(fontsize=7, ncol=2)
     files["emission"] = _save(fig, out / f"{label}_emission.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = figure(figsize=(7, 4))
+    ax = fig.subplots()
     y = r.validator_yield()
     for i, name in enumerate(r.validator_names):
         focus = name == sc.focus_validator
@@ -144,7 +144,8 @@ def write_charts(out: Path, label: str, sc: Scenario, r: SimResult) -> dict[str,
     ax.legend(fontsize=7, ncol=2)
     files["yield"] = _save(fig, out / f"{label}_yield.png")
 
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig = figure(figsize=(7, 3))
+    ax = fig.subplots()
     ax.plot(t, r.gini)
     ax.set(xlabel="epoch", ylabel="Gini", ylim=(0, 1), title=f"{label}: Gini of miner emission")
     files["gini"] = _save(fig, out / f"{label}_gini.png")
@@ -155,7 +156,6 @@ def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    _plt().close(fig)
     return path
 
 
@@ -167,8 +167,8 @@ def write_sweep_chart(out: Path, key: str, runs: Sequence[RunReport]) -> Path | 
     metrics = [m for m in SWEEP_METRICS if all(run.summary.get(m) is not None for run in runs)]
     if len(runs) < 2 or not metrics:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 3.2), squeeze=False)
+    fig = figure(figsize=(3.5 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     labels = [str(run.summary["params"].get(key, run.label)) for run in runs]
     for ax, m in zip(axes[0], metrics, strict=True):
         ax.bar(labels, [float(run.summary[m]) for run in runs])
