@@ -16,7 +16,10 @@ the answer (it is the given token or in the top-k) and, at every other position,
 logprob. Probes read the prefix cache, so each costs about one KV block of compute.
 
 The engine core runs in a spawned process: the program that creates it needs a
-``if __name__ == "__main__":`` guard. Start-up is tens of seconds.
+``if __name__ == "__main__":`` guard. Start-up is tens of seconds. On a small shared CPU box set
+``VLLM_CPU_OMP_THREADS_BIND=nobind`` in the environment (the ``subnet`` command does when it is
+unset): vLLM's default core binding slows it about 5x there. This module never changes the
+process environment itself.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
@@ -50,9 +52,9 @@ from subnet.engine.types import (
 )
 from subnet.errors import EngineError
 
-# CPU defaults (no effect on GPUs): a small KV cache, and no OpenMP core binding, which on a
-# small shared box slows the engine about 5x.
-_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+# On CPU the KV cache is a slice of RAM: 1 GiB holds far more than the models served here need.
+# (vLLM's legacy VLLM_CPU_KVCACHE_SPACE environment variable, in GiB, still overrides it.)
+_CPU_KV_CACHE_BYTES = 1 << 30
 
 
 def _top_k(entries: dict[int, Any], k: int) -> tuple[list[int], list[float]]:
@@ -74,8 +76,6 @@ class VllmEngine:
         max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
         **engine_args: Any,
     ) -> None:
-        for key, value in _ENV_DEFAULTS.items():
-            os.environ.setdefault(key, value)
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
@@ -86,6 +86,8 @@ class VllmEngine:
         if device is not None and device.split(":")[0] != platform:
             raise EngineError(f"vLLM runs on {platform} here, not {device}")
         dtype = dtype or facts.dtype
+        if platform == "cpu":
+            engine_args.setdefault("kv_cache_memory_bytes", _CPU_KV_CACHE_BYTES)
         args = AsyncEngineArgs(
             model=str(model_path),
             dtype=dtype,  # type: ignore[arg-type]  # the engine validates it
