@@ -6,6 +6,7 @@ Nothing heavy at import: the build imports torch and transformers only when it r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="distill_command", required=True, metavar="COMMAND")
     tiny = sub.add_parser(
         "tiny",
-        help="build (or reuse) the tiny tokenizer, teacher and undistilled student",
+        help="build (or reuse) the tiny tokenizer, teacher, undistilled and distilled students",
         description="Build the deterministic tiny world into the user cache ($SUBNET_CACHE "
         "overrides it) and copy it to --out. A second call reuses the cache.",
     )
@@ -35,17 +36,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tiny(out: Path, force: bool) -> int:
+    from distill.distilled import ensure_distilled
     from distill.tiny import build_tiny_world
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty directory")
-    world = build_tiny_world(force=force, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    world = build_tiny_world(force=force, log=log)
+    asyncio.run(ensure_distilled(world, log=log))
     shutil.copytree(world.root, out, dirs_exist_ok=True)
     info = world.info()
     print(f"tiny world {info['hash']} ({'built' if world.built else 'cached'}: {world.root})")
     for name, stats in info["stats"].items():
         acc = stats["heldout_accuracy"]
         print(f"  {out / name}: held-out accuracy {acc['all']:.0%} {acc}")
+    print(f"  {out / 'student-distilled'}: distilled from the teacher")
     print(f"  {out / 'tokenizer'}")
     return 0
 
@@ -123,14 +131,16 @@ def _toolkit(args: argparse.Namespace) -> int:
 
         tasks = load_prompts(args.prompts)
         tcfg = TargetsConfig(**{f.name: getattr(args, f.name) for f in fields(TargetsConfig)})
-        m = build_targets(
-            args.teacher,
-            tasks,
-            args.out,
-            tcfg,
-            engine_kind=args.engine,
-            source=args.prompts,
-            progress=sys.stderr.isatty(),
+        m = asyncio.run(
+            build_targets(
+                args.teacher,
+                tasks,
+                args.out,
+                tcfg,
+                engine_kind=args.engine,
+                source=args.prompts,
+                progress=sys.stderr.isatty(),
+            )
         )
         print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")
         return 0
@@ -148,13 +158,15 @@ def _toolkit(args: argparse.Namespace) -> int:
         return 0
     from distill.evaluate import evaluate, format_table
 
-    results = evaluate(
-        args.student,
-        args.teacher,
-        load_prompts(args.tasks),
-        engine_kind=args.engine,
-        k=args.k,
-        max_tokens=args.max_tokens,
+    results = asyncio.run(
+        evaluate(
+            args.student,
+            args.teacher,
+            load_prompts(args.tasks),
+            engine_kind=args.engine,
+            k=args.k,
+            max_tokens=args.max_tokens,
+        )
     )
     print(format_table(results))
     return 0

@@ -5,10 +5,15 @@ student (``distill.tiny``); the only difference is what it learns from: the teac
 targets (``distill.targets`` with the transformers engine, greedy, over the world's seeded
 training prompts) instead of the task text. Built once into ``world.root/student-distilled``
 through ``TinyWorld.ensure_model`` (atomic, locked), deterministic for a given thread count.
+
+The world's own hash does not cover this recipe, so the built student records
+:data:`DISTILLED_VERSION` and its recipe in ``distill_stats.json``; a cached student made by
+another version or recipe is rebuilt instead of trusted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -20,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.tasks import iter_tasks
+from distill.tiny_spec import DISTILLED, TinyWorld, is_holdout
 
-#: Bumped when this recipe changes what it builds (the world's own hash does not cover it).
-DISTILLED_VERSION = "tiny-distilled/v1"
+#: Bumped when this recipe changes what it builds. v2: the saved identity names the student
+#: (v1 named it after the last file the trainer copied).
+DISTILLED_VERSION = "tiny-distilled/v2"
+STATS_FILE = "distill_stats.json"
 
 
 @dataclass(frozen=True)
@@ -33,36 +41,56 @@ class DistilledRecipe:
     ce_weight: float = 0.0
 
 
-def ensure_distilled(
-    world: Any, recipe: DistilledRecipe | None = None, log: Callable[[str], None] = lambda _: None
+def _current(path: Path, recipe: DistilledRecipe) -> bool:
+    """True when ``path`` holds a student this version built from ``recipe``."""
+    try:
+        stats = json.loads((path / STATS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(stats.get("version") == DISTILLED_VERSION and stats.get("recipe") == asdict(recipe))
+
+
+async def ensure_distilled(
+    world: TinyWorld,
+    recipe: DistilledRecipe | None = None,
+    log: Callable[[str], None] = lambda _: None,
 ) -> Path:
-    """``world.distilled``, building it first if the cache does not have it yet."""
-    from distill.tiny import DISTILLED
-
+    """``world.distilled``, building it first if the cache does not hold a current one."""
     recipe = recipe or DistilledRecipe()
-    return Path(world.ensure_model(DISTILLED, lambda out: _build(world, recipe, out, log)))
+    stale = world.distilled is not None and not _current(world.distilled_path(), recipe)
+    if stale:
+        log("distilled: the cached student is from another recipe version; rebuilding it")
+
+    async def build(out: Path) -> None:
+        await _build(world, recipe, out, log)
+
+    return await world.ensure_model(DISTILLED, build, force=stale)
 
 
-def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], None]) -> None:
-    import torch
+def _training_tasks(info: dict[str, Any], n: int) -> list[Any]:
+    stream = iter_tasks(info["train_seed"], info["families"])
+    seen: set[str] = set()
+    tasks = []
+    for t in itertools.islice(stream, 50 * n):
+        if not is_holdout(t, info["holdout_mod"]) and t.prompt not in seen:
+            seen.add(t.prompt)
+            tasks.append(t)
+            if len(tasks) == n:
+                break
+    return tasks
 
+
+async def _build(
+    world: TinyWorld, recipe: DistilledRecipe, out: Path, log: Callable[[str], None]
+) -> None:
     from distill.targets import TargetsConfig, build_targets
-    from distill.tiny import is_holdout
+    from distill.torch_state import deterministic_torch
     from distill.train import TrainConfig, train
 
     start = time.monotonic()
     info = world.info()["recipe"]
     spec, threads = info["train"], int(info["threads"])
-    torch.set_num_threads(threads)
-    stream = iter_tasks(info["train_seed"], info["families"])
-    seen: set[str] = set()
-    tasks = []
-    for t in itertools.islice(stream, 50 * recipe.prompts):
-        if not is_holdout(t, info["holdout_mod"]) and t.prompt not in seen:
-            seen.add(t.prompt)
-            tasks.append(t)
-            if len(tasks) == recipe.prompts:
-                break
+    tasks = _training_tasks(info, recipe.prompts)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as scratch:
         # The init: the undistilled student's config and tokenizer, no weights (seeded init).
         init = Path(scratch) / "init"
@@ -72,15 +100,16 @@ def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], 
                 shutil.copy2(f, init / f.name)
         targets = Path(scratch) / "targets"
         t0 = time.monotonic()
-        build_targets(
-            world.teacher,
-            tasks,
-            targets,
-            TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256, shard_size=4096),
-            engine_kind="hf",
-            source="tiny world training prompts",
-            progress=False,
-        )
+        with deterministic_torch(spec["seed"], threads):  # the recipe's thread count
+            await build_targets(
+                world.teacher,
+                tasks,
+                targets,
+                TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256, shard_size=4096),
+                engine_kind="hf",
+                source="tiny world training prompts",
+                progress=False,
+            )
         targets_s = time.monotonic() - t0
         log(f"distilled: teacher targets for {len(tasks)} prompts in {targets_s:.0f} s")
         cfg = TrainConfig(
@@ -96,7 +125,11 @@ def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], 
             save_every=-1,
             device="cpu",
         )
-        result = train(init, targets, out, cfg, progress=False, log=log, name="tiny-distilled")
+        # CPU-bound for a minute or two: off the event loop. Named after its folder, as the
+        # miner names what it commits by default.
+        result = await asyncio.to_thread(
+            train, init, targets, out, cfg, progress=False, log=log, name=DISTILLED
+        )
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     stats = {
         "version": DISTILLED_VERSION,
@@ -107,5 +140,5 @@ def _build(world: Any, recipe: DistilledRecipe, out: Path, log: Callable[[str], 
         "identity": result.identity,
         "seconds": round(time.monotonic() - start, 1),
     }
-    (out / "distill_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     log(f"distilled student built in {stats['seconds']} s")

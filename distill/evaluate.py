@@ -104,7 +104,7 @@ async def evaluate_student(
     )
 
 
-def evaluate(
+async def evaluate(
     students: Sequence[str | Path],
     teacher: str | Path,
     tasks: Sequence[Task],
@@ -114,8 +114,6 @@ def evaluate(
     max_tokens: int = 24,
 ) -> list[EvalResult]:
     """Load the teacher once and each student in turn; one EvalResult per student."""
-    import asyncio
-
     from tokenizers import Tokenizer
 
     from distill.shards import TargetsError, tokenizer_hash
@@ -126,34 +124,30 @@ def evaluate(
         if tokenizer_hash(s) != tokenizer_hash(teacher):
             raise TargetsError(f"tokenizer mismatch: {s} does not use the teacher's tokenizer")
     prompts = encode_prompts(Path(teacher), tasks)
-
-    async def main() -> list[EvalResult]:
-        t_engine = load_engine(engine_kind, teacher, max_top_logprobs=max(k, 20))  # type: ignore[arg-type]
-        results = []
-        try:
-            for s in students:
-                tok = Tokenizer.from_file(str(Path(s) / "tokenizer.json"))
-                s_engine = load_engine(engine_kind, s, max_top_logprobs=max(k, 20))  # type: ignore[arg-type]
-                try:
-                    results.append(
-                        await evaluate_student(
-                            s_engine,
-                            t_engine,
-                            tasks,
-                            prompts,
-                            lambda ids, tok=tok: tok.decode(ids, skip_special_tokens=True),
-                            name=str(s),
-                            k=k,
-                            max_tokens=max_tokens,
-                        )
+    t_engine = load_engine(engine_kind, teacher, max_top_logprobs=max(k, 20))  # type: ignore[arg-type]
+    results = []
+    try:
+        for s in students:
+            tok = Tokenizer.from_file(str(Path(s) / "tokenizer.json"))
+            s_engine = load_engine(engine_kind, s, max_top_logprobs=max(k, 20))  # type: ignore[arg-type]
+            try:
+                results.append(
+                    await evaluate_student(
+                        s_engine,
+                        t_engine,
+                        tasks,
+                        prompts,
+                        lambda ids, tok=tok: tok.decode(ids, skip_special_tokens=True),
+                        name=str(s),
+                        k=k,
+                        max_tokens=max_tokens,
                     )
-                finally:
-                    await s_engine.close()
-        finally:
-            await t_engine.close()
-        return results
-
-    return asyncio.run(main())
+                )
+            finally:
+                await s_engine.close()
+    finally:
+        await t_engine.close()
+    return results
 
 
 def format_table(results: Sequence[EvalResult]) -> str:

@@ -7,7 +7,8 @@ this way; only the distilled student (``distill.train``) learns from the teacher
 
 Determinism: fixed seeds, a fixed data order, ``torch.use_deterministic_algorithms`` and a
 fixed thread count (part of the recipe), so the same torch build gives the same weights on
-any machine.
+any machine. The caller sets them for the build only
+(:func:`distill.torch_state.deterministic_torch`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from distill.tasks import Task, check_answer
-from distill.tiny import ModelSpec, TrainSpec
+from distill.tiny_spec import ModelSpec, TrainSpec
 from distill.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode_answer, encode_prompt
 
 
@@ -45,19 +46,8 @@ def llama_config(spec: ModelSpec, vocab_size: int, max_positions: int) -> LlamaC
 
 
 def new_model(spec: ModelSpec, vocab_size: int, max_positions: int) -> LlamaForCausalLM:
-    """A freshly initialised float32 Llama (seeded by :func:`setup_torch`)."""
+    """A freshly initialised float32 Llama (from torch's global RNG: seed it first)."""
     return LlamaForCausalLM(llama_config(spec, vocab_size, max_positions))  # type: ignore[no-untyped-call]
-
-
-def setup_torch(seed: int, threads: int) -> None:
-    """Seed, force deterministic kernels, and fix the intra-op thread count.
-
-    The thread count is part of the recipe, not the machine: float reductions depend on it,
-    and on a shared 2-core box one thread measured 3-10x faster per step than two.
-    """
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
 
 
 def encode_examples(tok: Tokenizer, tasks: Sequence[Task]) -> list[tuple[list[int], list[int]]]:

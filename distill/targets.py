@@ -13,7 +13,6 @@ shard size are compared with the manifest, and a difference is an error that nam
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -175,7 +174,7 @@ async def _run_shard(
     return out
 
 
-async def build_targets_async(
+async def _write_targets(
     teacher: str | Path,
     tasks: Sequence[Task],
     out: str | Path,
@@ -185,7 +184,7 @@ async def build_targets_async(
     source: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write (or finish) targets for ``tasks`` into ``out``; return the final manifest."""
+    """Write (or finish) targets for ``tasks`` into ``out`` with ``engine``."""
     teacher, out = Path(teacher), Path(out)
     if not tasks:
         raise TargetsError("no prompts")
@@ -242,7 +241,7 @@ async def build_targets_async(
     return manifest
 
 
-def build_targets(
+async def build_targets(
     teacher: str | Path,
     tasks: Sequence[Task],
     out: str | Path,
@@ -253,25 +252,24 @@ def build_targets(
     source: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Synchronous entry point; loads ``engine_kind`` on ``teacher`` unless given an engine."""
+    """Write (or finish) targets for ``tasks`` into ``out``; return the final manifest.
 
-    async def main() -> dict[str, Any]:
-        nonlocal engine
-        owned = engine is None
-        if engine is None:
-            from subnet.engine import load_engine
+    Loads ``engine_kind`` on ``teacher`` (and closes it) unless given an open ``engine``.
+    """
+    if engine is not None:
+        return await _write_targets(
+            teacher, tasks, out, cfg, engine=engine, source=source, progress=progress
+        )
+    from subnet.engine import load_engine
 
-            engine = load_engine(
-                engine_kind,  # type: ignore[arg-type]
-                teacher,
-                max_top_logprobs=max(cfg.k, 20),
-            )
-        try:
-            return await build_targets_async(
-                teacher, tasks, out, cfg, engine=engine, source=source, progress=progress
-            )
-        finally:
-            if owned:
-                await engine.close()
-
-    return asyncio.run(main())
+    owned = load_engine(
+        engine_kind,  # type: ignore[arg-type]
+        teacher,
+        max_top_logprobs=max(cfg.k, 20),
+    )
+    try:
+        return await _write_targets(
+            teacher, tasks, out, cfg, engine=owned, source=source, progress=progress
+        )
+    finally:
+        await owned.close()

@@ -25,142 +25,49 @@ Importing this module is cheap; torch and transformers load only when a build is
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import importlib.metadata
+import asyncio
 import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from distill.cache import cache_root, ensure_dir
-from distill.tasks import CHANCE, TASKS_VERSION, Task, iter_tasks, render
-
-#: Bumped whenever the build code changes what it produces, so stale caches are not reused.
-RECIPE_VERSION = "tiny/v1"
-
-TOKENIZER, TEACHER, UNDISTILLED, DISTILLED = (
-    "tokenizer",
-    "teacher",
-    "student-undistilled",
-    "student-distilled",
+from distill.tasks import CHANCE, Task, iter_tasks, render
+from distill.tiny_spec import (
+    DISTILLED,
+    TEACHER,
+    TOKENIZER,
+    UNDISTILLED,
+    ModelSpec,
+    TinyRecipe,
+    TinyWorld,
+    TrainSpec,
+    is_holdout,
 )
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Llama shape; head_dim = hidden / heads must be >= 32 for vLLM's CPU attention."""
-
-    layers: int
-    hidden: int
-    heads: int
-    intermediate: int
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    steps: int
-    batch: int
-    lr: float
-    warmup: int
-    seed: int
+__all__ = [
+    "DISTILLED",
+    "ModelSpec",
+    "TinyRecipe",
+    "TinyWorld",
+    "TrainSpec",
+    "build_tiny_world",
+    "is_holdout",
+    "tiny_world",
+]
 
 
-@dataclass(frozen=True)
-class TinyRecipe:
-    """Everything that determines the world's bytes; its hash names the cache directory."""
-
-    # add/sort/reverse only: there the teacher's uncertainty (on add) is something a 2-layer
-    # student can copy, so distillation clearly beats cross-entropy (issue 7: held-out forward
-    # KL 0.055 vs 0.153, seed 0). On count/copy the student cannot compute what the teacher
-    # does, and the gap closes to seed noise. ``distill.tasks`` keeps all five families.
-    families: tuple[str, ...] = ("add", "sort", "reverse")
-    tokenizer_seed: str = "tiny/tokenizer"
-    tokenizer_texts: int = 20_000
-    vocab_size: int = 512  # an upper bound: task text yields fewer merges
-    max_positions: int = 256
-    train_seed: str = "tiny/train"
-    eval_seed: str = "tiny/eval"
-    eval_per_family: int = 100
-    holdout_mod: int = 10  # prompts whose hash is 0 mod this are never trained on
-    teacher: ModelSpec = ModelSpec(layers=4, hidden=128, heads=4, intermediate=384)
-    student: ModelSpec = ModelSpec(layers=2, hidden=64, heads=2, intermediate=192)
-    # 1000 steps, not more: the teacher is still unsure on add (~13 % exact), which is what a
-    # student copies by distillation and cannot learn from one-hot text; trained to 1500 it
-    # is near-certain (96 %) and which student wins hinges on the init seed.
-    train: TrainSpec = TrainSpec(steps=1000, batch=64, lr=3e-3, warmup=50, seed=0)
-    threads: int = 1
-
-    def digest(self) -> str:
-        """Content hash of the recipe, the code version and the library versions it ran on."""
-        body = dataclasses.asdict(self)
-        body["versions"] = {
-            "recipe": RECIPE_VERSION,
-            "tasks": TASKS_VERSION,
-            **{
-                lib: importlib.metadata.version(lib)
-                for lib in ("torch", "transformers", "tokenizers")
-            },
-        }
-        blob = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class TinyWorld:
-    """Paths of one built world; ``built`` says whether this call built it (False: cache hit)."""
-
-    root: Path
-    built: bool = False
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return self.root / TOKENIZER
-
-    @property
-    def teacher(self) -> Path:
-        return self.root / TEACHER
-
-    @property
-    def undistilled(self) -> Path:
-        return self.root / UNDISTILLED
-
-    def distilled_path(self) -> Path:
-        """Where the distilled student lives once ``distill.train`` has registered it."""
-        return self.root / DISTILLED
-
-    @property
-    def distilled(self) -> Path | None:
-        path = self.distilled_path()
-        return path if path.is_dir() else None
-
-    def info(self) -> dict[str, Any]:
-        """The contents of ``recipe.json`` (recipe, hash, stats, accuracies)."""
-        return json.loads((self.root / "recipe.json").read_text())  # type: ignore[no-any-return]
-
-    def ensure_model(self, name: str, build: Callable[[Path], object], force: bool = False) -> Path:
-        """Add a model directory ``root/name`` built once by ``build(tmp_dir)``; returns it.
-
-        The hook for the distillation trainer: ``world.ensure_model(DISTILLED, train_into)``.
-        Atomic and locked like the world itself; the builder must write a complete HF model dir
-        (copy the tokenizer files from ``tokenizer_dir``).
-        """
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"bad model name {name!r}")
-        ensure_dir(self.root / name, build, force=force)
-        return self.root / name
-
-
-def tiny_world(cache: Path | None = None) -> TinyWorld:
+async def tiny_world(cache: Path | None = None) -> TinyWorld:
     """The default tiny world with all three models (distilled student included), built on
-    first use."""
+    first use. The base build is CPU-bound torch work: it runs in a worker thread, so the
+    caller's event loop keeps serving while a fresh cache is filled."""
     from distill.distilled import ensure_distilled
 
-    world = build_tiny_world(cache=cache)
-    ensure_distilled(world)
+    world = await asyncio.to_thread(build_tiny_world, cache=cache)
+    await ensure_distilled(world)
     return world
 
 
@@ -179,11 +86,6 @@ def build_tiny_world(
 
 
 # --- the build ------------------------------------------------------------------------------
-
-
-def is_holdout(task: Task, mod: int) -> bool:
-    """True for the fixed slice of prompt space kept out of training."""
-    return int(task.task_id.rsplit("-", 1)[1], 16) % mod == 0
 
 
 def _take(stream: Iterator[Task], n: int, keep: Callable[[Task], bool], what: str) -> list[Task]:
@@ -221,6 +123,7 @@ def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
 def _build(recipe: TinyRecipe, out: Path, log: Callable[[str], None]) -> None:
     from distill import lm  # torch + transformers: only when building
     from distill.tokenizer import build_tokenizer, save_tokenizer
+    from distill.torch_state import deterministic_torch
 
     start = time.monotonic()
     log(f"building tiny world {recipe.digest()} into {out}")
@@ -243,11 +146,11 @@ def _build(recipe: TinyRecipe, out: Path, log: Callable[[str], None]) -> None:
     stats: dict[str, Any] = {}
     for name, shape in ((TEACHER, recipe.teacher), (UNDISTILLED, recipe.student)):
         t0 = time.monotonic()
-        lm.setup_torch(spec.seed, recipe.threads)
-        model = lm.new_model(shape, tok.get_vocab_size(), recipe.max_positions)
-        log(f"training {name}: {sum(p.numel() for p in model.parameters()):,} parameters")
-        final_loss = lm.train(model, examples, spec, _prefixed(log, name))
-        accuracy = lm.accuracy_by_family(model, tok, eval_tasks)
+        with deterministic_torch(spec.seed, recipe.threads):
+            model = lm.new_model(shape, tok.get_vocab_size(), recipe.max_positions)
+            log(f"training {name}: {sum(p.numel() for p in model.parameters()):,} parameters")
+            final_loss = lm.train(model, examples, spec, _prefixed(log, name))
+            accuracy = lm.accuracy_by_family(model, tok, eval_tasks)
         log(f"{name}: held-out exact-answer accuracy {accuracy}")
         model.save_pretrained(out / name, safe_serialization=True)
         save_tokenizer(tok, out / name, recipe.max_positions)
@@ -260,7 +163,7 @@ def _build(recipe: TinyRecipe, out: Path, log: Callable[[str], None]) -> None:
         }
     info = {
         "hash": recipe.digest(),
-        "recipe": dataclasses.asdict(recipe),
+        "recipe": asdict(recipe),
         "vocab_size": tok.get_vocab_size(),
         "chance": {f: round(CHANCE[f], 5) for f in recipe.families},
         "heldout_tasks": len(eval_tasks),

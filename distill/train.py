@@ -30,6 +30,7 @@ import torch
 from distill.identity import identity_for
 from distill.losses import distill_loss
 from distill.shards import Example, TargetsError, TargetSet, tokenizer_hash
+from distill.torch_state import deterministic_torch
 from distill.train_config import TrainConfig, TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -149,11 +150,11 @@ def evaluate_kl(
     return float(np.mean(per_answer))
 
 
-def load_student(student: Path, seed: int) -> Any:
-    """The student's weights if the folder has any, else a fresh init from its config + seed."""
+def load_student(student: Path) -> Any:
+    """The student's weights if the folder has any, else a fresh init from its config (drawn
+    from torch's global RNG: :func:`train` seeds it for the run)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    torch.manual_seed(seed)
     if any(student.glob("*.safetensors")) or any(student.glob("*.bin")):
         return AutoModelForCausalLM.from_pretrained(str(student), dtype=torch.float32)
     config = AutoConfig.from_pretrained(str(student))
@@ -205,9 +206,9 @@ def save_final(
 ) -> str:
     """HF folder (safetensors + config + the student's tokenizer files) and its identity."""
     model.save_pretrained(str(out), safe_serialization=True)
-    for name in COPY_FILES:
-        if (student / name).is_file():
-            shutil.copy2(student / name, out / name)
+    for file_name in COPY_FILES:
+        if (student / file_name).is_file():
+            shutil.copy2(student / file_name, out / file_name)
     payload = identity_for(out, name=name or out.resolve().name).format()
     (out / "identity.txt").write_text(payload + "\n")
     (out / "train_meta.json").write_text(json.dumps({**meta, "identity": payload}, indent=2))
@@ -243,73 +244,81 @@ def train(
         raise TargetsError(f"{targets_dir}: too few sequences to train on ({len(targets)})")
     held_out = [targets[i] for i in range(n_train, len(targets))]
 
-    # Compute: bf16 autocast on CUDA, fp32 on CPU; deterministic kernels, seeded init.
-    torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0))))
-    device = torch.device(
-        cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    )
-    autocast = device.type == "cuda"
-    model = load_student(student, cfg.seed).to(device).train()
+    # Compute: bf16 autocast on CUDA, fp32 on CPU; deterministic kernels, seeded init, a fixed
+    # thread count, all for this run only (the caller's torch settings are restored after).
+    threads = cfg.threads or max(1, len(os.sched_getaffinity(0)))
+    with deterministic_torch(cfg.seed, threads):
+        device = torch.device(
+            cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        autocast = device.type == "cuda"
+        model = load_student(student).to(device).train()
 
-    # Optimizer, and resume from the newest checkpoint if there is one.
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay
-    )
-    meta = {"config": asdict(cfg), "targets": targets.manifest["request"], "student": str(student)}
-    start = load_checkpoint(out, model, opt, meta)
-    if start:
-        log(f"resuming from step {start}")
+        # Optimizer, and resume from the newest checkpoint if there is one.
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay
+        )
+        meta = {
+            "config": asdict(cfg),
+            "targets": targets.manifest["request"],
+            "student": str(student),
+        }
+        start = load_checkpoint(out, model, opt, meta)
+        if start:
+            log(f"resuming from step {start}")
 
-    from rich.progress import Progress, TextColumn
+        from rich.progress import Progress, TextColumn
 
-    columns = [
-        *Progress.get_default_columns(),
-        TextColumn("loss {task.fields[loss]} | {task.fields[rate]} tok/s"),
-    ]
-    step, tokens, eval_kl = start, 0, float("nan")
-    recent: list[float] = []
-    t0 = time.monotonic()
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("distill", total=cfg.steps, completed=start, loss="-", rate="-")
-        while True:
-            last_step = step == cfg.steps
-            # Once in a while: held-out divergence, checkpoint.
-            if last_step or (cfg.eval_every > 0 and step > 0 and step % cfg.eval_every == 0):
-                eval_kl = evaluate_kl(model, held_out, k, targets.vocab_size, device, autocast)
-                log(f"step {step}: held-out forward KL {eval_kl:.4f}")
-            if step > start and (last_step or (cfg.save_every > 0 and step % cfg.save_every == 0)):
-                save_checkpoint(out, step, model, opt, meta, cfg.keep_checkpoints)
-            if last_step:
-                break
+        columns = [
+            *Progress.get_default_columns(),
+            TextColumn("loss {task.fields[loss]} | {task.fields[rate]} tok/s"),
+        ]
+        step, tokens, eval_kl = start, 0, float("nan")
+        recent: list[float] = []
+        t0 = time.monotonic()
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("distill", total=cfg.steps, completed=start, loss="-", rate="-")
+            while True:
+                last_step = step == cfg.steps
+                # Once in a while: held-out divergence, checkpoint.
+                if last_step or (cfg.eval_every > 0 and step > 0 and step % cfg.eval_every == 0):
+                    eval_kl = evaluate_kl(model, held_out, k, targets.vocab_size, device, autocast)
+                    log(f"step {step}: held-out forward KL {eval_kl:.4f}")
+                if step > start and (
+                    last_step or (cfg.save_every > 0 and step % cfg.save_every == 0)
+                ):
+                    save_checkpoint(out, step, model, opt, meta, cfg.keep_checkpoints)
+                if last_step:
+                    break
 
-            # One step: a fixed batch for this step, schedule, clip, update.
-            batch = collate(
-                [targets[i] for i in batch_indices(step, n_train, cfg.batch, cfg.seed)], k, device
-            )
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, cfg)
-            loss, kl = distill_loss(
-                scored_logits(model, batch, autocast),
-                batch["top_ids"],
-                batch["top_lp"],
-                batch["targets"],
-                torch.ones_like(batch["targets"]),
-                cfg.ce_weight,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+                # One step: a fixed batch for this step, schedule, clip, update.
+                batch = collate(
+                    [targets[i] for i in batch_indices(step, n_train, cfg.batch, cfg.seed)],
+                    k,
+                    device,
+                )
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(step, cfg)
+                loss, kl = distill_loss(
+                    scored_logits(model, batch, autocast),
+                    batch["top_ids"],
+                    batch["top_lp"],
+                    batch["targets"],
+                    torch.ones_like(batch["targets"]),
+                    cfg.ce_weight,
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
 
-            # Logging (CPU side).
-            step += 1
-            tokens += int(batch["mask"].sum())
-            recent = [*recent[-max(1, cfg.steps // 10) + 1 :], float(kl)]
-            rate = tokens / max(time.monotonic() - t0, 1e-9)
-            bar.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{rate:,.0f}")
+                # Logging (CPU side).
+                step += 1
+                tokens += int(batch["mask"].sum())
+                recent = [*recent[-max(1, cfg.steps // 10) + 1 :], float(kl)]
+                rate = tokens / max(time.monotonic() - t0, 1e-9)
+                bar.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{rate:,.0f}")
 
     elapsed = time.monotonic() - t0
     meta["eval_forward_kl"] = eval_kl

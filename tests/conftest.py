@@ -9,13 +9,18 @@ every run on this machine, CI included.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from distill.tiny import TinyWorld
 
 _ISOLATED_HOME: Path | None = None
 
@@ -60,3 +65,14 @@ def real_home_untouched() -> Path:
     """The isolated HOME of this run (tests can assert nothing leaked elsewhere)."""
     assert _ISOLATED_HOME is not None
     return _ISOLATED_HOME
+
+
+@pytest.fixture(scope="session")
+def tiny() -> TinyWorld:
+    """The tiny world (teacher, undistilled and distilled students), built once per session
+    (minutes from a cold cache, instant from a warm one) before the first test that asks for
+    it. A sync fixture: it never runs inside a test's event loop, so the build's own event
+    loop (the distilled student's teacher targets) is never nested in another."""
+    from distill.tiny import tiny_world
+
+    return asyncio.run(tiny_world())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return status(args.dir, console)
     from neurons.localnet.run import Localnet
 
-    return Localnet(options_from_args(args), console).run()
+    return asyncio.run(Localnet(options_from_args(args), console).run())
 
 
 def _pid_alive(pid: int) -> bool:

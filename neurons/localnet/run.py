@@ -19,6 +19,7 @@ happens (an exception, Ctrl-C, SIGTERM), every process started here is stopped o
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -93,7 +94,7 @@ class Localnet:
             self.phases[name] = round(time.monotonic() - t, 1)
             self.print(f"   {name}: {self.phases[name]:.1f} s")
 
-    def run(self) -> int:
+    async def run(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.state.update(
             pid=os.getpid(),
@@ -108,7 +109,7 @@ class Localnet:
         code = 1
         try:
             with capture_signals(self.stop), Supervisor() as sup:
-                code = self._run(sup)
+                code = await self._run(sup)
                 self.print("stopping every process ...")
         finally:
             self.phases["total"] = round(time.monotonic() - t0, 1)
@@ -117,17 +118,17 @@ class Localnet:
             self._report()
         return code
 
-    def _run(self, sup: Supervisor) -> int:
+    async def _run(self, sup: Supervisor) -> int:
         with self.phase("setup"):
-            manifest = self._devnet()
+            manifest = await self._devnet()
         with self.phase("tiny world"):
-            models = self._models()
+            models = await self._models()
         plans = self._plans(manifest)
         with self.phase("engine starts"):
-            if not self._start(sup, manifest, plans, models):
+            if not await self._start(sup, manifest, plans, models):
                 return self._exit_code()
         with self.phase("epochs"):
-            self._epochs(sup, manifest, plans)
+            await self._epochs(sup, manifest, plans)
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -139,8 +140,8 @@ class Localnet:
 
     # --- setup ----------------------------------------------------------------------------
 
-    def _devnet(self) -> dict[str, Any]:
-        from subnet.chain.cli import read_manifest, run_devnet
+    async def _devnet(self) -> dict[str, Any]:
+        from subnet.chain.cli import init_devnet, read_manifest
 
         need = len(self.o.miners)
         if self.o.fresh:
@@ -164,7 +165,6 @@ class Localnet:
             return manifest
         args = argparse.Namespace(
             devnet_command="init",
-            dir=self.devnet_dir,
             validators=1,
             miners=need,
             tempo=self.o.tempo,
@@ -174,17 +174,18 @@ class Localnet:
             stake=1000.0,
             mev_shield=False,
         )
-        run_devnet(args)
+        await init_devnet(args, self.devnet_dir)
         return read_manifest(self.devnet_dir)
 
-    def _models(self) -> dict[str, Path]:
-        from distill.tiny import tiny_world
+    async def _models(self) -> dict[str, Path]:
+        from distill.distilled import ensure_distilled
+        from distill.tiny import build_tiny_world
 
-        world = tiny_world()
+        world = await asyncio.to_thread(build_tiny_world)
         self.families = tuple(world.info()["recipe"]["families"])
-        distilled = world.distilled
-        if distilled is None:
-            distilled = self._train_distilled(world)
+        if world.distilled is None:
+            self.print("   training the distilled student (once; cached with the world) ...")
+        distilled = await ensure_distilled(world, log=lambda m: self.print(f"   {m}", markup=False))
         models = {
             "teacher": world.teacher,
             "undistilled": world.undistilled,
@@ -200,13 +201,6 @@ class Localnet:
             models[role] = model_variant(base, self.folder / "models" / role, role)
         self.print(f"   tiny world {world.root}" + (" (built now)" if world.built else ""))
         return models
-
-    def _train_distilled(self, world: Any) -> Path:
-        """The distilled student through the trainer's entry point (built once, cached)."""
-        from distill.distilled import ensure_distilled
-
-        self.print("   training the distilled student (once; cached with the world) ...")
-        return Path(ensure_distilled(world, log=lambda m: self.print(f"   {m}", markup=False)))
 
     def _plans(self, manifest: dict[str, Any]) -> list[MinerPlan]:
         from subnet.wallets import hotkey_address, load_wallet
@@ -228,7 +222,7 @@ class Localnet:
 
     # --- processes ------------------------------------------------------------------------
 
-    def _start(
+    async def _start(
         self,
         sup: Supervisor,
         manifest: dict[str, Any],
@@ -283,7 +277,7 @@ class Localnet:
             if validator is not None and steps_committed(self.validator_db) > steps_before:
                 self.print("   the validator committed its first step")
                 return True
-            time.sleep(1.0)
+            await asyncio.sleep(1.0)
         if not self.stop:
             waiting = [specs[n].name for n in pending] or ["validator (no step committed)"]
             self.print(f"[red]not ready after {self.o.ready_timeout:.0f} s: {waiting}[/red]")
@@ -312,7 +306,9 @@ class Localnet:
 
     # --- epochs ---------------------------------------------------------------------------
 
-    def _epochs(self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan]) -> None:
+    async def _epochs(
+        self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan]
+    ) -> None:
         from subnet.chain.network import devnet_file
 
         members = tuple(Member(p.uid, p.hotkey, p.role) for p in plans)
@@ -356,7 +352,7 @@ class Localnet:
                             ),
                         )
                     )
-                time.sleep(0.5)
+                await asyncio.sleep(0.5)
 
     # --- results --------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ def _dir_option(parser: argparse.ArgumentParser) -> None:
 def run_devnet(args: argparse.Namespace) -> int:
     folder = _devnet_dir(args)
     if args.devnet_command == "init":
-        return asyncio.run(_init(args, folder))
+        return asyncio.run(init_devnet(args, folder))
     if args.devnet_command == "status":
         return asyncio.run(_status(folder, args.netuid, as_json=args.json))
     if args.devnet_command == "advance":
@@ -105,7 +105,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"unreadable devnet manifest {path}: {e}") from e
 
 
-async def _init(args: argparse.Namespace, folder: Path) -> int:
+async def init_devnet(args: argparse.Namespace, folder: Path) -> int:
+    """``subnet devnet init``: the chain file, its wallets, a subnet, stake and permits."""
     from subnet.chain.devnet import Devnet
     from subnet.chain.network import DEVNET_FILE, open_chain
     from subnet.wallets import coldkey_address, create_wallet, hotkey_address

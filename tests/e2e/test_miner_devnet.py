@@ -20,7 +20,7 @@ import pytest
 from bittensor import http_auth
 
 from distill.identity import identity_for
-from distill.tiny import tiny_world
+from distill.tiny import TinyWorld
 from subnet import auth, protocol
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
@@ -38,14 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def miner_cmd(tmp: Path, chain: Path, port: int, *extra: str) -> list[str]:
+def miner_cmd(model: Path, tmp: Path, chain: Path, port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
         "subnet.cli",
         "miner",
         "--model",
-        str(tiny_world().teacher),
+        str(model),
         "--engine",
         "hf",
         "--network",
@@ -70,7 +70,9 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
 
-async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path) -> None:
+async def test_miner_process_registers_commits_serves_and_drains(
+    tmp_path: Path, tiny: TinyWorld
+) -> None:
     wallets = {
         n: create_wallet(n, "default", tmp_path / "wallets") for n in ("owner", "vali", "miner")
     }
@@ -91,7 +93,7 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
 
     # unregistered and no --register: a clear one-line refusal, before loading anything
     refused = subprocess.run(
-        miner_cmd(tmp_path, chain, port),
+        miner_cmd(tiny.teacher, tmp_path, chain, port),
         cwd=tmp_path,
         env=env(),
         capture_output=True,
@@ -103,7 +105,7 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
 
     log = (tmp_path / "miner.log").open("w")
     proc = subprocess.Popen(
-        miner_cmd(tmp_path, chain, port, "--register"),
+        miner_cmd(tiny.teacher, tmp_path, chain, port, "--register"),
         cwd=tmp_path,
         env=env(),
         stdout=log,
@@ -112,7 +114,7 @@ async def test_miner_process_registers_commits_serves_and_drains(tmp_path: Path)
     try:
         base = f"http://127.0.0.2:{port}"
         health = await wait_healthy(base, proc, tmp_path / "miner.log")
-        expected = identity_for(tiny_world().teacher).format()
+        expected = identity_for(tiny.teacher).format()
         assert health["identity"] == expected
         async with open_chain(f"devnet:{chain}") as client:
             deadline = time.monotonic() + 60  # health answers just before the axon is announced

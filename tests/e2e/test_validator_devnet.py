@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STOP}
 
 
-async def test_validator_node_orders_miners_and_emissions_follow(tmp_path):
-    sub = make_subnet(tmp_path, clock="wall", block_time=0.5, tempo=12)
+async def test_validator_node_orders_miners_and_emissions_follow(tmp_path, tiny):
+    sub = make_subnet(tiny, tmp_path, clock="wall", block_time=0.5, tempo=12)
     cfg = load_config(
         None,
         env={},

@@ -67,8 +67,8 @@ def _steps(db_path: Path) -> int:
             return 0
 
 
-async def test_kill_9_mid_step_then_restart_loses_and_duplicates_nothing(tmp_path):
-    sub = make_subnet(tmp_path, clock="wall", block_time=0.3, tempo=50)
+async def test_kill_9_mid_step_then_restart_loses_and_duplicates_nothing(tmp_path, tiny):
+    sub = make_subnet(tiny, tmp_path, clock="wall", block_time=0.3, tempo=50)
     db_path = tmp_path / "vs" / "validator.sqlite"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     names = ("teacher", "student", "slow")

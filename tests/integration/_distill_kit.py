@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from distill.targets import TargetsConfig, build_targets
@@ -31,8 +32,9 @@ def make_model(root: Path, seed: int, tokenizer_seed: int = 0, weights: bool = T
         eos_token_id=2,
         pad_token_id=0,
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # seeded init, the caller's RNG left as it was
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     if weights:
         model.save_pretrained(str(root), safe_serialization=True)
     else:
@@ -42,5 +44,7 @@ def make_model(root: Path, seed: int, tokenizer_seed: int = 0, weights: bool = T
 
 def make_targets(teacher: Path, out: Path, n: int = 40, k: int = 8) -> Path:
     cfg = TargetsConfig(k=k, max_tokens=6, shard_size=16, batch=16)
-    build_targets(teacher, generate_tasks(1, n), out, cfg, engine_kind="hf", progress=False)
+    asyncio.run(
+        build_targets(teacher, generate_tasks(1, n), out, cfg, engine_kind="hf", progress=False)
+    )
     return out

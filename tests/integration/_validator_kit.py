@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from distill.identity import identity_for
-from distill.tiny import tiny_world
+from distill.tiny import TinyWorld
 from neurons.demo_fixtures.adversary import wrap_engine
 from neurons.miner.app import Gate, build_app
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
@@ -45,9 +45,8 @@ ADVERSARY = {
 }
 
 
-def model_zoo(root: Path) -> dict[str, Path]:
+def model_zoo(world: TinyWorld, root: Path) -> dict[str, Path]:
     """name -> model folder: the teacher, the student and one student variant per adversary."""
-    world = tiny_world()
     zoo = {"teacher": root / "teacher", "student": root / "student"}
     if not zoo["teacher"].exists():
         shutil.copytree(world.teacher, zoo["teacher"])
@@ -80,7 +79,12 @@ class Subnet:
 
 
 def make_subnet(
-    tmp: Path, *, clock: str = "manual", block_time: float = 0.05, tempo: int = 20
+    world: TinyWorld,
+    tmp: Path,
+    *,
+    clock: str = "manual",
+    block_time: float = 0.05,
+    tempo: int = 20,
 ) -> Subnet:
     names = ("owner", "vali", *MINERS)
     wallets = {n: create_wallet(n, "default", tmp / "wallets") for n in names}
@@ -94,7 +98,7 @@ def make_subnet(
         enable_mev_shield=False,
     )
     net.add_subnet(coldkey_address(owner), hotkey_address(owner), tempo=tempo, weights_rate_limit=1)
-    sub = Subnet(net, path, wallets, model_zoo(tmp / "models"))
+    sub = Subnet(net, path, wallets, model_zoo(world, tmp / "models"))
     for name in ("vali", *MINERS):
         w = wallets[name]
         sub.uids[name] = net.register(NETUID, hotkey_address(w), coldkey_address(w))

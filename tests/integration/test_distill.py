@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from distill.shards import TargetsError
+from distill.tiny import TinyWorld
 from distill.train import TrainConfig, train
 from tests.integration._distill_kit import make_model, make_targets
 
@@ -91,10 +92,39 @@ def test_trained_folder_is_a_committable_model(world: dict[str, Path], tmp_path:
         world["student"], world["targets"], tmp_path / "s", cfg, progress=False, log=lambda _: None
     )
     assert parse_identity(result.identity).digest == identity_for(tmp_path / "s").digest
+    # Exactly what `subnet miner --model s/` commits by default (the folder's name), and what
+    # the folder says it is: the name is the model's, not the last file the trainer copied.
+    assert result.identity == identity_for(tmp_path / "s").format()
+    assert (tmp_path / "s" / "identity.txt").read_text().strip() == result.identity
+    assert parse_identity(result.identity).name == "s"
+    named = train(
+        world["student"],
+        world["targets"],
+        tmp_path / "n",
+        cfg,
+        progress=False,
+        log=lambda _: None,
+        name="my-student",
+    )
+    assert parse_identity(named.identity).name == "my-student"
+    assert named.identity == identity_for(tmp_path / "n", name="my-student").format()
     assert (tmp_path / "s" / "tokenizer.json").read_bytes() == (
         world["teacher"] / "tokenizer.json"
     ).read_bytes()
     assert result.eval_kl >= 0
+
+
+def test_training_leaves_the_process_torch_settings_as_it_found_them(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Seeds, deterministic kernels and the thread count are the run's, not the process's."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    rng = torch.random.get_rng_state()
+    cfg = TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=4, save_every=-1, threads=1)
+    train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False, log=print)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert torch.equal(torch.random.get_rng_state(), rng)
 
 
 def test_other_tokenizer_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
@@ -127,7 +157,7 @@ def test_truncated_shard_is_refused(world: dict[str, Path], tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_tiny_world_distilled_student_tracks_the_teacher() -> None:
+async def test_tiny_world_distilled_student_tracks_the_teacher(tiny: TinyWorld) -> None:
     """Done-when of issue 7, on the validator's own numbers (student answers, teacher-forced).
 
     The distilled student and the undistilled one share architecture, init seed and step count;
@@ -138,20 +168,20 @@ def test_tiny_world_distilled_student_tracks_the_teacher() -> None:
     """
     import itertools
 
-    from distill.distilled import ensure_distilled
     from distill.evaluate import evaluate
     from distill.tasks import iter_tasks
-    from distill.tiny import is_holdout, tiny_world
+    from distill.tiny import is_holdout
 
-    world = tiny_world()
-    distilled = ensure_distilled(world)
+    world = tiny
+    distilled = world.distilled
+    assert distilled is not None
     recipe = world.info()["recipe"]
     tasks = [
         t
         for t in itertools.islice(iter_tasks("issue-7/heldout", recipe["families"]), 5000)
         if is_holdout(t, recipe["holdout_mod"])
     ][:300]
-    d, ce, teacher = evaluate(
+    d, ce, teacher = await evaluate(
         [distilled, world.undistilled, world.teacher], world.teacher, tasks, engine_kind="hf", k=16
     )
     assert d.forward_kl <= 0.7 * ce.forward_kl, (d, ce)

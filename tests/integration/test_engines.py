@@ -17,7 +17,7 @@ import pytest_asyncio
 from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
-from distill.tiny import tiny_world
+from distill.tiny import TinyWorld
 from distill.tokenizer import encode_prompt
 from subnet.engine import (
     Completion,
@@ -41,8 +41,8 @@ TEXTS = ["The capital of France is", "def add(a, b):", "Once upon a time", "Hell
 
 
 @pytest.fixture(scope="session")
-def teacher() -> Path:
-    return tiny_world().teacher
+def teacher(tiny: TinyWorld) -> Path:
+    return tiny.teacher
 
 
 @pytest.fixture(scope="session")

@@ -304,7 +304,7 @@ def test_status_reads_a_finished_run_and_refuses_a_missing_one(tmp_path):
     assert f"running (pid {os.getpid()})" in console.export_text()
 
 
-def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, monkeypatch):
+async def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, monkeypatch):
     from neurons.localnet.plan import Options
     from neurons.localnet.run import Localnet
 
@@ -316,20 +316,20 @@ def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_path, m
         tempo=10,
         block_time=0.5,
     )
-    manifest = Localnet(opts, console)._devnet()
+    manifest = await Localnet(opts, console)._devnet()
     assert manifest["miners"] == ["miner1", "miner2"] and manifest["tempo"] == 10
     assert manifest["clock"] == "wall" and manifest["network"].endswith("ln/devnet/devnet.sqlite")
-    again = Localnet(opts, console)._devnet()
+    again = await Localnet(opts, console)._devnet()
     assert again == manifest and "reusing the devnet" in console.export_text()
     other = Options(folder=tmp_path / "ln", miners=opts.miners, tempo=20, block_time=0.5)
     with pytest.raises(ConfigError, match="--fresh"):
-        Localnet(other, console)._devnet()
+        await Localnet(other, console)._devnet()
     more = Options(
         folder=tmp_path / "ln", miners=parse_miners(DEFAULT_MINERS, "hf"), tempo=10, block_time=0.5
     )
     with pytest.raises(ConfigError, match="2 miners"):
-        Localnet(more, console)._devnet()
-    fresh = Localnet(
+        await Localnet(more, console)._devnet()
+    fresh = await Localnet(
         Options(folder=tmp_path / "ln", miners=more.miners, tempo=20, block_time=0.5, fresh=True),
         console,
     )._devnet()

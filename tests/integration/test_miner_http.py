@@ -24,7 +24,7 @@ from aiohttp import web
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 
-from distill.tiny import tiny_world
+from distill.tiny import TinyWorld
 from neurons.miner.app import Gate, build_app
 from neurons.miner.policy import (
     CallerInfo,
@@ -51,13 +51,14 @@ PATH = protocol.COMPLETIONS_PATH
 IDENTITY = "v1:" + "ab" * 32 + ":tiny:test"
 
 
-def model_dir() -> Path:
-    return tiny_world().teacher
+@pytest.fixture(scope="module")
+def model_dir(tiny: TinyWorld) -> Path:
+    return tiny.teacher
 
 
 @pytest.fixture(scope="module")
-def engine() -> StreamingEngine:
-    return load_engine("hf", model_dir())
+def engine(model_dir: Path) -> StreamingEngine:
+    return load_engine("hf", model_dir)
 
 
 class Clock:
@@ -73,7 +74,7 @@ RUNNERS: dict[str, web.AppRunner] = {}  # base url -> its runner (to watch its c
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
+async def server(engine: Engine, model_dir: Path, tmp_path: Path) -> AsyncIterator[Server]:
     runners: list[web.AppRunner] = []
 
     async def start(**limits: Any) -> tuple[str, Clock, MinerMetrics]:
@@ -108,7 +109,7 @@ async def server(engine: Engine, tmp_path: Path) -> AsyncIterator[Server]:
             limits.pop("engine", engine),
             identity=IDENTITY,
             model_name="tiny",
-            codec=load_codec(model_dir()),
+            codec=load_codec(model_dir),
             max_tokens=32,
             max_logprobs=5,
         )

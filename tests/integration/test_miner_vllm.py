@@ -15,7 +15,7 @@ from aiohttp import web
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 
-from distill.tiny import tiny_world
+from distill.tiny import TinyWorld
 from neurons.miner.app import Gate, build_app
 from neurons.miner.policy import (
     CallerInfo,
@@ -37,15 +37,17 @@ PATH = protocol.COMPLETIONS_PATH
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[Engine]:
-    e = load_engine("vllm", tiny_world().teacher)
+async def engine(tiny: TinyWorld) -> AsyncIterator[Engine]:
+    e = load_engine("vllm", tiny.teacher)
     yield e
     await e.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def base(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    teacher = tiny_world().teacher
+async def base(
+    engine: Engine, tiny: TinyWorld, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    teacher = tiny.teacher
     gate = Gate(
         wallet=MINER,
         hotkey=MINER.ss58_address,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from distill.tiny import TinyWorld
 from neurons.owner.replay import read_validator_db, recorded_weights_config, replay
 from neurons.validator.main import Validator
 from scoring.config import WeightsConfig
@@ -29,16 +30,16 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def validator_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def validator_db(tmp_path_factory: pytest.TempPathFactory, tiny: TinyWorld) -> Path:
     """Run the validator for three steps; its database, with one weight set per step."""
     import asyncio
 
     tmp = tmp_path_factory.mktemp("replay")
-    return asyncio.run(_run_validator(tmp))
+    return asyncio.run(_run_validator(tiny, tmp))
 
 
-async def _run_validator(tmp: Path) -> Path:
-    sub = make_subnet(tmp, clock="wall", block_time=0.5, tempo=100)
+async def _run_validator(tiny: TinyWorld, tmp: Path) -> Path:
+    sub = make_subnet(tiny, tmp, clock="wall", block_time=0.5, tempo=100)
     cfg = load_config(
         None,
         env={},

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from distill import cli
 from distill.tasks import CHANCE, Task, check_answer, iter_tasks
-from distill.tiny import TinyRecipe, TinyWorld, build_tiny_world, is_holdout, tiny_world
+from distill.tiny import TinyRecipe, TinyWorld, build_tiny_world, is_holdout
 from distill.tokenizer import EOS_ID, PAD_ID
 from subnet.errors import ConfigError
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def world() -> TinyWorld:
-    return tiny_world()
+def world(tiny: TinyWorld) -> TinyWorld:
+    return tiny
 
 
 def _heldout(n: int) -> list[Task]:

@@ -45,8 +45,8 @@ def _config(tmp_path, **overrides) -> SubnetConfig:
     return load_config(None, overrides=values, env={})
 
 
-async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(tmp_path):
-    sub = make_subnet(tmp_path)
+async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(tmp_path, tiny):
+    sub = make_subnet(tiny, tmp_path)
     cfg = _config(tmp_path)
     async with (
         running_miners(sub, tmp_path, slow_delay=20.0),

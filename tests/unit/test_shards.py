@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -24,7 +25,9 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def targets(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("targets")
     cfg = TargetsConfig(k=8, max_tokens=6, shard_size=7, batch=4)
-    build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    asyncio.run(
+        build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    )
     return out
 
 
@@ -52,7 +55,9 @@ def test_interrupted_run_resumes_to_the_same_bytes(
     with pytest.raises(TargetsError, match="incomplete"):
         TargetSet(out)
     cfg = TargetsConfig(k=8, max_tokens=6, shard_size=7, batch=4)
-    build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    asyncio.run(
+        build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    )
     for i in range(3):
         for f in (targets / f"shard-0000{i}").iterdir():
             assert f.read_bytes() == (out / f"shard-0000{i}" / f.name).read_bytes()
@@ -63,7 +68,11 @@ def test_a_different_request_is_refused(teacher: Path, targets: Path, tmp_path: 
     shutil.copytree(targets, out)
     cfg = TargetsConfig(k=4, max_tokens=6, shard_size=7, batch=4)
     with pytest.raises(TargetsError, match="differs in k"):
-        build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+        asyncio.run(
+            build_targets(
+                teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False
+            )
+        )
 
 
 def test_truncated_shard_fails_naming_the_file(targets: Path, tmp_path: Path) -> None:
@@ -115,6 +124,8 @@ def test_rerun_rebuilds_a_truncated_shard(teacher: Path, targets: Path, tmp_path
     path = out / "shard-00002" / "tokens.npy"
     path.write_bytes(path.read_bytes()[:10])
     cfg = TargetsConfig(k=8, max_tokens=6, shard_size=7, batch=4)
-    build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    asyncio.run(
+        build_targets(teacher, generate_tasks(1, 20), out, cfg, engine_kind="hf", progress=False)
+    )
     assert path.read_bytes() == (targets / "shard-00002" / "tokens.npy").read_bytes()
     TargetSet(out, verify=True)

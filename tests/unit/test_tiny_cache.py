@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 
@@ -58,13 +59,49 @@ def test_failed_build_leaves_nothing_and_keeps_the_old_copy(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thing", "thing.lock"]
 
 
-def test_world_registers_models(tmp_path: Path) -> None:
+async def test_world_registers_models(tmp_path: Path) -> None:
     world = TinyWorld(root=tmp_path)
     assert world.distilled is None
-    path = world.ensure_model(DISTILLED, lambda d: (d / "config.json").write_text("{}"))
+    calls: list[Path] = []
+
+    async def build(d: Path) -> None:
+        calls.append(d)
+        (d / "config.json").write_text("{}")
+
+    path = await world.ensure_model(DISTILLED, build)
     assert path == world.distilled_path() == world.distilled
+    assert await world.ensure_model(DISTILLED, build) == path and len(calls) == 1  # built once
+    await world.ensure_model(DISTILLED, build, force=True)
+    assert len(calls) == 2 and (path / "config.json").is_file()
     with pytest.raises(ValueError, match="bad model name"):
-        world.ensure_model("../escape", lambda d: None)
+        await world.ensure_model("../escape", build)
+
+
+async def test_a_cached_build_in_progress_elsewhere_is_waited_for(tmp_path: Path) -> None:
+    """The async lock polls: the event loop keeps running while another holder builds."""
+    from distill.cache import async_file_lock, ensure_dir_async
+
+    final = tmp_path / "thing"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def build(d: Path) -> None:
+        (d / "ok").write_text("1")
+
+    task = asyncio.create_task(ticker())
+    async with async_file_lock(final.with_name("thing.lock"), poll=0.01):
+        waiter = asyncio.create_task(ensure_dir_async(final, build))
+        for _ in range(20):  # the waiter cannot get the lock while we hold it
+            await asyncio.sleep(0.01)
+        assert not waiter.done() and not final.exists()
+    assert await waiter is True and (final / "ok").read_text() == "1"
+    task.cancel()
+    assert ticks > 10
 
 
 def test_recipe_hash_tracks_the_recipe() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 async def _targets_rate(kind: str, teacher: Path, prompts: int, out: Path, k: int) -> float:
-    from distill.targets import TargetsConfig, build_targets_async
+    from distill.targets import TargetsConfig, build_targets
     from distill.tasks import generate_tasks
     from subnet.engine import load_engine
 
@@ -32,9 +32,9 @@ async def _targets_rate(kind: str, teacher: Path, prompts: int, out: Path, k: in
     try:
         cfg = TargetsConfig(k=k, max_tokens=24, batch=256, shard_size=prompts)
         warm = generate_tasks("bench/warm", 256)
-        await build_targets_async(teacher, warm, out / "warm", cfg, engine=engine, progress=False)
+        await build_targets(teacher, warm, out / "warm", cfg, engine=engine, progress=False)
         t0 = time.perf_counter()
-        m = await build_targets_async(
+        m = await build_targets(
             teacher,
             generate_tasks("bench", prompts),
             out / kind,
@@ -57,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-vllm", action="store_true")
     args = parser.parse_args(argv)
 
-    from distill.tiny import tiny_world
+    from distill.tiny import build_tiny_world
     from distill.train import TrainConfig, train
 
-    world = tiny_world()
+    world = build_tiny_world()
     report: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -52,10 +52,10 @@ def _default_model() -> tuple[Path, list[list[int]]]:
     from tokenizers import Tokenizer
 
     from distill.tasks import generate_tasks
-    from distill.tiny import tiny_world
+    from distill.tiny import build_tiny_world
     from distill.tokenizer import encode_prompt
 
-    teacher = tiny_world().teacher
+    teacher = build_tiny_world().teacher
     tok = Tokenizer.from_file(str(teacher / "tokenizer.json"))
     return teacher, [encode_prompt(tok, t.prompt) for t in generate_tasks("bench", 16)]
 

@@ -211,9 +211,9 @@ async def bench(args: argparse.Namespace) -> list[dict[str, float]]:
 
 
 def _tiny_teacher() -> Path:
-    from distill.tiny import tiny_world
+    from distill.tiny import build_tiny_world
 
-    return tiny_world().teacher
+    return build_tiny_world().teacher
 
 
 def main(argv: list[str] | None = None) -> int:

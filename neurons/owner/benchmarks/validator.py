@@ -100,7 +100,7 @@ def _neuron(uid: int, hotkey: str, port: int | None) -> NeuronView:
 
 
 async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dict[str, float]:
-    world = tiny_world()
+    world = await tiny_world()
     cfg = load_config(
         None,
         env={},
