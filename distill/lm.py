@@ -134,8 +134,8 @@ def greedy_answers(
             pad_token_id=PAD_ID,
         )
         for row in gen[:, width:].tolist():
-            row = row[: row.index(EOS_ID)] if EOS_ID in row else row
-            out.append(tok.decode(row, skip_special_tokens=True))
+            answer = row[: row.index(EOS_ID)] if EOS_ID in row else row
+            out.append(tok.decode(answer, skip_special_tokens=True))
     return out
 
 

@@ -257,13 +257,14 @@ def load_config(
     values: dict[str, Any] = {}
     for origin, layer in layers:
         from_text = origin != str(config_path)  # TOML values are typed; env/CLI values are text
-        for dotted, value in layer.items():
+        for dotted, given in layer.items():
             if dotted not in keys:
                 raise ConfigError(f"{origin}: unknown key {dotted!r}{_suggest(dotted, keys)}")
             f = keys[dotted]
             try:
-                if from_text and isinstance(value, str) and not isinstance(f.default, str):
-                    value = parse_text(dotted, f, value)
+                value = given
+                if from_text and isinstance(given, str) and not isinstance(f.default, str):
+                    value = parse_text(dotted, f, given)
                 values[dotted] = check_value(dotted, f, value)
             except (ParamError, ConfigError) as e:
                 raise ConfigError(f"{origin}: {e}") from None

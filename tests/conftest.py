@@ -22,7 +22,7 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from distill.tiny import TinyWorld
 
-_ISOLATED_HOME: Path | None = None
+ISOLATED_HOME = pytest.StashKey[Path]()
 
 # Property tests draw the same examples on every run ("deterministic"), so a suite that passed
 # on main passes on any clone; `HYPOTHESIS_PROFILE=explore` draws fresh examples
@@ -33,17 +33,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _ISOLATED_HOME
     real_home = Path(os.environ.get("HOME", str(Path.home())))
     if not os.environ.get("SUBNET_CACHE"):
         xdg = os.environ.get("XDG_CACHE_HOME") or str(real_home / ".cache")
         os.environ["SUBNET_CACHE"] = str(Path(xdg) / "distill-subnet")
-    _ISOLATED_HOME = Path(tempfile.mkdtemp(prefix="subnet-test-home-"))
-    os.environ["HOME"] = str(_ISOLATED_HOME)
+    home = config.stash[ISOLATED_HOME] = Path(tempfile.mkdtemp(prefix="subnet-test-home-"))
+    os.environ["HOME"] = str(home)
     os.environ.pop("XDG_CACHE_HOME", None)
     os.environ.pop("XDG_CONFIG_HOME", None)
     for var in ("BTCLI_TOKEN_SYMBOLS_CACHE", "BTCLI_CONFIG", "BTCLI_SUBNET_NAMES_CACHE"):
-        os.environ[var] = str(_ISOLATED_HOME / ".bittensor" / var.lower())
+        os.environ[var] = str(home / ".bittensor" / var.lower())
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -56,15 +55,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _ISOLATED_HOME is not None:
-        shutil.rmtree(_ISOLATED_HOME, ignore_errors=True)
+    if ISOLATED_HOME in config.stash:
+        shutil.rmtree(config.stash[ISOLATED_HOME], ignore_errors=True)
 
 
 @pytest.fixture
-def real_home_untouched() -> Path:
+def real_home_untouched(pytestconfig: pytest.Config) -> Path:
     """The isolated HOME of this run (tests can assert nothing leaked elsewhere)."""
-    assert _ISOLATED_HOME is not None
-    return _ISOLATED_HOME
+    return pytestconfig.stash[ISOLATED_HOME]
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ NETUID = 1
 DEADLINE_S = 90.0
 
 
-async def until(predicate, what: str):  # type: ignore[no-untyped-def]
+async def until(predicate, what: str):
     start = time.monotonic()
     while time.monotonic() - start < DEADLINE_S:
         value = await predicate()
@@ -38,7 +38,9 @@ async def validator(net: Devnet, client: bt.Client) -> dict:
     net.set_stake(NETUID, me.hot, 1000 * 10**9)
     uid = await until(lambda: client.read("uid", hotkey_ss58=miner.hot, netuid=NETUID), "miner")
     # Weights set in the miner's registration block are "outdated" for Yuma: wait one block.
-    registered_at = (await client.subnets.metagraph(NETUID)).neuron(uid).block_at_registration
+    mg = await client.subnets.metagraph(NETUID)
+    assert mg is not None
+    registered_at = mg.neuron(uid).block_at_registration
     await client.wait_for_block(registered_at + 1)
     res = await client.execute(bt.SetWeights(netuid=NETUID, weights={uid: 1.0}), me)
     res.raise_for_failure()
@@ -52,10 +54,10 @@ async def miner(net: Devnet, client: bt.Client) -> dict:
     serve = bt.ServeAxon(netuid=NETUID, ip="127.0.0.2", port=8091)
     (await client.execute(serve, me)).raise_for_failure()
 
-    async def paid():  # type: ignore[no-untyped-def]
+    async def paid():
         mg = await client.subnets.metagraph(NETUID)
-        mine = mg.by_hotkey(me.hot)
-        return mine if mine.incentive > 0 else None
+        mine = mg.by_hotkey(me.hot) if mg is not None else None
+        return mine if mine is not None and mine.incentive > 0 else None
 
     mine = await until(paid, "incentive")
     return {

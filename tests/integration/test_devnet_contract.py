@@ -6,11 +6,14 @@ If this fails after a bittensor upgrade, the SDK now reads or calls something ne
 
 from __future__ import annotations
 
+from typing import cast
+
 import bittensor as bt
 import pytest
 from _devnet_kit import DevWallet
 
 from subnet.chain.devnet import Devnet
+from subnet.chain.devnet.substrate import DevnetSubstrate
 
 GOLDEN: dict[str, set[tuple[str, str]]] = {
     "connect": {("connect", ""), ("query_map", "SubtensorModule.TokenSymbol")},
@@ -65,14 +68,16 @@ async def test_sdk_paths_touch_exactly_the_golden_surface(tmp_path, monkeypatch)
     alice, bob, charlie = (DevWallet.of(n) for n in ("Alice", "Bob", "Charlie"))
     net = Devnet.create(tmp_path / "chain.db", block_time=0.01)
     net.add_subnet(alice.cold, alice.hot, tempo=100, weights_rate_limit=0)
-    substrate = net.substrate()
+    substrate = DevnetSubstrate(net)  # the devnet's own type: it records a trace of calls
     seen: dict[str, set[tuple[str, str]]] = {}
 
     def cut(name: str) -> None:
         seen[name] = set(substrate.trace) - {("block_time", ""), ("finalized_block_number", "")}
         substrate.trace.clear()
 
-    async with bt.Client("local", substrate=substrate) as client:
+    # The SDK's Protocol says block_hash returns str; the devnet returns None for a block it does
+    # not have, as a node does (see Devnet.substrate).
+    async with bt.Client("local", substrate=cast("bt.Substrate", substrate)) as client:
         cut("connect")
         await client.execute(bt.BurnedRegister(netuid=1, hotkey_ss58=bob.hot), bob)
         cut("register_shielded")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import bittensor as bt
 import pytest
 from _devnet_kit import DevWallet, WrongSigner
@@ -17,7 +19,7 @@ def wallets() -> dict[str, DevWallet]:
 
 
 @pytest.fixture
-def net(tmp_path, monkeypatch, wallets) -> Devnet:
+def net(tmp_path, monkeypatch, wallets) -> Iterator[Devnet]:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     net = Devnet.create(tmp_path / "chain.db", block_time=0.05, clock="manual")
     owner = wallets["Alice"]

@@ -113,7 +113,7 @@ async def test_refused_nested_call_changes_nothing_but_the_nonce(net, tmp_path, 
         )
         sudo = bt.calls.Sudo.sudo(call=await net.substrate().compose(too_many))
         res = await client.submit_call(sudo, ALICE)
-    assert res.error.name == "MaxValidatorsLargerThanMaxUIds"
+    assert res.error is not None and res.error.name == "MaxValidatorsLargerThanMaxUIds"
     assert net.hyperparameters(1)["max_validators"] == 64
     assert await net.substrate().account_next_index(ALICE.cold) == 1
 

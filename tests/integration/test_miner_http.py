@@ -180,7 +180,8 @@ async def test_openai_client_gets_exact_completion_with_logprobs(
     )
     lp = r.choices[0].logprobs
     assert lp is not None and lp.tokens == [f"token_id:{t}" for t in ref.token_ids.tolist()]
-    np.testing.assert_allclose(lp.token_logprobs, ref.sampled_logprobs, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(lp.token_logprobs), ref.sampled_logprobs, rtol=1e-6)
+    assert r.model_extra is not None
     ext = r.model_extra["subnet"]
     assert ext["identity"] == IDENTITY and ext["task_id"] == "t-1"
     assert ext["top_k"]["ids"] == ref.top_ids.tolist()
@@ -214,9 +215,12 @@ async def test_openai_client_streams_with_logprobs_and_signature(server: Server)
     )
     chunks = [c async for c in stream]
     content = [c for c in chunks if c.choices]
-    assert sum(len(c.choices[0].logprobs.tokens) for c in content) == 5
+    logprobs = [c.choices[0].logprobs for c in content]
+    assert sum(len(lp.tokens or []) for lp in logprobs if lp is not None) == 5
+    assert all(lp is not None for lp in logprobs)
     assert content[-1].choices[0].finish_reason == "length"
-    assert chunks[-1].object == "subnet.signature" and not chunks[-1].choices
+    last: Any = chunks[-1]  # the signature event: an object the OpenAI types do not know
+    assert last.object == "subnet.signature" and not last.choices
     await client.close()
 
     # the same stream read raw verifies end to end, and reassembles to the same tokens
@@ -240,7 +244,12 @@ async def test_openai_client_streams_with_logprobs_and_signature(server: Server)
     )
     events = [json.loads(e[6:]) for e in prefix.split(b"\n\n") if e]
     got = protocol.read_completion(events)
-    expected = [int(t.split(":")[1]) for c in content for t in c.choices[0].logprobs.tokens]
+    expected = [
+        int(t.split(":")[1])
+        for c in content
+        for t in (c.choices[0].logprobs.tokens or [] if c.choices[0].logprobs else [])
+    ]
+    assert expected
     assert list(got.token_ids) == expected and got.identity == IDENTITY
     assert b"miner_time_to_first_token_seconds_count 2.0" in metrics.render()
 

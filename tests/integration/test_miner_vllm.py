@@ -98,6 +98,7 @@ async def test_vllm_completion_matches_the_engine_and_is_signed(base: str, engin
     [ref] = await engine.generate(
         [prompt], SamplingParams(max_tokens=8, temperature=0, top_logprobs=5, ignore_eos=True)
     )
+    assert r.model_extra is not None
     ext = r.model_extra["subnet"]
     assert ext["token_ids"] == ref.token_ids.tolist()
     assert ext["top_k"]["ids"] == ref.top_ids.tolist()

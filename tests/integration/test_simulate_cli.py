@@ -68,7 +68,8 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
     quality = np.array([0, 0.2, 0.5, 0.6, 0.8, 0.3, 0.7])
     store = Store(path)
     store.set_meta("config", json.dumps({"weights": dataclasses.asdict(cfg), "scoring": {}}))
-    ema, held, winner = np.zeros(N), np.zeros(N, dtype=np.int64), None
+    ema, winner = np.zeros(N), None
+    held: np.ndarray = np.zeros(N, dtype=np.int64)
     hotkeys = [f"hk{u}" for u in range(N)]
     recorded = []
     for step in range(steps):

@@ -44,7 +44,7 @@ def _heldout(n: int) -> list[Task]:
 
 def _greedy_accuracy(model_dir: Path, n: int = 150) -> float:
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # type: ignore[no-untyped-call]
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tasks = _heldout(n)
     enc = tok([t.prompt for t in tasks], padding=True, return_tensors="pt")
     with torch.no_grad():

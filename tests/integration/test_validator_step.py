@@ -55,7 +55,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
     ):
         teacher = load_engine("hf", sub.zoo["teacher"])
         store = Store(tmp_path / "vs" / "validator.sqlite")
-        models = ModelCache([tmp_path / "models"], 3, lambda p: _load(p))
+        models = ModelCache([tmp_path / "models"], 3, _load)
         wallet = sub.wallets["vali"]
         ctx = StepContext(
             cfg,

@@ -54,7 +54,7 @@ def test_prune_picks_lowest_emission_and_spares_the_owner():
         {"uid": 2, "hotkey": "b", "emission": 1, "registered_at": 3},
         {"uid": 3, "hotkey": "c", "emission": 1, "registered_at": 2},
     ]
-    assert _prune_candidate(rows, "owner", block=1000, immunity=10) == 3  # older wins the tie
+    assert _prune_candidate(rows, "owner", block=1000, immunity=10) == 3  # type: ignore[arg-type]  # older wins the tie
 
 
 def test_v3_entries_have_the_decoded_tags():

@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = SimConfig(epochs=args.epochs, exact_checks=args.exact_checks)
     states: list[EpochState] = []
 
-    import scoring.sim_chain as sim_chain
+    from scoring import sim_chain
 
     original = sim_chain.ChainState.epoch_inputs
 

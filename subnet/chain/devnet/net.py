@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from subnet.chain.devnet import epoch, hparams, pallet
 from subnet.chain.devnet.clock import CLOCKS, head
@@ -21,6 +21,9 @@ from subnet.chain.devnet.status import DevnetStatus, build_status
 from subnet.chain.devnet.store import Store, get_meta, set_meta
 from subnet.chain.devnet.substrate import DevnetSubstrate
 from subnet.errors import StateError
+
+if TYPE_CHECKING:
+    import bittensor as bt
 
 ALICE_SS58 = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"  # //Alice, the dev sudo key
 ALPHA_PER_BLOCK = 1_000_000_000  # 1 α per block, as on a young subnet
@@ -76,9 +79,14 @@ class Devnet:
     def close(self) -> None:
         self.store.close()
 
-    def substrate(self) -> DevnetSubstrate:
-        """A fresh ``Substrate`` for ``bittensor.Client("local", substrate=...)``."""
-        return DevnetSubstrate(self)
+    def substrate(self) -> bt.Substrate:
+        """A fresh ``Substrate`` for ``bittensor.Client("local", substrate=...)``.
+
+        Typed as the SDK's Protocol, which it implements but for one honest difference: the
+        Protocol says ``block_hash`` returns ``str``, while the devnet (like a real node,
+        whose RPC answers null) returns None for a block it does not have yet.
+        """
+        return cast("bt.Substrate", DevnetSubstrate(self))
 
     # --- clock ---------------------------------------------------------------------------
 
