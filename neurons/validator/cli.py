@@ -125,8 +125,8 @@ async def _calibrate(args: argparse.Namespace) -> int:
         engines = {n: pool[n] for n in names}
         if args.against:
             against = load_engine(
-                miner_names[0],
-                args.against,  # type: ignore[arg-type]
+                miner_names[0],  # type: ignore[arg-type]
+                args.against,
                 dtype=args.dtype,
             )
         cal = await calibrate(
