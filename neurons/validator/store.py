@@ -8,7 +8,8 @@ Committing a step whose number or block is already stored is refused (``StateErr
 makes a restart that races an old process harmless instead of a duplicate.
 
 The owner simulator's replay reads ``steps``, ``answers``, ``weight_sets`` and ``meta``: keep
-their names and columns; add new ones freely.
+their names and columns; add new ones freely. A database written by an older version is brought
+up to date in place when the validator opens it (:meth:`Store._migrate`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neurons.validator.participant import Participant
+from scoring.causes import Role
 from subnet.errors import StateError
 
 SCHEMA = """
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS answers (
     kl REAL, rkl REAL, tv REAL, overlap REAL, correct REAL, n_tokens INTEGER NOT NULL,
     ttft_s REAL, total_s REAL, verified INTEGER NOT NULL DEFAULT 0, verify_dp REAL,
     identity TEXT, seed TEXT NOT NULL, prompts_digest TEXT NOT NULL, provenance TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'miner',
     PRIMARY KEY (step, uid, task_id)
 );
 CREATE TABLE IF NOT EXISTS ema (
@@ -65,6 +69,16 @@ CREATE TABLE IF NOT EXISTS weight_sets (
 
 STEP_DONE = "done"
 
+# ``answers`` is keyed by (step, uid, task_id) and the baseline has no uid: its rows keep the
+# uid -1 they have always had (the key stays unique, and older readers, which skipped negative
+# uids, still skip them). The ``role`` column says who answered; nothing outside this module
+# sees the -1.
+_BASELINE_ROW_UID = -1
+# The role of an answer in a database written before the ``role`` column existed.
+_ROLE_FROM_UID = "CASE WHEN uid < 0 THEN 'baseline' ELSE 'miner' END"
+
+Rows = list[tuple[Any, ...]]
+
 
 @dataclass(frozen=True)
 class StepRow:
@@ -82,8 +96,7 @@ class StepRow:
 class AnswerRow:
     """One answer's record; ``provenance`` is JSON-able (engine, versions, model)."""
 
-    uid: int
-    hotkey: str
+    who: Participant
     task_id: str
     score: float
     cause: str
@@ -146,14 +159,21 @@ class Store:
 
     def _migrate(self) -> None:
         """Bring a database written by an older version up to ``SCHEMA``, keeping its data."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(ema)")}
-        if "suspended" not in cols:
+        if "suspended" not in _columns(self._db, "ema"):
             self._db.execute("ALTER TABLE ema ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0")
+
+        def add_role(db: sqlite3.Connection) -> None:
+            if "role" not in _columns(db, "answers"):  # checked again under the write lock
+                db.execute("ALTER TABLE answers ADD COLUMN role TEXT NOT NULL DEFAULT 'miner'")
+                db.execute(f"UPDATE answers SET role = {_ROLE_FROM_UID}")
+
+        if "role" not in _columns(self._db, "answers"):
+            self._tx(add_role)  # column and roles together: a crash leaves neither
 
     def close(self) -> None:
         self._db.close()
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> Rows:
         try:
             return list(self._db.execute(sql, args).fetchall())
         except sqlite3.Error as e:
@@ -232,13 +252,13 @@ class Store:
             db.executemany(
                 "INSERT INTO answers (step, uid, hotkey, task_id, score, cause, detail, gate, "
                 "s_kl, s_ref, s_speed, kl, rkl, tv, overlap, correct, n_tokens, ttft_s, "
-                "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance) "
-                f"VALUES ({', '.join('?' * 25)})",
+                "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance, role) "
+                f"VALUES ({', '.join('?' * 26)})",
                 [
                     (
                         row.step,
-                        a.uid,
-                        a.hotkey,
+                        _BASELINE_ROW_UID if a.who.uid is None else a.who.uid,
+                        a.who.hotkey,
                         a.task_id,
                         a.score,
                         a.cause,
@@ -261,6 +281,7 @@ class Store:
                         row.seed,
                         row.prompts_digest,
                         json.dumps(a.provenance, sort_keys=True),
+                        a.who.role.value,
                     )
                     for a in answers
                 ],
@@ -292,15 +313,15 @@ class Store:
         self._tx(write)
 
     def ema(self) -> list[EmaRow]:
-        rows = self._read("SELECT uid, hotkey, ema, suspended FROM ema ORDER BY uid")
-        return [EmaRow(int(u), str(h), float(e), int(s)) for u, h, e, s in rows]
+        return _ema_rows(self._read)
 
     def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
-        """uid -> [(task_id, score, cause)] of one step (tests and reports)."""
+        """uid -> [(task_id, score, cause)] of one step's miners (tests and reports)."""
         out: dict[int, list[tuple[str, float, str]]] = {}
         for uid, tid, score, cause in self._read(
-            "SELECT uid, task_id, score, cause FROM answers WHERE step = ? ORDER BY uid, task_id",
-            (step,),
+            "SELECT uid, task_id, score, cause FROM answers WHERE step = ? AND role = ? "
+            "ORDER BY uid, task_id",
+            (step, Role.MINER.value),
         ):
             out.setdefault(int(uid), []).append((str(tid), float(score), str(cause)))
         return out
@@ -356,3 +377,15 @@ class Store:
     def last_weight_block(self) -> int | None:
         rows = self._read("SELECT MAX(block) FROM weight_sets WHERE success = 1")
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+# -- queries ------------------------------------------------------------------------------
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _ema_rows(read: Callable[[str], Rows]) -> list[EmaRow]:
+    rows = read("SELECT uid, hotkey, ema, suspended FROM ema ORDER BY uid")
+    return [EmaRow(int(u), str(h), float(e), int(s)) for u, h, e, s in rows]

@@ -13,6 +13,7 @@ from distill.tiny import tiny_world
 from neurons.validator.calibrate import calibrate, report, write_config
 from neurons.validator.judge import Judged, verify_against_committed
 from neurons.validator.miner_client import MinerAnswer
+from neurons.validator.participant import Miner
 from scoring.causes import Cause
 from subnet.config import load_config
 from subnet.engine import SamplingParams, load_engine
@@ -97,8 +98,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     for c, r in zip(done[1:] + done[:1], redo, strict=True):
         j = Judged(
             MinerAnswer(
-                1,
-                "hk",
+                Miner(1, "hk"),
                 "t",
                 Cause.OK,
                 token_ids=c.token_ids,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from neurons.owner.replay import QUERIES, read_validator_db
-from neurons.validator.judge import BASELINE_UID
+from neurons.validator.participant import BASELINE, Miner, Participant
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from subnet.errors import StateError
 
@@ -31,13 +31,11 @@ def test_every_replay_query_runs_on_the_real_store_schema(tmp_path: Path) -> Non
 
 
 def test_replay_skips_the_baseline_rows_the_validator_writes(tmp_path: Path) -> None:
-    assert BASELINE_UID < 0  # replay drops negative uids as the validator's baseline
     store = _fresh_store(tmp_path / "v.sqlite")
 
-    def row(uid: int, score: float, cause: str = "ok") -> AnswerRow:
+    def row(who: Participant, score: float, cause: str = "ok") -> AnswerRow:
         return AnswerRow(
-            uid=uid,
-            hotkey=f"hk{uid}",
+            who=who,
             task_id="t",
             score=score,
             cause=cause,
@@ -62,7 +60,11 @@ def test_replay_skips_the_baseline_rows_the_validator_writes(tmp_path: Path) -> 
 
     store.commit_step(
         StepRow(1, 10, "s", "d", 2, 3, 0.9, 0.1),
-        [row(2, 0.6), row(3, 0.0, "validator_error"), row(BASELINE_UID, 0.9)],
+        [
+            row(Miner(2, "hk2"), 0.6),
+            row(Miner(3, "hk3"), 0.0, "validator_error"),
+            row(BASELINE, 0.9),
+        ],
         [],
         [EmaRow(2, "hk2", 0.3)],
     )
@@ -77,6 +79,11 @@ def test_replay_skips_the_baseline_rows_the_validator_writes(tmp_path: Path) -> 
         read_back={2: 1.0},
     )
     store.close()
+    con = sqlite3.connect(tmp_path / "v.sqlite")  # replay drops negative uids as the baseline
+    assert con.execute("SELECT uid, role FROM answers WHERE uid < 0").fetchall() == [
+        (-1, "baseline")
+    ]
+    con.close()
     rec = read_validator_db(tmp_path / "v.sqlite")
     assert rec.steps == (1,) and rec.weight_steps == (0,)
     assert rec.observed[0].tolist() == [False, False, True, False]  # uid 3 was not counted
