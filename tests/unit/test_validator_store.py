@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from neurons.validator.participant import Miner
+from neurons.validator.participant import BASELINE, Miner
 from neurons.validator.store import (
     SCHEMA,
     AnswerRow,
@@ -15,6 +15,7 @@ from neurons.validator.store import (
     EvidenceRow,
     StepRow,
     Store,
+    StoreReader,
 )
 from subnet.errors import StateError
 
@@ -182,6 +183,11 @@ def test_an_older_database_gets_the_role_column_and_its_baseline_rows_keep_their
         (2, "hk2", "miner", 0.6),
     ]
     db.close()
+    with StoreReader(path) as reader:
+        assert [(a.who, a.score) for a in reader.answers()] == [
+            (BASELINE, 0.9),
+            (Miner(2, "hk2"), 0.6),
+        ]
     store = Store(path)  # opening again migrates nothing twice
     assert store.step_scores(1) == {2: [("t", 0.6, "ok")]}  # miners only
     store.commit_step(_step(2, 20), [_answer(2, "t")], [], [])
