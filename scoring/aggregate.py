@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scoring.causes import Cause
+from scoring.causes import Cause, Role, counts_toward_ema
 from scoring.config import ScoreConfig, WeightsConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -55,8 +55,8 @@ class AnswerScore:
 
     @property
     def use_in_ema(self) -> bool:
-        """False when the validator, not the miner, failed: skip the answer, do not zero it."""
-        return self.cause is not Cause.VALIDATOR_ERROR
+        """Whether a miner's answer with this score counts (:func:`counts_toward_ema`)."""
+        return counts_toward_ema(Role.MINER, self.cause)
 
 
 def answer_score(
@@ -135,6 +135,46 @@ def proven_liars(uids: npt.ArrayLike, causes: Sequence[str], n_uids: int) -> Boo
     out = np.zeros(n_uids, dtype=bool)
     out[u[lies]] = True
     return out
+
+
+@dataclass(frozen=True)
+class RoundAnswer:
+    """One answer of a round as the EMA sees it: who gave it, what it scored and why."""
+
+    role: Role
+    uid: int | None  # the miner's uid; None for the validator's baseline (it has none)
+    score: float
+    cause: Cause
+
+    def __post_init__(self) -> None:
+        if (self.role is Role.MINER) != (self.uid is not None):
+            raise ValueError(f"a {self.role.value} answer with uid {self.uid!r}")
+
+
+@dataclass(frozen=True)
+class RoundScores:
+    """What one round contributes to the EMA, per uid."""
+
+    means: FloatArray  # [N] mean score of the uid's counted answers, 0 where none
+    observed: BoolArray  # [N] the uid had at least one counted answer
+    caught: BoolArray  # [N] one of its counted answers proves a lie (``Cause.proves_lie``)
+
+
+def score_round(answers: Sequence[RoundAnswer], n_uids: int) -> RoundScores:
+    """Per-uid means, observations and proven lies of a round, from the answers that count.
+
+    The validator's step and the replay of its database both reduce a round through here, so
+    the answers left out (the baseline's, those the validator failed to score: see
+    :func:`scoring.causes.counts_toward_ema`) are the same in both.
+    """
+    uids, scores, causes = [], [], []
+    for a in answers:
+        if a.uid is not None and counts_toward_ema(a.role, a.cause):
+            uids.append(a.uid)
+            scores.append(a.score)
+            causes.append(a.cause)
+    means, observed = round_means(uids, scores, n_uids)
+    return RoundScores(means, observed, proven_liars(uids, causes, n_uids))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,14 @@
-"""Cause codes: why an answer earned what it earned.
+"""Cause codes (why an answer earned what it earned), roles (who gave it), and the one rule
+that says which answers count toward a miner's EMA.
 
-Every gate in ``scoring`` returns one of these instead of raising, so the validator can zero the
+Every gate in ``scoring`` returns a cause instead of raising, so the validator can zero the
 answer, count the failure in a metric labelled by cause and keep the evidence. The string values
-are stable: they appear in metrics, in the state database and in signed evidence records.
+of causes and roles are stable: they appear in metrics, in the state database and in signed
+evidence records.
+
+:func:`counts_toward_ema` is the single place the counting rule lives: the validator's step,
+the replay of its database (``subnet simulate --replay``) and the owner's simulator all ask it,
+so they cannot disagree about which answers make a miner's score.
 """
 
 from __future__ import annotations
@@ -69,3 +75,22 @@ class Cause(StrEnum):
     def counts_against_miner(self) -> bool:
         """False for causes the miner did not produce (skip the answer instead of zeroing)."""
         return self not in (Cause.OK, Cause.VALIDATOR_ERROR)
+
+
+class Role(StrEnum):
+    """Who gave an answer in a validator step."""
+
+    MINER = "miner"  # a uid of the subnet, queried over the network; earns an EMA and weight
+    BASELINE = "baseline"  # the validator's own reference student, answered locally; reported only
+
+
+def counts_toward_ema(role: Role, cause: Cause) -> bool:
+    """Whether an answer enters its uid's round mean, EMA and lie check.
+
+    Only miners have an EMA: the baseline is scored like one so an operator can see what a
+    plain student earns, never weighted. A miner's answer counts whatever its cause (a timeout
+    or a failed gate is the miner's zero, a proven lie its penalty) except
+    ``VALIDATOR_ERROR``: the validator failed to score it, which says nothing about the miner,
+    so the answer is skipped rather than zeroed.
+    """
+    return role is Role.MINER and cause is not Cause.VALIDATOR_ERROR

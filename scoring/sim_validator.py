@@ -18,7 +18,7 @@ from scoring.aggregate import (
     reset_changed,
     transform_weights,
 )
-from scoring.causes import Cause
+from scoring.causes import Cause, Role, counts_toward_ema
 from scoring.config import ScoreConfig, WeightsConfig
 
 F = npt.NDArray[np.float64]
@@ -41,6 +41,15 @@ CAUSES = (Cause.OK, Cause.TIMEOUT, Cause.DIST_MISMATCH)  # indexed by the simula
 
 
 CAUGHT = CAUSES.index(Cause.DIST_MISMATCH)
+
+# Per simulator code: whether a miner's answer with that cause enters its EMA (the validator's
+# rule, :func:`scoring.causes.counts_toward_ema`; every simulated answer is a miner's).
+COUNTED = np.array([counts_toward_ema(Role.MINER, c) for c in CAUSES], dtype=bool)
+
+
+def counted(seen: Bool, cause: npt.NDArray[np.int8]) -> Bool:
+    """``[V, M]`` answers that enter the EMA: observed, and of a cause the validator counts."""
+    return np.asarray(seen & COUNTED[cause], dtype=bool)
 
 
 def ema_step(

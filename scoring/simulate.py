@@ -26,7 +26,7 @@ from scoring.config import ScoreConfig, WeightsConfig
 from scoring.params import ParamError, check_value
 from scoring.sim_chain import ChainState, exact_deviation, quantize_rows
 from scoring.sim_population import CHAIN_SIM_KEYS, ChainSim, Population, observe, true_quality
-from scoring.sim_validator import CAUGHT, answer_scores, ema_step, weight_rows
+from scoring.sim_validator import CAUGHT, answer_scores, counted, ema_step, weight_rows
 from scoring.yuma_types import YumaParams
 
 F = npt.NDArray[np.float64]
@@ -173,7 +173,7 @@ def simulate(
         for _ in range(pop.steps):
             comp, cause = observe(pop, truth, t, rng)
             scores = answer_scores(comp, cause, cfg.score)
-            seen = registered[None, :] & scorer[:, None]
+            seen = counted(registered[None, :] & scorer[:, None], cause)
             ema, suspended = ema_step(
                 ema, suspended, scores, seen, seen & (cause == CAUGHT), cfg.weights
             )

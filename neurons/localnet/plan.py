@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from neurons.localnet.procs import ProcSpec
-from subnet.errors import ConfigError
+from neurons.validator.store import StoreReader
+from subnet.errors import ConfigError, StateError
 
 ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
 # Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
@@ -102,17 +102,13 @@ def healthy(port: int, timeout: float = 2.0) -> bool:
 
 
 def steps_committed(db: Path) -> int:
-    if not db.exists():
-        return 0
+    """Steps the validator has committed so far; 0 until its database exists and can be read
+    (a probe polled while the validator starts: an unreadable moment is only "not yet")."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
-        try:
-            row = con.execute("SELECT COUNT(*) FROM steps").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
+        with StoreReader(db, missing_ok=True) as reader:
+            return reader.step_count()
+    except StateError:
         return 0
-    return int(row[0]) if row else 0
 
 
 def model_variant(base: Path, dest: Path, tag: str) -> Path:

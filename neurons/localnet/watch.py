@@ -1,20 +1,22 @@
 """What the localnet shows: per-miner rows read from the devnet and the validator's state DB.
 
-Read-only on both files (the validator's database is opened ``mode=ro``; the devnet through its
-own handle, which only runs epochs that fell due, as every reader does). Emission is measured
-as each miner's stake gained since the run started: a miner never stakes, so its stake is the
-sum of everything it was paid, and a snapshot missed between two epochs loses nothing.
+Read-only on both files (the validator's database through its store's reader, opened
+``mode=ro``; the devnet through its own handle, which only runs epochs that fell due, as every
+reader does). Emission is measured as each miner's stake gained since the run started: a miner
+never stakes, so its stake is the sum of everything it was paid, and a snapshot missed between
+two epochs loses nothing.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from neurons.validator.participant import Miner
+from neurons.validator.store import StoreReader
 
 RAO_PER_ALPHA = 1e9
 
@@ -123,52 +125,28 @@ def read_chain(devnet_file: Path, netuid: int) -> ChainView:
 
 
 def read_validator(db_path: Path, after_step: int) -> ValidatorView:
-    """Answers of steps after ``after_step``, the EMA and the last weights set (empty views
-    while the validator has not created its database yet)."""
-    if not db_path.exists():
-        return ValidatorView(after_step, {}, {}, {})
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
-    try:
-        return _read_validator(db, after_step)
-    except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
-            return ValidatorView(after_step, {}, {}, {})
-        raise
-    finally:
-        db.close()
-
-
-def _read_validator(db: sqlite3.Connection, after_step: int) -> ValidatorView:
-    row = db.execute("SELECT MAX(step) FROM steps").fetchone()
-    last = int(row[0]) if row and row[0] is not None else after_step
-    answers: dict[int, list[tuple[float, float, float, float, str]]] = {}
-    for uid, score, s_kl, s_ref, s_speed, cause in db.execute(
-        "SELECT uid, score, s_kl, s_ref, s_speed, cause FROM answers WHERE step > ? AND step <= ?",
-        (after_step, last),
-    ):
-        answers.setdefault(int(uid), []).append(
-            (float(score), float(s_kl), float(s_ref), float(s_speed), str(cause))
-        )
-    rows = db.execute("SELECT uid, ema, suspended FROM ema").fetchall()
-    ema = {int(u): float(e) for u, e, _ in rows}
-    suspended = {int(u): int(h) for u, _, h in rows if h}
-    weights: dict[int, float] = {}
-    error = ""
-    got = db.execute(
-        "SELECT weights_json, success, error FROM weight_sets ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    if got is not None:
-        if int(got[1]):
-            weights = {int(k): float(v) for k, v in json.loads(got[0]).items()}
-        else:
-            error = str(got[2])
-    if not weights:
-        ok = db.execute(
-            "SELECT weights_json FROM weight_sets WHERE success = 1 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        if ok is not None:
-            weights = {int(k): float(v) for k, v in json.loads(ok[0]).items()}
-    return ValidatorView(last, answers, ema, weights, error, suspended)
+    """Miners' answers of steps after ``after_step``, the EMA and the last weights set (empty
+    views while the validator has not created its database yet)."""
+    with StoreReader(db_path, missing_ok=True) as db:
+        last_row = db.last_step()
+        last = after_step if last_row is None else last_row.step
+        answers: dict[int, list[tuple[float, float, float, float, str]]] = {}
+        for a in db.answers(after_step=after_step, through_step=last):
+            if isinstance(a.who, Miner):
+                answers.setdefault(a.who.uid, []).append(
+                    (a.score, a.s_kl, a.s_ref, a.s_speed, a.cause.value)
+                )
+        rows = db.ema()
+        latest = db.last_weight_set()  # a failure shows its error ...
+        good = db.last_weight_set(successful_only=True)  # ... over the weights still in force
+    return ValidatorView(
+        last,
+        answers,
+        {e.uid: e.ema for e in rows},
+        dict(good.weights) if good is not None else {},
+        latest.error if latest is not None and not latest.success else "",
+        {e.uid: e.suspended for e in rows if e.suspended},
+    )
 
 
 def _mean(values: list[float]) -> float | None:

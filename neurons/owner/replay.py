@@ -1,25 +1,21 @@
 """Read a validator's state database for ``subnet simulate --replay DB``.
 
-The schema is the validator's: ``SCHEMA`` in ``neurons/validator/store.py`` is the one place it
-is written down (``subnet`` does not import ``neurons``, so the queries below name its columns
-themselves; ``tests/unit/test_replay_schema.py`` runs them against a database the
-real store created and fails if the two drift). What replay relies on:
+The database is read through the validator store's own reader
+(:class:`neurons.validator.store.StoreReader`, opened read-only, so replaying a live
+validator's database cannot disturb it); the schema and its queries live there. What replay
+takes from it:
 
-* ``steps``: one row per committed step (``step``, ``block``).
-* ``answers``: one row per answer; a miner's step score is the mean of its answers' scores in
-  that step, as the validator computes it, and a ``cause`` that proves a lie
-  (``Cause.proves_lie``) applies the validator's lie penalty. Rows with
-  ``cause = 'validator_error'`` are skipped (the validator does not count them) and so are
-  rows with a negative ``uid``: the validator's own baseline model (``BASELINE_UID`` in
-  ``neurons/validator/judge.py``), not a miner.
-* ``weight_sets``: ``weights_json`` is ``{"uid": weight, ...}`` of the normalised weights the
-  validator computed after ``step`` (burn to the owner uid included); only ``success = 1``
-  rows are replayed, as only those moved the validator's winner.
+* the committed steps, in order;
+* every answer: a miner's step score is the mean of the scores of its answers that count, as
+  the validator computes it, and a cause that proves a lie (``Cause.proves_lie``) applies the
+  validator's lie penalty. Which answers count (not the validator's own baseline student's,
+  not those the validator failed to score) is the validator's rule,
+  :func:`scoring.aggregate.score_round` over :func:`scoring.causes.counts_toward_ema`;
+* the successful weight sets: the normalised weights the validator computed after a step (burn
+  to the owner uid included); only those are replayed, as only those moved its winner;
 * ``meta``: ``config`` is the JSON of the config sections the validator ran (replay reads
   ``weights``); ``owner_uid`` is optional and defaults to 0, where the chain puts the subnet
   owner's hotkey (the validator derives the same uid from the metagraph).
-
-The file is opened read-only, so replaying a live validator's database cannot disturb it.
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,19 +31,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scoring.aggregate import proven_liars, round_means
+from neurons.validator.participant import Miner
+from neurons.validator.store import StepRow, StoredAnswer, StoredWeightSet, StoreReader
+from scoring.aggregate import RoundAnswer, score_round
 from scoring.config import WeightsConfig
 from scoring.sim_validator import replay_weights
 from subnet.errors import ConfigError, StateError
 
 F = npt.NDArray[np.float64]
-
-# Every query replay runs, and so every table and column it needs from the validator's store.
-Q_META = "SELECT key, value FROM meta"
-Q_STEPS = "SELECT step, block FROM steps ORDER BY step"
-Q_ANSWERS = "SELECT step, uid, hotkey, score, cause FROM answers WHERE uid >= 0 ORDER BY step, uid"
-Q_WEIGHTS = "SELECT block, step, weights_json FROM weight_sets WHERE success = 1 ORDER BY block"
-QUERIES = (Q_META, Q_STEPS, Q_ANSWERS, Q_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -75,70 +65,63 @@ class Recorded:
 def read_validator_db(path: str | Path) -> Recorded:
     """Load a validator DB; raises :class:`StateError` naming what is missing or malformed."""
     p = Path(path)
-    if not p.is_file():
-        raise StateError(f"validator database not found: {p}")
-    try:
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise StateError(f"{p}: cannot open as SQLite: {e}") from e
-    try:
-        return _read(con, p)
-    except sqlite3.DatabaseError as e:
-        raise StateError(f"{p}: not a validator database ({e})") from e
-    finally:
-        con.close()
+    with StoreReader(p) as db:
+        meta = db.meta()
+        try:
+            config = json.loads(meta["config"])
+            owner = int(meta.get("owner_uid", 0))
+        except (KeyError, ValueError) as e:
+            raise StateError(f"{p}: meta.config missing or not JSON ({e})") from e
+        steps = db.steps()
+        if not steps:
+            raise StateError(f"{p}: no recorded steps")
+        answers = db.answers()
+        sets = db.weight_sets(successful_only=True)
+    return _recorded(p, config, owner, steps, answers, sets)
 
 
-def _read(con: sqlite3.Connection, p: Path) -> Recorded:
-    meta = dict(con.execute(Q_META).fetchall())
-    try:
-        config = json.loads(meta["config"])
-        owner = int(meta.get("owner_uid", 0))
-    except (KeyError, ValueError) as e:
-        raise StateError(f"{p}: meta.config missing or not JSON ({e})") from e
-    steps = con.execute(Q_STEPS).fetchall()
-    if not steps:
-        raise StateError(f"{p}: no recorded steps")
-    answers = con.execute(Q_ANSWERS).fetchall()
-    sets = con.execute(Q_WEIGHTS).fetchall()
-    uids = [a[1] for a in answers]
-    wts = [_weights_json(p, w) for _, _, w in sets]
-    n = 1 + max([owner, *uids, *(u for w in wts for u in w)])
-    index = {s: k for k, (s, _) in enumerate(steps)}
-    per_step: list[list[tuple[int, float, str]]] = [[] for _ in steps]
+def _recorded(
+    p: Path,
+    config: dict[str, Any],
+    owner: int,
+    steps: list[StepRow],
+    answers: list[StoredAnswer],
+    sets: list[StoredWeightSet],
+) -> Recorded:
+    uids = [a.who.uid for a in answers if isinstance(a.who, Miner)]
+    n = 1 + max([owner, *uids, *(u for w in sets for u in w.weights)])
+    index = {s.step: k for k, s in enumerate(steps)}
+    per_step: list[list[RoundAnswer]] = [[] for _ in steps]
     hotkeys = [[""] * n for _ in steps]
-    for step, uid, hotkey, score, cause in answers:
-        if step not in index:
-            raise StateError(f"{p}: answer for unknown step {step}")
-        if cause == "validator_error":
-            continue
-        per_step[index[step]].append((int(uid), float(score or 0.0), str(cause)))
-        hotkeys[index[step]][uid] = hotkey or ""
+    for a in answers:
+        if a.step not in index:
+            raise StateError(f"{p}: answer for unknown step {a.step}")
+        per_step[index[a.step]].append(RoundAnswer(a.who.role, a.who.uid, a.score, a.cause))
+        if isinstance(a.who, Miner):
+            hotkeys[index[a.step]][a.who.uid] = a.who.hotkey
     for k in range(1, len(steps)):  # a uid not queried this step keeps its last known hotkey
         for u in range(n):
             if not hotkeys[k][u]:
                 hotkeys[k][u] = hotkeys[k - 1][u]
     scores, observed = np.zeros((len(steps), n)), np.zeros((len(steps), n), dtype=bool)
     caught = np.zeros((len(steps), n), dtype=bool)
-    for k, rows in enumerate(per_step):
-        if rows:
-            uids_k = [u for u, _, _ in rows]
-            try:
-                scores[k], observed[k] = round_means(uids_k, [s for _, s, _ in rows], n)
-                caught[k] = proven_liars(uids_k, [c for _, _, c in rows], n)
-            except ValueError as e:
-                raise StateError(f"{p}: step {steps[k][0]}: {e}") from e
+    for k, round_answers in enumerate(per_step):
+        try:
+            r = score_round(round_answers, n)
+        except ValueError as e:
+            raise StateError(f"{p}: step {steps[k].step}: {e}") from e
+        scores[k], observed[k], caught[k] = r.means, r.observed, r.caught
     w_steps, w_blocks, w_mat = [], [], np.zeros((len(sets), n))
-    for i, (block, step, _) in enumerate(sets):
-        if step not in index:
-            raise StateError(f"{p}: weight set at block {block} names unknown step {step}")
-        w_steps.append(index[step])
-        w_blocks.append(int(block))
-        for u, w in wts[i].items():
+    for i, ws in enumerate(sets):
+        if ws.step not in index:
+            raise StateError(f"{p}: weight set at block {ws.block} names unknown step {ws.step}")
+        w_steps.append(index[ws.step])
+        w_blocks.append(ws.block)
+        for u, w in ws.weights.items():
             w_mat[i, u] = w
     return Recorded(
-        steps=tuple(int(s) for s, _ in steps),
-        blocks=tuple(int(b or 0) for _, b in steps),
+        steps=tuple(s.step for s in steps),
+        blocks=tuple(s.block for s in steps),
         step_scores=scores,
         observed=observed,
         caught=caught,
@@ -149,17 +132,6 @@ def _read(con: sqlite3.Connection, p: Path) -> Recorded:
         config=config,
         owner_uid=owner,
     )
-
-
-def _weights_json(p: Path, text: str) -> dict[int, float]:
-    try:
-        raw = json.loads(text)
-        out = {int(k): float(v) for k, v in raw.items()}
-    except (ValueError, AttributeError, TypeError) as e:
-        raise StateError(f"{p}: weights_json is not a {{uid: weight}} object: {text[:80]!r}") from e
-    if any(u < 0 for u in out):
-        raise StateError(f"{p}: negative uid in weights_json")
-    return out
 
 
 def recorded_weights_config(rec: Recorded) -> WeightsConfig:

@@ -18,14 +18,13 @@ import numpy as np
 from distill.identity import IdentityError, parse_identity
 from distill.tasks import Task
 from neurons.validator.miner_client import MinerAnswer
+from neurons.validator.participant import Participant
 from scoring import reference, verify
 from scoring.aggregate import kl_score
 from scoring.causes import Cause
 from scoring.config import ScoreConfig, VerifyConfig
 from scoring.divergence import divergence_stats
 from subnet.engine import Scored
-
-BASELINE_UID = -1
 
 
 @dataclass
@@ -71,11 +70,12 @@ def query_seed(seed: str, index: int) -> int:
     return int.from_bytes(h[:4], "big")
 
 
-def spot_check_picked(seed: str, uid: int, task_id: str, fraction: float) -> bool:
-    """Deterministic per (step seed, uid, task): every validator checks the same answers."""
+def spot_check_picked(seed: str, who: Participant, task_id: str, fraction: float) -> bool:
+    """Deterministic per (step seed, participant, task): every validator checks the same
+    answers of a miner (drawn by its uid)."""
     if fraction >= 1.0:
         return True
-    rng = random.Random(hashlib.sha256(f"{seed}|spot|{uid}|{task_id}".encode()).digest())
+    rng = random.Random(hashlib.sha256(f"{seed}|spot|{who.key}|{task_id}".encode()).digest())
     return rng.random() < fraction
 
 
@@ -97,8 +97,9 @@ def gate_format(j: Judged, *, vocab_size: int, k: int, max_tokens: int, cfg: Ver
 
 
 def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
-    """Committed digest known, answer names the same model, and its first committer."""
-    if not j.ok or j.answer.uid == BASELINE_UID:
+    """Committed digest known, answer names the same model, and its first committer (miners
+    only: the baseline commits nothing, the validator knows its files)."""
+    if not j.ok or not j.answer.who.identity_gated:
         return
     claimed: str | None = None
     if j.answer.identity is not None:
@@ -108,8 +109,8 @@ def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
         except IdentityError as e:
             j.fail(Cause.WRONG_MODEL, f"answer identity malformed: {e}")
             return
-    cause = verify.identity_verdict(j.answer.hotkey, claimed, records)
-    own = [r for r in records if r.hotkey == j.answer.hotkey]
+    cause = verify.identity_verdict(j.answer.who.hotkey, claimed, records)
+    own = [r for r in records if r.hotkey == j.answer.who.hotkey]
     if own:
         j.digest = max(own, key=lambda r: r.block).digest
     j.fail(cause, "" if cause.ok else f"identity verdict {cause.value}")

@@ -22,6 +22,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
+from neurons.validator.participant import Miner, Participant
 from scoring.causes import Cause
 from subnet import auth, protocol
 from subnet.errors import ProtocolError
@@ -67,10 +68,10 @@ class Query:
 
 @dataclass(frozen=True)
 class MinerAnswer:
-    """What one miner answered to one task (arrays empty unless ``cause`` is OK)."""
+    """What one participant answered to one task (arrays empty unless ``cause`` is OK): a miner
+    over the network, or the validator's baseline locally, both judged the same way."""
 
-    uid: int
-    hotkey: str
+    who: Participant
     task_id: str
     cause: Cause
     detail: str = ""
@@ -121,7 +122,7 @@ async def query(
 ) -> MinerAnswer:
     """One streamed completion from ``target``; every failure is an answer with a cause."""
     body = request_body(q)
-    base = MinerAnswer(target.uid, target.hotkey, q.task_id, Cause.OK, request_body=body)
+    base = MinerAnswer(Miner(target.uid, target.hotkey), q.task_id, Cause.OK, request_body=body)
     path = protocol.COMPLETIONS_PATH
     try:
         headers = auth.sign_request(wallet, "POST", path, body, target.hotkey)

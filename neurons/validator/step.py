@@ -24,13 +24,14 @@ from tokenizers import Tokenizer
 
 from distill.tasks import Task, generate_tasks
 from neurons.validator import judge, miner_client
-from neurons.validator.judge import BASELINE_UID, Judged
+from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.miner_client import MinerAnswer, Query, Target
+from neurons.validator.participant import BASELINE, Miner
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.store import AnswerRow, EmaRow, EvidenceRow, StepRow, Store
 from scoring import aggregate, speed, verify
-from scoring.causes import Cause
+from scoring.causes import Cause, Role
 from subnet.chain.types import MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
@@ -72,11 +73,12 @@ class StepResult:
     n_answers: int
     means: dict[int, float]  # uid -> this step's mean score
     ema: dict[int, float]
-    causes: dict[int, list[str]]
+    causes: dict[int, list[str]]  # miner uid -> its answers' cause codes
     baseline_score: float | None
     teacher_tokens: int
     teacher_seconds: float
     hotkeys: tuple[str, ...] = ()  # uid -> the hotkey ``ema[uid]`` was earned by
+    baseline_causes: tuple[str, ...] = ()  # the baseline's answers' cause codes
 
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
@@ -143,8 +145,8 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
         )
         judge.gate_identity(j, records)
-        if j.answer.uid == BASELINE_UID and ctx.baseline is not None:
-            j.digest = ctx.baseline.digest
+        if j.answer.who.role is Role.BASELINE and ctx.baseline is not None:
+            j.digest = ctx.baseline.digest  # spot-checked with its own (pinned) engine
         judge.gate_termination(
             j,
             eos_token_id=info.eos_token_id,
@@ -187,27 +189,23 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("spot_check", t)
 
     # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
-    miners = [j for j in work if j.answer.uid != BASELINE_UID]
-    _speed(ctx, miners)
-    rows, evidence = [], []
+    _speed(ctx, [j for j in work if j.answer.who.speed_scored])
+    rows, evidence, answered = [], [], []
     for j in work:
+        who = j.answer.who
         score = aggregate.answer_score(
-            j.cause,
-            j.s_kl,
-            j.s_ref,
-            1.0 if j.answer.uid == BASELINE_UID else j.s_speed,
-            ctx.cfg.scoring,
+            j.cause, j.s_kl, j.s_ref, j.s_speed if who.speed_scored else 1.0, ctx.cfg.scoring
         )
         rows.append(_row(j, score))
+        answered.append(aggregate.RoundAnswer(who.role, who.uid, score.score, j.cause))
         ctx.metrics.answers.labels(j.cause.value).inc()
         if j.cause.counts_against_miner:
-            ctx.metrics.failures.labels(j.cause.value, str(j.answer.uid)).inc()
-            if j.answer.signature and j.answer.raw:
-                evidence.append(_evidence(j))
-    counted = [r for r in rows if r.uid != BASELINE_UID and r.cause != Cause.VALIDATOR_ERROR]
+            ctx.metrics.failures.labels(j.cause.value, who.key).inc()
+            if isinstance(who, Miner) and j.answer.signature and j.answer.raw:
+                evidence.append(_evidence(j, who))
     n = len(mg.neurons)
-    means, observed = aggregate.round_means([r.uid for r in counted], [r.score for r in counted], n)
-    caught = aggregate.proven_liars([r.uid for r in counted], [r.cause for r in counted], n)
+    counted = aggregate.score_round(answered, n)  # only the answers that count toward the EMA
+    means, observed, caught = counted.means, counted.observed, counted.caught
     old = ctx.store.ema()
     old_hotkeys = [e.hotkey for e in old]
     prev = aggregate.reset_changed([e.ema for e in old], old_hotkeys, mg.hotkeys)
@@ -222,7 +220,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         ctx.cfg.weights.lie_penalty_steps,
     )
     ema, means = upd.ema, np.where(upd.punished, 0.0, means)
-    base_rows = [r.score for r in rows if r.uid == BASELINE_UID]
+    base_rows = [a.score for a in answered if a.role is Role.BASELINE]
     baseline_score = float(np.mean(base_rows)) if base_rows else None
 
     # 8. One transaction: the step row, its answers, evidence and the new EMA.
@@ -235,10 +233,11 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     )
     phase("commit", t)
     _export(ctx, work, ema, observed, baseline_score, latency)
-    _report_lies(ctx, counted, caught, upd)
+    _report_lies(ctx, answered, caught, upd)
     causes: dict[int, list[str]] = defaultdict(list)
     for r in rows:
-        causes[r.uid].append(r.cause)
+        if isinstance(r.who, Miner):
+            causes[r.who.uid].append(r.cause)
     return StepResult(
         step,
         block,
@@ -250,6 +249,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         teacher_tokens,
         teacher_seconds,
         tuple(mg.hotkeys),
+        tuple(r.cause for r in rows if r.who.role is Role.BASELINE),
     )
 
 
@@ -274,8 +274,7 @@ async def _query_all(
             except Exception as e:  # backstop: one miner's answer must never fail the step
                 log.exception("query of uid %d failed unexpectedly", target.uid)
                 return MinerAnswer(
-                    target.uid,
-                    target.hotkey,
+                    Miner(target.uid, target.hotkey),
                     q.task_id,
                     Cause.VALIDATOR_ERROR,
                     detail=f"{type(e).__name__}: {str(e)[:200]}",
@@ -305,8 +304,7 @@ async def _baseline_answers(b: Baseline, queries: list[Query]) -> list[MinerAnsw
     total = time.perf_counter() - t0
     return [
         MinerAnswer(
-            BASELINE_UID,
-            "baseline",
+            BASELINE,
             q.task_id,
             Cause.OK,
             token_ids=c.token_ids,
@@ -354,7 +352,7 @@ async def _spot_check(
             j.ok
             and j.digest
             and judge.spot_check_picked(
-                seed, j.answer.uid, j.answer.task_id, ctx.cfg.verify.spot_check_fraction
+                seed, j.answer.who, j.answer.task_id, ctx.cfg.verify.spot_check_fraction
             )
         ):
             j.spot_check = True
@@ -393,7 +391,7 @@ async def _spot_check(
                     cfg=ctx.cfg.verify,
                 )
             except ValueError as e:  # our own recomputation is unusable: one answer, not the step
-                log.exception("spot check of uid %d with %s failed", j.answer.uid, digest[:12])
+                log.exception("spot check of %s with %s failed", j.answer.who, digest[:12])
                 j.fail(Cause.VALIDATOR_ERROR, f"spot check: {e}")
             j.provenance["committed"] = r.provenance.to_dict()
             ctx.metrics.spot_checks.labels("ok" if j.ok else "failed").inc()
@@ -415,8 +413,7 @@ def _speed(ctx: StepContext, work: list[Judged]) -> None:
 def _row(j: Judged, s: aggregate.AnswerScore) -> AnswerRow:
     a = j.answer
     return AnswerRow(
-        uid=a.uid,
-        hotkey=a.hotkey,
+        who=a.who,
         task_id=a.task_id,
         score=s.score,
         cause=j.cause.value,
@@ -440,18 +437,20 @@ def _row(j: Judged, s: aggregate.AnswerScore) -> AnswerRow:
     )
 
 
-def _evidence(j: Judged) -> EvidenceRow:
+def _evidence(j: Judged, who: Miner) -> EvidenceRow:
     body, raw, sig = j.answer.evidence()
-    return EvidenceRow(
-        j.answer.uid, j.answer.hotkey, j.answer.task_id, j.cause.value, j.detail, body, raw, sig
-    )
+    a = j.answer
+    return EvidenceRow(who.uid, who.hotkey, a.task_id, j.cause.value, j.detail, body, raw, sig)
 
 
 def _report_lies(
-    ctx: StepContext, counted: list[AnswerRow], caught: np.ndarray, upd: aggregate.EmaUpdate
+    ctx: StepContext,
+    answered: list[aggregate.RoundAnswer],
+    caught: np.ndarray,
+    upd: aggregate.EmaUpdate,
 ) -> None:
     for uid in np.flatnonzero(caught):
-        how = sorted({r.cause for r in counted if r.uid == uid and Cause(r.cause).proves_lie})
+        how = sorted({a.cause.value for a in answered if a.uid == uid and a.cause.proves_lie})
         log.warning(
             "uid %d caught lying (%s): EMA reset, no reward for %d rounds",
             uid,
@@ -476,10 +475,9 @@ def _export(
     m.steps.labels("ok").inc()
     per: dict[int, list[Judged]] = defaultdict(list)
     for j in work:
-        per[j.answer.uid].append(j)
+        if isinstance(j.answer.who, Miner):
+            per[j.answer.who.uid].append(j)
     for uid, js in per.items():
-        if uid == BASELINE_UID:
-            continue
         for name in ("s_kl", "s_ref", "s_speed"):
             m.score.labels(str(uid), name).set(float(np.mean([getattr(j, name) for j in js])))
     for uid in np.flatnonzero(observed):

@@ -1,5 +1,11 @@
 """The validator's state in one SQLite file: steps, per-answer records, EMA, evidence, weights.
 
+This module owns the file's schema and every query against it. The validator writes through
+:class:`Store`; everything else that looks at a validator's state (the owner's
+``subnet simulate --replay``, the localnet's watcher) reads through :class:`StoreReader`, so a
+change of schema is made in this one module (``tests/unit/test_store_reader.py`` runs every read
+against the schema the store creates and fails if the two drift).
+
 Crash safety comes from one rule: everything a step produces (its answers, evidence, the new
 EMA and the step row itself) is written in **one** transaction by :meth:`Store.commit_step`, so
 a ``kill -9`` at any point leaves either the whole step or none of it; the step in flight is
@@ -7,8 +13,9 @@ redone from scratch after a restart (it is seeded from its block, so it asks the
 Committing a step whose number or block is already stored is refused (``StateError``), which
 makes a restart that races an old process harmless instead of a duplicate.
 
-The owner simulator's replay reads ``steps``, ``answers``, ``weight_sets`` and ``meta``: keep
-their names and columns; add new ones freely.
+A database written by an older version is brought up to date in place when the validator
+opens it (:meth:`Store._migrate`); :class:`StoreReader` reads such a file as it is, without
+touching it.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from neurons.validator.participant import BASELINE, Miner, Participant
+from scoring.causes import Cause, Role
 from subnet.errors import StateError
 
 SCHEMA = """
@@ -39,6 +49,7 @@ CREATE TABLE IF NOT EXISTS answers (
     kl REAL, rkl REAL, tv REAL, overlap REAL, correct REAL, n_tokens INTEGER NOT NULL,
     ttft_s REAL, total_s REAL, verified INTEGER NOT NULL DEFAULT 0, verify_dp REAL,
     identity TEXT, seed TEXT NOT NULL, prompts_digest TEXT NOT NULL, provenance TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'miner',
     PRIMARY KEY (step, uid, task_id)
 );
 CREATE TABLE IF NOT EXISTS ema (
@@ -65,6 +76,17 @@ CREATE TABLE IF NOT EXISTS weight_sets (
 
 STEP_DONE = "done"
 
+# ``answers`` is keyed by (step, uid, task_id) and the baseline has no uid: its rows keep the
+# uid -1 they have always had (the key stays unique, and older readers, which skipped negative
+# uids, still skip them). The ``role`` column says who answered; nothing outside this module
+# sees the -1.
+_BASELINE_ROW_UID = -1
+# The role of an answer in a database written before the ``role`` column existed.
+_ROLE_FROM_UID = "CASE WHEN uid < 0 THEN 'baseline' ELSE 'miner' END"
+_STEP_COLUMNS = "step, block, seed, prompts_digest, n_miners, n_answers, baseline_score, latency_s"
+
+Rows = list[tuple[Any, ...]]
+
 
 @dataclass(frozen=True)
 class StepRow:
@@ -82,8 +104,7 @@ class StepRow:
 class AnswerRow:
     """One answer's record; ``provenance`` is JSON-able (engine, versions, model)."""
 
-    uid: int
-    hotkey: str
+    who: Participant
     task_id: str
     score: float
     cause: str
@@ -146,14 +167,21 @@ class Store:
 
     def _migrate(self) -> None:
         """Bring a database written by an older version up to ``SCHEMA``, keeping its data."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(ema)")}
-        if "suspended" not in cols:
+        if "suspended" not in _columns(self._db, "ema"):
             self._db.execute("ALTER TABLE ema ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0")
+
+        def add_role(db: sqlite3.Connection) -> None:
+            if "role" not in _columns(db, "answers"):  # checked again under the write lock
+                db.execute("ALTER TABLE answers ADD COLUMN role TEXT NOT NULL DEFAULT 'miner'")
+                db.execute(f"UPDATE answers SET role = {_ROLE_FROM_UID}")
+
+        if "role" not in _columns(self._db, "answers"):
+            self._tx(add_role)  # column and roles together: a crash leaves neither
 
     def close(self) -> None:
         self._db.close()
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> Rows:
         try:
             return list(self._db.execute(sql, args).fetchall())
         except sqlite3.Error as e:
@@ -232,13 +260,13 @@ class Store:
             db.executemany(
                 "INSERT INTO answers (step, uid, hotkey, task_id, score, cause, detail, gate, "
                 "s_kl, s_ref, s_speed, kl, rkl, tv, overlap, correct, n_tokens, ttft_s, "
-                "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance) "
-                f"VALUES ({', '.join('?' * 25)})",
+                "total_s, verified, verify_dp, identity, seed, prompts_digest, provenance, role) "
+                f"VALUES ({', '.join('?' * 26)})",
                 [
                     (
                         row.step,
-                        a.uid,
-                        a.hotkey,
+                        _BASELINE_ROW_UID if a.who.uid is None else a.who.uid,
+                        a.who.hotkey,
                         a.task_id,
                         a.score,
                         a.cause,
@@ -261,6 +289,7 @@ class Store:
                         row.seed,
                         row.prompts_digest,
                         json.dumps(a.provenance, sort_keys=True),
+                        a.who.role.value,
                     )
                     for a in answers
                 ],
@@ -292,15 +321,15 @@ class Store:
         self._tx(write)
 
     def ema(self) -> list[EmaRow]:
-        rows = self._read("SELECT uid, hotkey, ema, suspended FROM ema ORDER BY uid")
-        return [EmaRow(int(u), str(h), float(e), int(s)) for u, h, e, s in rows]
+        return _ema_rows(self._read)
 
     def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
-        """uid -> [(task_id, score, cause)] of one step (tests and reports)."""
+        """uid -> [(task_id, score, cause)] of one step's miners (tests and reports)."""
         out: dict[int, list[tuple[str, float, str]]] = {}
         for uid, tid, score, cause in self._read(
-            "SELECT uid, task_id, score, cause FROM answers WHERE step = ? ORDER BY uid, task_id",
-            (step,),
+            "SELECT uid, task_id, score, cause FROM answers WHERE step = ? AND role = ? "
+            "ORDER BY uid, task_id",
+            (step, Role.MINER.value),
         ):
             out.setdefault(int(uid), []).append((str(tid), float(score), str(cause)))
         return out
@@ -356,3 +385,227 @@ class Store:
     def last_weight_block(self) -> int | None:
         rows = self._read("SELECT MAX(block) FROM weight_sets WHERE success = 1")
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """One answer as read back: who gave it in which step, its scores and its cause."""
+
+    step: int
+    who: Participant
+    task_id: str
+    score: float
+    s_kl: float
+    s_ref: float
+    s_speed: float
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class StoredWeightSet:
+    """One attempt to set weights: the normalised weights the validator computed after
+    ``step`` (burn to the owner uid included) and whether the chain took them."""
+
+    block: int
+    step: int
+    weights: dict[int, float]
+    success: bool
+    error: str
+
+
+class StoreReader:
+    """Read-only access to a validator's state file, for every process but the validator.
+
+    The file is opened ``mode=ro``: the reader never writes, never takes the write lock and,
+    the validator keeping its file in WAL mode, neither waits for the validator nor makes it
+    wait, so a live validator's state can be read at any time. A file written by an older
+    version is read as it is (it is migrated only when a validator opens it).
+
+    ``missing_ok``: a file that does not exist yet, or has no tables yet, reads as empty
+    instead of raising, for pollers that start before the validator has created its state.
+    Anything else that goes wrong (no such file without ``missing_ok``, not SQLite, not a
+    validator's database, an unknown cause code or role) is a one-line :class:`StateError`
+    naming the file. Use as a context manager, one per read: it holds a file handle.
+    """
+
+    def __init__(self, path: str | Path, *, missing_ok: bool = False) -> None:
+        self.path = Path(path)
+        self.missing_ok = missing_ok
+        self._db: sqlite3.Connection | None = None
+        self._role_sql: str | None = None
+        if not self.path.is_file():
+            if missing_ok:
+                return
+            raise StateError(f"validator database not found: {self.path}")
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=10.0)
+        except sqlite3.Error as e:
+            raise StateError(f"{self.path}: cannot open as SQLite: {e}") from e
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> Rows:
+        if self._db is None:
+            return []
+        try:
+            return list(self._db.execute(sql, args).fetchall())
+        except sqlite3.OperationalError as e:
+            if str(e).startswith("no such table") and self.missing_ok:
+                return []
+            if str(e).startswith(("no such table", "no such column")):
+                raise StateError(f"{self.path}: not a validator database ({e})") from e
+            raise StateError(f"{self.path}: cannot read validator state: {e}") from e
+        except sqlite3.DatabaseError as e:  # not SQLite at all, or corrupt
+            raise StateError(f"{self.path}: not a validator database ({e})") from e
+
+    # -- meta and steps ----------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """Every ``meta`` key (``config``: the JSON of the config the validator ran)."""
+        return {str(k): str(v) for k, v in self._rows("SELECT key, value FROM meta")}
+
+    def step_count(self) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM steps")
+        return int(rows[0][0]) if rows else 0
+
+    def steps(self) -> list[StepRow]:
+        rows = self._rows(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY step")
+        return [_step_row(r) for r in rows]
+
+    def last_step(self) -> StepRow | None:
+        rows = self._rows(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY step DESC LIMIT 1")
+        return _step_row(rows[0]) if rows else None
+
+    # -- answers and EMA ---------------------------------------------------------------------
+
+    def answers(
+        self, *, after_step: int | None = None, through_step: int | None = None
+    ) -> list[StoredAnswer]:
+        """Every answer of the steps in ``(after_step, through_step]`` (default: all), miners'
+        and the baseline's, in (step, uid, task) order."""
+        where, args = [], []
+        if after_step is not None:
+            where.append("step > ?")
+            args.append(after_step)
+        if through_step is not None:
+            where.append("step <= ?")
+            args.append(through_step)
+        rows = self._rows(
+            f"SELECT step, {self._role()}, uid, hotkey, task_id, score, s_kl, s_ref, s_speed, "
+            f"cause FROM answers {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY step, uid, task_id",
+            args,
+        )
+        return [self._answer(r) for r in rows]
+
+    def _role(self) -> str:
+        """SQL for an answer's role: its column, or what an older file's uid says."""
+        if self._role_sql is None:
+            cols = {str(r[1]) for r in self._rows("PRAGMA table_info(answers)")}
+            self._role_sql = "role" if "role" in cols or not cols else _ROLE_FROM_UID
+        return self._role_sql
+
+    def _answer(self, row: tuple[Any, ...]) -> StoredAnswer:
+        step, role, uid, hotkey, task_id, score, s_kl, s_ref, s_speed, cause = row
+        if role not in (Role.MINER, Role.BASELINE):
+            raise StateError(f"{self.path}: step {step}: unknown participant role {role!r}")
+        try:
+            who: Participant = Miner(int(uid), str(hotkey)) if role == Role.MINER else BASELINE
+        except ValueError as e:  # a miner's row with a negative uid
+            raise StateError(f"{self.path}: step {step}: {e}") from None
+        try:
+            code = Cause(cause)
+        except ValueError:
+            raise StateError(f"{self.path}: step {step}: unknown cause code {cause!r}") from None
+        return StoredAnswer(
+            int(step),
+            who,
+            str(task_id),
+            float(score or 0.0),
+            float(s_kl),
+            float(s_ref),
+            float(s_speed),
+            code,
+        )
+
+    def ema(self) -> list[EmaRow]:
+        """The EMA after the last committed step, per uid, with its suspension."""
+        return _ema_rows(self._rows)
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def weight_sets(self, *, successful_only: bool = False) -> list[StoredWeightSet]:
+        """Weight sets in block order (``successful_only``: those the chain took)."""
+        where = "WHERE success = 1" if successful_only else ""
+        return [
+            self._weight_set(r)
+            for r in self._rows(
+                "SELECT block, step, weights_json, success, error FROM weight_sets "
+                f"{where} ORDER BY block, id"
+            )
+        ]
+
+    def last_weight_set(self, *, successful_only: bool = False) -> StoredWeightSet | None:
+        """The latest weight set (``successful_only``: the latest the chain took)."""
+        where = "WHERE success = 1" if successful_only else ""
+        rows = self._rows(
+            "SELECT block, step, weights_json, success, error FROM weight_sets "
+            f"{where} ORDER BY id DESC LIMIT 1"
+        )
+        return self._weight_set(rows[0]) if rows else None
+
+    def _weight_set(self, row: tuple[Any, ...]) -> StoredWeightSet:
+        block, step, text, success, error = row
+        try:
+            weights = {int(k): float(v) for k, v in json.loads(text).items()}
+        except (ValueError, AttributeError, TypeError) as e:
+            raise StateError(
+                f"{self.path}: weights_json is not a {{uid: weight}} object: {str(text)[:80]!r}"
+            ) from e
+        if any(u < 0 for u in weights):
+            raise StateError(f"{self.path}: negative uid in weights_json")
+        return StoredWeightSet(int(block), int(step), weights, bool(success), str(error))
+
+
+# -- queries both sides run ----------------------------------------------------------------
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _ema_rows(read: Callable[[str], Rows]) -> list[EmaRow]:
+    rows = read("SELECT uid, hotkey, ema, suspended FROM ema ORDER BY uid")
+    return [EmaRow(int(u), str(h), float(e), int(s)) for u, h, e, s in rows]
+
+
+def _step_row(r: tuple[Any, ...]) -> StepRow:
+    step, block, seed, digest, n_miners, n_answers, baseline, latency = r
+    return StepRow(
+        int(step),
+        int(block),
+        str(seed),
+        str(digest),
+        int(n_miners),
+        int(n_answers),
+        None if baseline is None else float(baseline),
+        float(latency or 0.0),
+    )

@@ -60,7 +60,7 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path, tiny)
             assert last.ema[u[name]] == 0.0
         # The baseline (the validator's own student) passes its own spot checks.
         assert last.baseline_score is not None and last.baseline_score > 0
-        assert set(last.causes[-1]) == {"ok"}
+        assert set(last.baseline_causes) == {"ok"}
         # Every weight set succeeded and reads back equal to what the validator computed.
         db = sqlite3.connect(tmp_path / "vs" / "validator.sqlite")
         sets = db.execute("SELECT weights_json, success, matches FROM weight_sets").fetchall()

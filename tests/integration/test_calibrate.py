@@ -13,6 +13,7 @@ from distill.tiny import TinyWorld
 from neurons.validator.calibrate import calibrate, report, write_config
 from neurons.validator.judge import Judged, verify_against_committed
 from neurons.validator.miner_client import MinerAnswer
+from neurons.validator.participant import Miner
 from scoring.causes import Cause
 from subnet.config import load_config
 from subnet.engine import SamplingParams, load_engine
@@ -118,8 +119,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     for c, r in held_out:
         j = Judged(
             MinerAnswer(
-                1,
-                "hk",
+                Miner(1, "hk"),
                 "t",
                 Cause.OK,
                 token_ids=c.token_ids,

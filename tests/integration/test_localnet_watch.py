@@ -15,6 +15,7 @@ from neurons.localnet.plan import DEFAULT_MINERS, model_variant, parse_miners
 from neurons.localnet.run import STATE_FILE, ordering_checks
 from neurons.localnet.view import epoch_table, summarize, summary_table, write_chart
 from neurons.localnet.watch import Member, Snapshot, Watcher, read_validator
+from neurons.validator.participant import Miner
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
@@ -27,8 +28,7 @@ ROLES = ("distilled", "undistilled", "adversary-fabricated")
 
 def _answer(uid: int, hotkey: str, task: str, score: float, cause: str = "ok") -> AnswerRow:
     return AnswerRow(
-        uid,
-        hotkey,
+        Miner(uid, hotkey),
         task,
         score,
         cause,

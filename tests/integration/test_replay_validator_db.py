@@ -2,8 +2,11 @@
 
 The validator node runs exactly as ``subnet validator`` runs it (``Validator.run`` on a
 wall-clock devnet, hf engine, tiny world) against two honest miners, one fabricating
-adversary and its own baseline, setting weights after every step. Replaying its database must
-give back the weights it recorded in ``weight_sets``; replaying under another config must not.
+adversary and its own baseline, setting weights after every step; one query fails inside the
+validator itself (a ``validator_error`` answer, which the step skips instead of zeroing).
+Replaying its database must give back the weights it recorded in ``weight_sets`` (so replay
+left out exactly the answers the step left out: the baseline's and the validator's failure);
+replaying under another config must not.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import pytest
 
 from distill.tiny import TinyWorld
 from neurons.owner.replay import read_validator_db, recorded_weights_config, replay
+from neurons.validator import miner_client
 from neurons.validator.main import Validator
+from neurons.validator.participant import BASELINE, Miner
+from neurons.validator.store import StoreReader
+from scoring.causes import Cause
 from scoring.config import WeightsConfig
 from subnet.chain.network import open_chain
 from subnet.cli import main
@@ -35,11 +42,21 @@ def validator_db(tmp_path_factory: pytest.TempPathFactory, tiny: TinyWorld) -> P
     import asyncio
 
     tmp = tmp_path_factory.mktemp("replay")
-    return asyncio.run(_run_validator(tiny, tmp))
+    with pytest.MonkeyPatch.context() as mp:
+        return asyncio.run(_run_validator(tiny, tmp, mp))
 
 
-async def _run_validator(tiny: TinyWorld, tmp: Path) -> Path:
+async def _run_validator(tiny: TinyWorld, tmp: Path, mp: pytest.MonkeyPatch) -> Path:
     sub = make_subnet(tiny, tmp, clock="wall", block_time=0.5, tempo=100)
+    real_query, failed = miner_client.query, []
+
+    async def query_failing_once(session, wallet, caller, target, q, **kw):
+        if target.uid == sub.uids["student"] and not failed:  # the validator's fault, not hers
+            failed.append(q.task_id)
+            raise RuntimeError("injected validator-side failure")
+        return await real_query(session, wallet, caller, target, q, **kw)
+
+    mp.setattr(miner_client, "query", query_failing_once)
     cfg = load_config(
         None,
         env={},
@@ -88,6 +105,25 @@ def test_the_validator_db_has_what_replay_needs(validator_db: Path) -> None:
     sets = _recorded(validator_db)
     assert len(sets) == STEPS and all(abs(sum(w.values()) - 1) < 1e-9 for w in sets)
     assert all(w.get(0, 0.0) > 0 for w in sets)  # the burn went to the owner uid 0
+
+
+def test_the_baseline_and_a_validator_error_are_recorded_and_left_out(validator_db: Path) -> None:
+    with StoreReader(validator_db) as db:
+        answers = db.answers()
+    assert any(a.who == BASELINE and a.cause is Cause.OK for a in answers)
+    errors = [a for a in answers if a.cause is Cause.VALIDATOR_ERROR]
+    assert len(errors) == 1 and isinstance(errors[0].who, Miner)
+    err = errors[0]
+    kept = [
+        a.score
+        for a in answers
+        if a.step == err.step and a.who == err.who and a.cause is not Cause.VALIDATOR_ERROR
+    ]
+    assert kept and max(kept) > 0  # the miner's other answer of that step scored
+    rec = read_validator_db(validator_db)
+    k, uid = rec.steps.index(err.step), err.who.uid
+    # Skipped, not zeroed: the step's mean is that of the miner's other answers alone.
+    assert rec.observed[k, uid] and rec.step_scores[k, uid] == pytest.approx(np.mean(kept))
 
 
 def test_replay_reproduces_the_weights_the_validator_set(validator_db: Path) -> None:

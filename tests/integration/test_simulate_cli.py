@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from neurons.owner.replay import read_validator_db, recorded_weights_config, replay
+from neurons.validator.participant import BASELINE, Miner, Participant
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
 from scoring.aggregate import (
     advance_ema,
@@ -36,10 +37,9 @@ from subnet.errors import StateError
 OWNER, N = 0, 7
 
 
-def _answer(uid: int, hotkey: str, task: str, score: float, cause: str) -> AnswerRow:
+def _answer(who: Participant, task: str, score: float, cause: str) -> AnswerRow:
     return AnswerRow(
-        uid=uid,
-        hotkey=hotkey,
+        who=who,
         task_id=task,
         score=score,
         cause=cause,
@@ -86,12 +86,12 @@ def _write_validator_db(path: Path, cfg: WeightsConfig, steps: int = 15) -> np.n
                 lied = (u, step, task) == (6, 4, 1)  # one spot-checked answer proves a lie
                 cause = Cause.DIST_MISMATCH if lied else Cause.TIMEOUT if failed else Cause.OK
                 s = 0.0 if cause != "ok" else float(np.clip(quality[u] + rng.normal(0, 0.1), 0, 1))
-                rows.append(_answer(u, hotkeys[u], f"t{task}", s, cause.value))
+                rows.append(_answer(Miner(u, hotkeys[u]), f"t{task}", s, cause.value))
                 uids.append(u)
                 scores.append(s)
                 causes.append(cause)
-        rows.append(_answer(2, "hk2", "tx", 0.0, "validator_error"))
-        rows.append(_answer(-1, "baseline", "t0", 0.9, "ok"))  # the validator's own baseline
+        rows.append(_answer(Miner(2, "hk2"), "tx", 0.0, "validator_error"))
+        rows.append(_answer(BASELINE, "t0", 0.9, "ok"))  # the validator's own baseline
         means, seen = round_means(uids, scores, N)
         upd = advance_ema(
             ema,

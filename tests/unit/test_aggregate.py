@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.aggregate import (
+    RoundAnswer,
     advance_ema,
     answer_score,
     apply_burn,
@@ -17,10 +18,11 @@ from scoring.aggregate import (
     proven_liars,
     reset_changed,
     round_means,
+    score_round,
     transform_weights,
     update_ema,
 )
-from scoring.causes import Cause
+from scoring.causes import Cause, Role, counts_toward_ema
 from scoring.config import ScoreConfig, WeightsConfig
 
 SCORE = ScoreConfig()
@@ -109,6 +111,63 @@ def test_proven_liars_are_the_uids_with_a_lie_cause() -> None:
     assert proven_liars([1], ["dist_mismatch"], 2).tolist() == [False, True]  # stored strings
     with pytest.raises(ValueError, match="unknown cause code 'lied'"):
         proven_liars([1], ["lied"], 2)
+
+
+@pytest.mark.parametrize(
+    ("role", "cause", "counts"),
+    [
+        (Role.MINER, Cause.OK, True),
+        (Role.MINER, Cause.TIMEOUT, True),  # the miner's zero
+        (Role.MINER, Cause.FORMAT_SHAPE, True),
+        (Role.MINER, Cause.WRONG_MODEL, True),
+        (Role.MINER, Cause.DIST_MISMATCH, True),  # counted, and it proves a lie
+        (Role.MINER, Cause.VALIDATOR_ERROR, False),  # the validator failed: skipped, not zeroed
+        (Role.BASELINE, Cause.OK, False),  # the baseline has no EMA, whatever it scores
+        (Role.BASELINE, Cause.DIST_MISMATCH, False),
+        (Role.BASELINE, Cause.VALIDATOR_ERROR, False),
+    ],
+)
+def test_which_answers_count_toward_the_ema(role: Role, cause: Cause, counts: bool) -> None:
+    assert counts_toward_ema(role, cause) is counts
+
+
+def test_the_counting_rule_over_every_cause() -> None:
+    for cause in Cause:
+        assert counts_toward_ema(Role.MINER, cause) == (cause is not Cause.VALIDATOR_ERROR)
+        assert not counts_toward_ema(Role.BASELINE, cause)
+        assert answer_score(cause, 1.0, 1.0, 1.0, SCORE).use_in_ema == counts_toward_ema(
+            Role.MINER, cause
+        )
+
+
+def test_a_round_keeps_only_the_answers_that_count() -> None:
+    answers = [
+        RoundAnswer(Role.MINER, 1, 0.8, Cause.OK),
+        RoundAnswer(Role.MINER, 1, 0.0, Cause.VALIDATOR_ERROR),  # skipped: mean stays 0.8
+        RoundAnswer(Role.MINER, 2, 0.0, Cause.VALIDATOR_ERROR),  # only this: not observed
+        RoundAnswer(Role.MINER, 3, 0.0, Cause.TIMEOUT),  # observed at 0
+        RoundAnswer(Role.MINER, 4, 0.0, Cause.FABRICATED),
+        RoundAnswer(Role.BASELINE, None, 0.9, Cause.OK),
+        RoundAnswer(Role.BASELINE, None, 0.0, Cause.DIST_MISMATCH),  # not a miner's lie
+    ]
+    got = score_round(answers, 5)
+    assert got.means.tolist() == [0.0, 0.8, 0.0, 0.0, 0.0]
+    assert got.observed.tolist() == [False, True, False, True, True]
+    assert got.caught.tolist() == [False, False, False, False, True]
+    kept = [a for a in answers if counts_toward_ema(a.role, a.cause)]
+    means, observed = round_means([a.uid for a in kept], [a.score for a in kept], 5)
+    assert (got.means == means).all() and (got.observed == observed).all()
+    empty = score_round([], 3)
+    assert not empty.observed.any() and not empty.caught.any()
+    with pytest.raises(ValueError, match="uids must be"):
+        score_round([RoundAnswer(Role.MINER, 7, 0.5, Cause.OK)], 3)
+
+
+def test_a_round_answer_names_a_uid_exactly_when_a_miner_gave_it() -> None:
+    with pytest.raises(ValueError, match="miner answer with uid None"):
+        RoundAnswer(Role.MINER, None, 0.5, Cause.OK)
+    with pytest.raises(ValueError, match="baseline answer with uid 3"):
+        RoundAnswer(Role.BASELINE, 3, 0.5, Cause.OK)
 
 
 def test_a_caught_lie_resets_the_ema_and_suspends_the_hotkey() -> None:

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from neurons.validator.miner_client import MinerAnswer, parse_answer
+from neurons.validator.participant import Miner
 from scoring.causes import Cause
 
 
@@ -46,11 +47,11 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_stream_is_a_format_failure_not_an_exception(name: str) -> None:
-    base = MinerAnswer(3, "5Hostile", "task-1", Cause.OK)
+    base = MinerAnswer(Miner(3, "5Hostile"), "task-1", Cause.OK)
     answer = parse_answer(base, HOSTILE[name])
     assert answer.cause == Cause.FORMAT_SCHEMA
     assert answer.detail
-    assert answer.uid == 3 and answer.task_id == "task-1"
+    assert answer.who.uid == 3 and answer.task_id == "task-1"
 
 
 @pytest.mark.parametrize(

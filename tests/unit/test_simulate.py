@@ -9,11 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scoring.causes import Role, counts_toward_ema
 from scoring.config import WeightsConfig
 from scoring.params import ParamError
 from scoring.sim_chain import quantize_rows
 from scoring.sim_population import ChainSim, MinerSpec, Population, ValidatorSpec
 from scoring.sim_scenarios import SCENARIOS, build
+from scoring.sim_validator import CAUSES, counted
 from scoring.simulate import SimConfig, gini, simulate, with_param
 
 EPOCHS = 60
@@ -160,3 +162,10 @@ def test_quantized_rows_are_max_upscaled_u16(xs: list[float]) -> None:
     assert q.min() >= 0 and q.max() <= 65535
     if max(xs) > 0:
         assert q.max() == 65535
+
+
+def test_the_simulator_counts_answers_by_the_validators_rule() -> None:
+    codes = np.array([[0, 1, 2]], dtype=np.int8)  # one simulated answer per cause code
+    expected = [[counts_toward_ema(Role.MINER, c) for c in CAUSES]]
+    assert counted(np.ones((1, 3), dtype=bool), codes).tolist() == expected
+    assert not counted(np.zeros((1, 3), dtype=bool), codes).any()  # unobserved stays out

@@ -7,14 +7,22 @@ import sqlite3
 
 import pytest
 
-from neurons.validator.store import AnswerRow, EmaRow, EvidenceRow, StepRow, Store
+from neurons.validator.participant import BASELINE, Miner
+from neurons.validator.store import (
+    SCHEMA,
+    AnswerRow,
+    EmaRow,
+    EvidenceRow,
+    StepRow,
+    Store,
+    StoreReader,
+)
 from subnet.errors import StateError
 
 
 def _answer(uid: int, task: str, score: float = 0.5, cause: str = "ok") -> AnswerRow:
     return AnswerRow(
-        uid=uid,
-        hotkey=f"hk{uid}",
+        who=Miner(uid, f"hk{uid}"),
         task_id=task,
         score=score,
         cause=cause,
@@ -153,3 +161,34 @@ def test_suspensions_are_stored_and_an_older_database_is_migrated(tmp_path):
     store.commit_step(_step(4, 40), [_answer(0, "t")], [], [EmaRow(0, "a", 0.0, 7)])
     store.close()
     assert Store(path).ema() == [EmaRow(0, "a", 0.0, 7)]
+
+
+def test_an_older_database_gets_the_role_column_and_its_baseline_rows_keep_their_data(tmp_path):
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)  # the schema as the version before the role column wrote it
+    old.executescript(SCHEMA.replace("    role TEXT NOT NULL DEFAULT 'miner',\n", ""))
+    for uid, hotkey, score in ((-1, "baseline", 0.9), (2, "hk2", 0.6)):
+        old.execute(
+            "INSERT INTO answers (step, uid, hotkey, task_id, score, cause, gate, s_kl, s_ref, "
+            "s_speed, n_tokens, seed, prompts_digest, provenance) "
+            "VALUES (1, ?, ?, 't', ?, 'ok', 1, ?, ?, 1, 4, 's', 'd', '{}')",
+            (uid, hotkey, score, score, score),
+        )
+    old.commit()
+    old.close()
+    Store(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT uid, hotkey, role, score FROM answers ORDER BY uid").fetchall() == [
+        (-1, "baseline", "baseline", 0.9),
+        (2, "hk2", "miner", 0.6),
+    ]
+    db.close()
+    with StoreReader(path) as reader:
+        assert [(a.who, a.score) for a in reader.answers()] == [
+            (BASELINE, 0.9),
+            (Miner(2, "hk2"), 0.6),
+        ]
+    store = Store(path)  # opening again migrates nothing twice
+    assert store.step_scores(1) == {2: [("t", 0.6, "ok")]}  # miners only
+    store.commit_step(_step(2, 20), [_answer(2, "t")], [], [])
+    store.close()
