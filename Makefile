@@ -3,7 +3,7 @@ ENGINE ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint check lock bench
 
 setup:
 	@ENGINE=$(ENGINE) bash scripts/setup.sh
@@ -13,14 +13,26 @@ setup:
 demo: setup
 	$(VENV)/bin/subnet localnet --fresh
 
-# pytest exits 5 when it collected nothing (e.g. a filtered run): say so instead of failing.
-test: setup
+# What CI runs (.ci/run): every static check, then the whole suite (unit, integration, slow,
+# e2e) in a random order (pytest-randomly prints its seed; PYTEST_ARGS="-p randomly_seed=N"
+# replays one). pytest exits 5 when it collected nothing (a filtered run): say so instead.
+test: setup check
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 0; fi; exit $$rc
 
-lint: setup
+# Static checks: lint, formatting, types (strict on scoring/, relaxed on tests/).
+check: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+lint: check
+
+# Regenerate requirements/cpu.lock and requirements/gpu.lock from pyproject.toml.
+lock:
+	@bash scripts/lock.sh
+
+# Every benchmark that ships with the package (subnet bench NAME runs one).
 bench: setup
-	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
+	@for b in $$($(VENV)/bin/subnet bench | sed 's/^benchmarks: //; s/,//g'); do \
+		echo "== subnet bench $$b"; $(VENV)/bin/subnet bench $$b || exit 1; done

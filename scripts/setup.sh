@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent environment setup, run by `make setup` (and so by `make test` and `make demo`).
 #
-# Creates .venv, installs this package with the `cpu,dev` extras (`gpu,dev` with ENGINE=gpu),
-# and verifies the result by really importing vllm, transformers and bittensor. A stamp keyed on
-# pyproject.toml and ENGINE makes a second run instant.
+# Creates .venv, installs every dependency at the exact version pinned in requirements/cpu.lock
+# (requirements/gpu.lock with ENGINE=gpu; `make lock` regenerates both from pyproject.toml),
+# then this package itself, and verifies the result by really importing vllm, transformers and
+# bittensor. A stamp keyed on pyproject.toml, the lock, this script and ENGINE makes a second
+# run instant.
 #
 # Machine facts handled here:
 #  - torch: `pip install torch==2.13.0` finds this machine's local CPU build (uv/poetry do not
@@ -22,7 +24,9 @@ VENV=.venv
 case "$ENGINE" in cpu|gpu) ;; *) echo "setup: ENGINE must be cpu or gpu, got '$ENGINE'" >&2; exit 2;; esac
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-stamp_key="$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$ENGINE"
+LOCK="requirements/$ENGINE.lock"
+[ -f "$LOCK" ] || { echo "setup: $LOCK is missing (make lock writes it)" >&2; exit 2; }
+stamp_key="$(sha256sum pyproject.toml "$LOCK" scripts/setup.sh | sha256sum | cut -c1-16)-$ENGINE"
 stamp="$VENV/.setup-stamp"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_key" ]; then
   exit 0
@@ -38,7 +42,9 @@ pip_q install --upgrade "pip>=24" "setuptools>=68" wheel
 if [ "$ENGINE" = "cpu" ]; then
   pip_q install "torch==2.13.0"
 fi
-pip_q install -e ".[$ENGINE,dev]"
+# The lock is complete (every transitive dependency pinned), so nothing is resolved here.
+pip_q install --no-deps -r "$LOCK"
+pip_q install --no-deps --no-build-isolation -e .
 
 if "$VENV/bin/python" -c 'import torch,sys; sys.exit(0 if not torch.version.cuda else 1)'; then
   "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true

@@ -48,7 +48,7 @@ def validator_db(tmp_path_factory: pytest.TempPathFactory, tiny: TinyWorld) -> P
 
 async def _run_validator(tiny: TinyWorld, tmp: Path, mp: pytest.MonkeyPatch) -> Path:
     sub = make_subnet(tiny, tmp, clock="wall", block_time=0.5, tempo=100)
-    real_query, failed = miner_client.query, []
+    real_query, failed = miner_client.query, list[str]()
 
     async def query_failing_once(session, wallet, caller, target, q, **kw):
         if target.uid == sub.uids["student"] and not failed:  # the validator's fault, not hers

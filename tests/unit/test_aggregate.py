@@ -155,7 +155,7 @@ def test_a_round_keeps_only_the_answers_that_count() -> None:
     assert got.observed.tolist() == [False, True, False, True, True]
     assert got.caught.tolist() == [False, False, False, False, True]
     kept = [a for a in answers if counts_toward_ema(a.role, a.cause)]
-    means, observed = round_means([a.uid for a in kept], [a.score for a in kept], 5)
+    means, observed = round_means([a.uid or 0 for a in kept], [a.score for a in kept], 5)
     assert (got.means == means).all() and (got.observed == observed).all()
     empty = score_round([], 3)
     assert not empty.observed.any() and not empty.caught.any()

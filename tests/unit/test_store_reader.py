@@ -186,6 +186,7 @@ def test_a_live_validator_database_in_wal_mode(tmp_path: Path) -> None:
         store.commit_step(StepRow(2, 14, "s", "d", 1, 0, None, 0.1), [], [], [])
         assert db.step_count() == 2 and db.last_step() == StepRow(2, 14, "s", "d", 1, 0, None, 0.1)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            assert db._db is not None
             db._db.execute("DELETE FROM steps")  # opened mode=ro: it cannot write
     store.commit_step(StepRow(3, 18, "s", "d", 1, 0, None, 0.1), [], [], [])
     assert store.last_step() == (3, 18)
