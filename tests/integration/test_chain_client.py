@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 
 import pytest
 
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
 from subnet.chain.types import Axon, Commitment
-from subnet.errors import ChainError
+from subnet.errors import ChainConnectionError, ChainError
 from subnet.wallets import coldkey_address, create_wallet, hotkey_address
 
 TAO = 10**9
@@ -253,3 +254,25 @@ async def test_block_hash_is_stable_for_past_blocks_and_none_for_future(chain, n
     assert await chain.block_hash(head - 1) == first  # validators agree on a block's seed
     assert await chain.block_hash(head - 2) != first
     assert await chain.block_hash(head + 100) is None
+
+
+async def test_a_devnet_that_cannot_read_its_state_is_a_connection_error(net, monkeypatch):
+    import bittensor as bt
+
+    from subnet.chain.client import ChainClient
+
+    client = bt.Client("local", substrate=net.substrate())
+    await client.connect()
+    chain = ChainClient(client, network="devnet")
+    head = await chain.block()
+
+    def locked() -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(net, "touch", locked)
+    with pytest.raises(ChainConnectionError) as info:
+        await chain.block()
+    assert info.value.name == "DevnetState" and info.value.transient
+    monkeypatch.undo()
+    assert await chain.block() == head  # the same client works again once the file does
+    await client.close()
