@@ -34,13 +34,13 @@ from neurons.miner.policy import (
 from neurons.miner.serving import MinerService, load_codec
 from subnet.auth import SqliteNonceStore
 from subnet.chain.network import parse_network
+from subnet.chain.protocol import Chain
 from subnet.config import SubnetConfig
 from subnet.errors import ConfigError
 from subnet.metrics import MinerMetrics
 from subnet.wallets import hotkey_address, load_wallet
 
 if TYPE_CHECKING:
-    from subnet.chain.client import ChainClient
     from subnet.engine.types import Engine
 
 EngineFactory = Callable[..., "Engine"]  # (kind, model_dir, **engine options) -> Engine
@@ -120,7 +120,7 @@ async def serve(
 
 async def _run_server(
     config: SubnetConfig,
-    chain: ChainClient,
+    chain: Chain,
     wallet: Any,
     hotkey: str,
     engine: Engine,

@@ -31,6 +31,7 @@ from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import Baseline, StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightSetter, compute_weights
+from subnet.chain.protocol import Chain
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, load_engine
 from subnet.errors import ConfigError, StateError
@@ -39,14 +40,9 @@ from subnet.wallets import hotkey_address, load_wallet
 log = logging.getLogger("subnet.validator")
 
 
-async def block_seed(chain: Any, block: int) -> str:
-    """The step's public seed: the block hash when the adapter exposes it, else network+block."""
-    fn = getattr(chain, "block_hash", None)
-    if fn is not None:
-        value = await fn(block)
-        if value:
-            return str(value)
-    return f"{getattr(chain, 'network', '')}#{block}"
+async def block_seed(chain: Chain, block: int) -> str:
+    """The step's public seed: the block's hash, else (not yet known) network+block."""
+    return await chain.block_hash(block) or f"{chain.network}#{block}"
 
 
 def config_json(cfg: SubnetConfig) -> str:
@@ -82,7 +78,7 @@ async def metrics_server(metrics: ValidatorMetrics, port: int) -> AsyncIterator[
 class Validator:
     """One validator node; ``run`` until ``stop`` is set (or ``max_steps`` steps ran)."""
 
-    def __init__(self, cfg: SubnetConfig, chain: Any, wallet: Any | None = None) -> None:
+    def __init__(self, cfg: SubnetConfig, chain: Chain, wallet: Any | None = None) -> None:
         vc = cfg.validator
         if not vc.teacher:
             raise ConfigError("validator.teacher is required (--teacher PATH)")

@@ -20,6 +20,7 @@ from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store import Store
 from scoring import aggregate
 from scoring.config import WeightsConfig
+from subnet.chain.protocol import Chain
 from subnet.chain.types import MetagraphView
 from subnet.errors import ChainError
 
@@ -68,7 +69,7 @@ def compute_weights(
 class WeightSetter:
     def __init__(
         self,
-        chain: Any,
+        chain: Chain,
         netuid: int,
         wallet: Any,
         store: Store,
