@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 PASSWORD_ENV = "BT_WALLET_PASSWORD"
 PASSWORD_FILE_ENV = "BT_WALLET_PASSWORD_FILE"
+COLDKEY_PASSWORD_HELP = f"set {PASSWORD_ENV} or {PASSWORD_FILE_ENV}, or pass --wallet.password-file"
 
 
 @functools.cache
@@ -41,9 +42,28 @@ def _wallet_class() -> type[bt.Wallet]:
         def get_coldkey(self, password: str | None = None) -> Any:
             if password is None and self.password_file is not None:
                 password = read_password_file(self.password_file)
+            if password is None:
+                _refuse_prompt(self.coldkey_file, "coldkey", COLDKEY_PASSWORD_HELP)
             return super().get_coldkey(password)
 
+        def get_hotkey(self, password: str | None = None) -> Any:
+            if password is None:
+                env = self.hotkey_file.env_var_name()
+                _refuse_prompt(self.hotkey_file, "hotkey", f"use a plaintext hotkey or set {env}")
+            return super().get_hotkey(password)
+
     return FileUnlockedWallet
+
+
+def _refuse_prompt(keyfile: Any, role: str, fix: str) -> None:
+    """Fail where the SDK would prompt for a password: a neuron has nobody to type one."""
+    from bittensor.keyfiles import resolve_key_password
+
+    if not keyfile.is_encrypted():
+        return
+    if resolve_key_password(None, env_var_name=keyfile.env_var_name(), allow_prompt=False):
+        return
+    raise ConfigError(f"the {role} {keyfile.path} is encrypted and no password was given: {fix}")
 
 
 def read_password_file(path: str | Path) -> str:

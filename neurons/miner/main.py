@@ -34,19 +34,21 @@ from neurons.miner.policy import (
 from neurons.miner.serving import MinerService, load_codec
 from subnet.auth import SqliteNonceStore
 from subnet.chain.network import parse_network
+from subnet.chain.protocol import Chain
+from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
 from subnet.errors import ConfigError
 from subnet.metrics import MinerMetrics
 from subnet.wallets import hotkey_address, load_wallet
 
 if TYPE_CHECKING:
-    from subnet.chain.client import ChainClient
     from subnet.engine.types import Engine
 
 EngineFactory = Callable[..., "Engine"]  # (kind, model_dir, **engine options) -> Engine
 
 log = logging.getLogger("subnet.miner")
 LOOPBACK_ANNOUNCE = "127.0.0.2"  # the chain rejects 127.0.0.1; 127.0.0.2 is loopback on Linux
+STARTUP_BACKOFF = Backoff(base=1.0, cap=16.0, tries=6)  # about half a minute, then exit
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ async def serve(
 
 async def _run_server(
     config: SubnetConfig,
-    chain: ChainClient,
+    chain: Chain,
     wallet: Any,
     hotkey: str,
     engine: Engine,
@@ -136,7 +138,8 @@ async def _run_server(
     async def fetch_callers() -> dict[str, CallerInfo]:
         return callers_from_metagraph((await chain.metagraph(netuid)).neurons)
 
-    directory.replace(await fetch_callers())  # policy is live before the first request
+    # policy is live before the first request; a chain blip at startup is waited out
+    directory.replace(await retrying(fetch_callers, "read the caller directory", STARTUP_BACKOFF))
     state = Path(mc.state_dir).expanduser()
     store = SqliteNonceStore(
         state / f"nonces-{hotkey}.sqlite", retention=mc.auth_max_age + mc.auth_allowed_skew + 5.0

@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from subnet.chain.retry import Backoff, Sleep
+from subnet.errors import SubnetError
+
 log = logging.getLogger("subnet.miner.policy")
 
 
@@ -64,18 +67,31 @@ async def refresh_loop(
     fetch: Callable[[], Awaitable[Mapping[str, CallerInfo]]],
     interval: float,
     on_error: Callable[[Exception], None] | None = None,
+    *,
+    sleep: Sleep = asyncio.sleep,
 ) -> None:
-    """Replace the directory every ``interval`` seconds until cancelled; errors keep the old."""
+    """Replace the directory every ``interval`` seconds until cancelled; errors keep the old.
+
+    Each failure in a row doubles the wait (at most 8 intervals), so a chain that is down is
+    not polled at full rate; the first success returns to ``interval``.
+    """
+    backoff = Backoff(base=interval, cap=8 * interval)
+    failures = 0
     while True:
         try:
             directory.replace(await fetch())
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # any chain failure: keep serving with what we have
-            log.warning("caller directory refresh failed: %s", e)
+            failures = 0
+        except Exception as e:  # keep serving with what we have; a bug keeps its traceback
+            failures += 1
+            log.warning(
+                "caller directory refresh failed (%d in a row): %s",
+                failures,
+                e,
+                exc_info=not isinstance(e, SubnetError),
+            )
             if on_error is not None:
                 on_error(e)
-        await asyncio.sleep(interval)
+        await sleep(backoff.delay(failures))
 
 
 class Denied(Exception):

@@ -7,6 +7,11 @@ weights when due; SIGTERM/SIGINT set a stop flag, the step in flight gets ``shut
 seconds to finish and is then cancelled (it commits nothing, so nothing is half-written).
 
 Restart resumes: the next step number and the first block to run come from the store.
+
+The chain may drop away: a read the loop needs (the head, the next block, its seed) is
+retried with bounded exponential backoff and a WARNING each time; a step whose own chain
+reads fail is skipped like any failed step; weights not set for a chain failure are tried
+again after the next step.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -32,22 +38,22 @@ from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import Baseline, StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightSetter, compute_weights
+from subnet.chain.protocol import Chain
+from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, load_engine
-from subnet.errors import ConfigError, StateError
+from subnet.errors import ChainError, ConfigError, StateError
 from subnet.wallets import hotkey_address, load_wallet
 
 log = logging.getLogger("subnet.validator")
+T = TypeVar("T")
+# A chain read before a step is retried 1, 2, 4 ... 60 s apart: about 4 minutes, then exit.
+CHAIN_BACKOFF = Backoff(base=1.0, cap=60.0, tries=10)
 
 
-async def block_seed(chain: Any, block: int) -> str:
-    """The step's public seed: the block hash when the adapter exposes it, else network+block."""
-    fn = getattr(chain, "block_hash", None)
-    if fn is not None:
-        value = await fn(block)
-        if value:
-            return str(value)
-    return f"{getattr(chain, 'network', '')}#{block}"
+async def block_seed(chain: Chain, block: int) -> str:
+    """The step's public seed: the block's hash, else (not yet known) network+block."""
+    return await chain.block_hash(block) or f"{chain.network}#{block}"
 
 
 def config_json(cfg: SubnetConfig) -> str:
@@ -94,9 +100,16 @@ def check_config(cfg: SubnetConfig) -> None:
 class Validator:
     """One validator node; ``run`` until ``stop`` is set (or ``max_steps`` steps ran)."""
 
-    def __init__(self, cfg: SubnetConfig, chain: Any, wallet: Any | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SubnetConfig,
+        chain: Chain,
+        wallet: Any | None = None,
+        *,
+        backoff: Backoff = CHAIN_BACKOFF,
+    ) -> None:
         check_config(cfg)
-        self.cfg, self.chain = cfg, chain
+        self.cfg, self.chain, self.backoff = cfg, chain, backoff
         self.netuid = cfg.chain.netuid
         self.wallet = wallet or load_wallet(
             cfg.wallet.name,
@@ -166,14 +179,16 @@ class Validator:
         if last:
             step, next_block = last[0] + 1, last[1] + vc.step_blocks
         else:
-            step, next_block = 1, await self.chain.block()
+            step, next_block = 1, await self._read("read the chain head", self.chain.block)
         ran = 0
         while not self.stop.is_set() and (max_steps is None or ran < max_steps):
-            block = await self._wait_block(next_block)
-            if block is None:
+            start = await self._read(
+                f"wait for block {next_block}", functools.partial(self._start, next_block)
+            )
+            if start is None:
                 break
+            block, seed = start
             self.metrics.block.set(block)
-            seed = await block_seed(self.chain, block)
             task = asyncio.create_task(run_step(ctx, step, block, seed))
             try:
                 result = await self._finish(task)
@@ -181,7 +196,12 @@ class Validator:
                 log.error("step %d at block %d not committed: %s", step, block, e)
                 self.metrics.steps.labels("error").inc()
                 raise
-            except Exception as e:  # an engine or chain failure: skip this block, keep running
+            except ChainError as e:  # the step's own chain reads failed: skip this block
+                log.warning("step %d at block %d skipped: %s", step, block, e)
+                self.metrics.steps.labels("error").inc()
+                next_block = block + vc.step_blocks
+                continue
+            except Exception as e:  # an engine failure: skip this block, keep running
                 log.exception("step %d at block %d failed: %s", step, block, e)
                 self.metrics.steps.labels("error").inc()
                 next_block = block + vc.step_blocks
@@ -197,19 +217,49 @@ class Validator:
                 {u: round(v, 3) for u, v in result.means.items()},
             )
             step, next_block, ran = step + 1, block + vc.step_blocks, ran + 1
-            if await setter.due(block):
-                mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
-                weights, winner = compute_weights(
-                    result.ema,
-                    mg,
-                    self.hotkey,
-                    self.cfg.weights,
-                    setter.winner,
-                    ema_hotkeys=result.hotkeys,
-                )
-                outcome = await setter.set(block, result.step, weights)
-                if outcome.success:
-                    setter.winner = winner
+            try:
+                await self._set_weights_if_due(setter, block, result)
+            except ChainError as e:  # a read before the set failed: due again after next step
+                log.warning("weights not set at block %d (next step tries again): %s", block, e)
+
+    async def _set_weights_if_due(
+        self, setter: WeightSetter, block: int, result: StepResult
+    ) -> None:
+        if not await setter.due(block):
+            return
+        mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
+        weights, winner = compute_weights(
+            result.ema,
+            mg,
+            self.hotkey,
+            self.cfg.weights,
+            setter.winner,
+            ema_hotkeys=result.hotkeys,
+        )
+        outcome = await setter.set(block, result.step, weights)
+        if outcome.success:
+            setter.winner = winner
+
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A chain read the loop cannot go on without: any ChainError is retried with backoff
+        (reads are safe to repeat, and the SDK reports a dropped block subscription as a plain
+        ChainError) until asked to stop; after ``backoff.tries`` failures in a row it
+        propagates and the process exits, for its supervisor to restart it afresh."""
+
+        def keep_trying(error: ChainError) -> bool:
+            return not self.stop.is_set()
+
+        return await retrying(call, what, self.backoff, retry_if=keep_trying, sleep=self._pause)
+
+    async def _start(self, target: int) -> tuple[int, str] | None:
+        """The block a step runs at and its seed; None when asked to stop first."""
+        block = await self._wait_block(target)
+        return None if block is None else (block, await block_seed(self.chain, block))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless asked to stop first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
 
     async def _wait_block(self, target: int) -> int | None:
         """Wait for the chain head to reach ``target`` unless asked to stop first."""

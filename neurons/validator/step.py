@@ -32,6 +32,7 @@ from neurons.validator.spotcheck import ModelCache
 from neurons.validator.store import AnswerRow, EmaRow, EvidenceRow, StepRow, Store
 from scoring import aggregate, speed, verify
 from scoring.causes import Cause, Role
+from subnet.chain.protocol import SubnetReads
 from subnet.chain.types import MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
@@ -53,7 +54,7 @@ class StepContext:
     """Everything a step needs; built once by the node (``main.py``) or a test."""
 
     cfg: SubnetConfig
-    chain: Any  # ChainClient (metagraph, identities)
+    chain: SubnetReads  # a Chain; the step only reads the metagraph and identities
     netuid: int
     wallet: Any
     hotkey: str

@@ -1,9 +1,10 @@
 """EMA -> chain weights every tempo, through the chain adapter, read back and compared.
 
 Due when ``interval`` blocks (default: the subnet tempo, never below the chain's weights rate
-limit) passed since the last successful set. A failed attempt is retried with exponential
-backoff; the final outcome, success or not, is recorded in the store and the metrics, so a
-failure is never silent. A read-back that differs from what was sent counts as a failure.
+limit) passed since the last successful set. A failure that may pass (lost connection, rate
+limit, a read-back that differs from what was sent) is retried with exponential backoff; a
+refusal the chain will repeat is not. The final outcome, success or not, is recorded in the
+store and the metrics, so a failure is never silent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store import Store
 from scoring import aggregate
 from scoring.config import WeightsConfig
+from subnet.chain.protocol import Chain
+from subnet.chain.retry import Backoff, Sleep
 from subnet.chain.types import MetagraphView
 from subnet.errors import ChainError
 
@@ -66,9 +69,11 @@ def compute_weights(
 
 
 class WeightSetter:
+    """Sets weights when due; ``sleep`` is injectable so tests record the backoff, not wait it."""
+
     def __init__(
         self,
-        chain: Any,
+        chain: Chain,
         netuid: int,
         wallet: Any,
         store: Store,
@@ -77,10 +82,13 @@ class WeightSetter:
         interval: int,
         retries: int,
         backoff: float,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.chain, self.netuid, self.wallet = chain, netuid, wallet
         self.store, self.metrics = store, metrics
-        self.interval, self.retries, self.backoff = interval, retries, backoff
+        self.interval, self.retries = interval, retries
+        self.backoff = Backoff(base=backoff, cap=max(backoff, 60.0), tries=retries)
+        self.sleep = sleep
         self.last_block = store.last_weight_block()
         self.winner: int | None = None
 
@@ -95,7 +103,12 @@ class WeightSetter:
         return block - self.last_block >= await self.effective_interval()
 
     async def set(self, block: int, step: int, weights: dict[int, float]) -> WeightOutcome:
-        """Set ``weights`` with retries; always recorded; never raises on chain failures."""
+        """Set ``weights``; always recorded; never raises on chain failures.
+
+        A transient failure (lost connection, rate limit) or a read-back that differs is
+        retried with exponential backoff, ``retries`` attempts in all. A refusal the chain
+        will repeat (``NeuronNoValidatorPermit``, ``NOT_REGISTERED``...) stops at once.
+        """
         error, matches, read_back = "", None, {}
         attempt = 0
         for attempt in range(1, self.retries + 1):
@@ -103,8 +116,11 @@ class WeightSetter:
                 res = await self.chain.set_weights(self.netuid, self.wallet, weights)
             except ChainError as e:
                 error = f"{e.name}: {e}"
-                log.warning("set_weights attempt %d/%d failed: %s", attempt, self.retries, error)
                 self.metrics.weight_sets.labels("error").inc()
+                if not e.transient:
+                    error += " (the chain's answer: not retried)"
+                    break
+                log.warning("set_weights attempt %d/%d failed: %s", attempt, self.retries, error)
             else:
                 matches, read_back = res.matches, dict(res.read_back)
                 if matches is False:
@@ -116,7 +132,7 @@ class WeightSetter:
                     self.metrics.weight_sets.labels("ok").inc()
                     break
             if attempt < self.retries:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                await self.sleep(self.backoff.delay(attempt))
         success = not error
         self.store.record_weight_set(
             block=block,
@@ -132,5 +148,5 @@ class WeightSetter:
             self.last_block = block
             self.metrics.last_weights_block.set(block)
         else:
-            log.error("weight setting failed after %d attempts: %s", attempt, error)
+            log.error("weight setting failed after %d attempt(s): %s", attempt, error)
         return WeightOutcome(block, weights, success, attempt, matches, error)

@@ -6,13 +6,15 @@ comes out as ``subnet.errors.ChainError`` whose ``name`` is the pallet error
 (``SettingWeightsTooFast``, ``InvalidIpAddress``, ``BadOrigin``...) or the SDK's preflight
 code (``RATE_LIMITED``, ``NOT_REGISTERED``, ``INVALID_ARGUMENT``...): the SDK reports some
 failures by raising and others by returning ``success=False``, and callers should not have to
-know which. Obtain one with ``subnet.chain.network.open_chain(network)``.
+know which; a lost connection or timeout is ``ChainConnectionError``. Obtain one with
+``subnet.chain.network.open_chain(network)``. It implements ``subnet.chain.protocol.Chain``,
+the seam neurons are typed against (checked by mypy at the bottom of this module).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import bittensor as bt
 from bittensor.intents.weights import clip_to_max_weight, normalize
@@ -28,6 +30,9 @@ from subnet.chain.convert import (
 from subnet.chain.types import Commitment, MetagraphView, WeightsResult
 from subnet.errors import ChainError
 from subnet.wallets import hotkey_address
+
+if TYPE_CHECKING:
+    from subnet.chain.protocol import Chain
 
 U16_MAX = 65535
 
@@ -105,7 +110,7 @@ class ChainClient:
             uid = await self._client.read("uid", hotkey_ss58=hotkey_ss58, netuid=netuid)
         return None if uid is None else int(uid)
 
-    async def register(self, netuid: int, wallet: Any) -> int:
+    async def register(self, netuid: int, wallet: bt.WalletLike) -> int:
         """Register the wallet's hotkey (coldkey pays the burn); returns its uid.
 
         Idempotent: an already registered hotkey returns its uid without a transaction. Uses
@@ -131,7 +136,7 @@ class ChainClient:
             raise ChainError(f"{what}: included but no uid assigned", name="NOT_REGISTERED")
         return uid
 
-    async def serve(self, netuid: int, wallet: Any, ip: str, port: int) -> None:
+    async def serve(self, netuid: int, wallet: bt.WalletLike, ip: str, port: int) -> None:
         """Publish the hotkey's endpoint. The chain rejects 127.0.0.1 and ::1 (use 127.0.0.2)."""
         what = f"serve {ip}:{port} on netuid {netuid}"
         with translated(what):
@@ -142,7 +147,7 @@ class ChainClient:
 
     # -- model identity (Commitments pallet) ----------------------------------------------
 
-    async def commit_identity(self, netuid: int, wallet: Any, payload: str) -> None:
+    async def commit_identity(self, netuid: int, wallet: bt.WalletLike, payload: str) -> None:
         """Publish ``payload`` (<= 384 utf-8 bytes) as the hotkey's plaintext commitment."""
         what = f"commit identity on netuid {netuid}"
         info = commitment_fields(payload)
@@ -165,7 +170,7 @@ class ChainClient:
     # -- weights --------------------------------------------------------------------------
 
     async def set_weights(
-        self, netuid: int, wallet: Any, weights: dict[int, float], version_key: int = 0
+        self, netuid: int, wallet: bt.WalletLike, weights: dict[int, float], version_key: int = 0
     ) -> WeightsResult:
         """Set the wallet hotkey's weights (plaintext or timelocked, as the subnet runs).
 
@@ -236,7 +241,7 @@ class ChainClient:
     async def set_hyperparameter(
         self,
         netuid: int,
-        wallet: Any,
+        wallet: bt.WalletLike,
         name: str,
         value: int | bool | float | str,
         *,
@@ -265,3 +270,7 @@ def _rows_match(sent: dict[int, int], read_back: dict[int, float]) -> bool:
     if total == 0 or set(sent) != set(read_back):
         return False
     return all(abs(sent[u] / total - read_back[u]) <= 1 / U16_MAX for u in sent)
+
+
+if TYPE_CHECKING:
+    _implements_the_seam: type[Chain] = ChainClient

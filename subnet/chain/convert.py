@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import bittensor as bt
+from bittensor.error_map import ErrorCode
+from bittensor.sp_core import KeyfileError, WrongPasswordError
 
 from subnet.chain.types import Axon, MetagraphView, NeuronView
-from subnet.errors import ChainError, ConfigError, SubnetError
+from subnet.errors import ChainConnectionError, ChainError, ConfigError, SubnetError
+from subnet.wallets import COLDKEY_PASSWORD_HELP
 
 RAO_PER_ALPHA = 1_000_000_000
 
@@ -24,26 +27,88 @@ def error_name(error: bt.ChainError) -> str:
 
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
-    """Re-raise SDK and key-unlock failures as our errors, naming the operation."""
+    """Re-raise SDK, transport and key-unlock failures as our errors, naming the operation.
+
+    Anything else (a bug) propagates unchanged, so it keeps its traceback and type.
+    """
     try:
         yield
     except SubnetError:
         raise
-    except bt.ChainError as e:
-        raise ChainError(_with_name(f"{what}: {e}", error_name(e)), name=error_name(e)) from e
-    except bt.BittensorError as e:
-        raise ChainError(f"{what}: {e}", name="INVALID_ARGUMENT") from e
-    except EOFError as e:  # the SDK fell through to an interactive prompt with no TTY
-        raise ConfigError(
-            f"{what}: the coldkey is encrypted and no password was given "
-            "(set BT_WALLET_PASSWORD or BT_WALLET_PASSWORD_FILE, or --wallet.password-file)"
-        ) from e
-    except ValueError as e:
-        if "password" in str(e).lower() or "unlock" in str(e).lower():
-            raise ConfigError(f"{what}: {e}") from e
-        raise ChainError(f"{what}: {e}", name="INVALID_ARGUMENT") from e
-    except FileNotFoundError as e:
-        raise ConfigError(f"{what}: key file missing: {e.filename}") from e
+    except Exception as e:
+        ours = translate(what, e)
+        if ours is None:
+            raise
+        raise ours from e
+
+
+def translate(what: str, error: BaseException) -> SubnetError | None:
+    """Our error for ``error`` raised while doing ``what``, or None if it is no chain failure.
+
+    Sorted by type alone, never by message: the SDK wraps the transport (a ``ChainError``
+    raised *from* a dropped socket), so the cause chain is searched, outermost first. A lost
+    connection or a timeout is a ``ChainConnectionError``; a key that does not unlock is a
+    ``ConfigError`` saying what to set; a refusal is a ``ChainError`` carrying its name.
+    """
+    for e in _causes(error):
+        if isinstance(e, SubnetError):  # ours, wrapped by the SDK on the way up: keep its kind
+            return _reworded(what, e)
+        if isinstance(e, bt.RpcPolicyError):  # the endpoint refused us: 403 stays refused
+            msg = f"{what}: {e}"
+            return ChainConnectionError(msg, "RPC_POLICY", transient=e.status_code != 403)
+        if isinstance(e, TimeoutError):
+            detail = f" ({e})" if str(e) else ""
+            return ChainConnectionError(f"{what}: no answer in time{detail}", "TIMEOUT")
+        if isinstance(e, bt.ConnectionNotReady):
+            return ChainConnectionError(f"{what}: {e}", "NOT_CONNECTED")
+        if isinstance(e, bt.RpcConnectionError | ConnectionError):
+            return ChainConnectionError(f"{what}: {e}", "CONNECTION")
+        key = _key_failure(e)
+        if key:
+            return ConfigError(f"{what}: {key}")
+        if isinstance(e, OSError):  # sockets, DNS; local files were sorted out above
+            return ChainConnectionError(f"{what}: {e}", "CONNECTION")
+    if isinstance(error, bt.ChainError):
+        name = error_name(error)
+        rate_limited = error.code is ErrorCode.RATE_LIMITED
+        return ChainError(_with_name(f"{what}: {error}", name), name, transient=rate_limited)
+    if isinstance(error, bt.BittensorError | ValueError):
+        return ChainError(f"{what}: {error}", name="INVALID_ARGUMENT")
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it was raised from (``raise ... from``), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def _reworded(what: str, e: SubnetError) -> SubnetError:
+    """A fresh error of ``e``'s kind naming ``what`` (re-raising ``e`` would loop its causes)."""
+    message = f"{what}: {e}"
+    if isinstance(e, ChainConnectionError):
+        return ChainConnectionError(message, e.name, transient=e.transient)
+    if isinstance(e, ChainError):
+        return ChainError(message, e.name, transient=e.transient)
+    return type(e)(message)
+
+
+def _key_failure(e: BaseException) -> str:
+    """The operator's fix when ``e`` means a wallet key could not be read or unlocked."""
+    where = COLDKEY_PASSWORD_HELP
+    if isinstance(e, WrongPasswordError):
+        return f"wrong password for the wallet key ({where} with the right one)"
+    if isinstance(e, KeyfileError):
+        return f"cannot unlock the wallet key: {e} ({where})"
+    if isinstance(e, EOFError):  # the SDK fell through to an interactive prompt with no TTY
+        return f"the wallet key is encrypted and no password was given ({where})"
+    if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
+        return f"cannot read wallet file {e.filename or e}: {e.strerror or e}"
+    return ""
 
 
 def check_result(result: bt.ExtrinsicResult, what: str) -> bt.ExtrinsicResult:
@@ -52,7 +117,9 @@ def check_result(result: bt.ExtrinsicResult, what: str) -> bt.ExtrinsicResult:
         return result
     error = result.error
     name = error_name(error) if error is not None else "UNKNOWN"
-    raise ChainError(_with_name(f"{what}: {result.message or name}", name), name=name)
+    rate_limited = error is not None and error.code is ErrorCode.RATE_LIMITED
+    message = _with_name(f"{what}: {result.message or name}", name)
+    raise ChainError(message, name=name, transient=rate_limited)
 
 
 def _with_name(message: str, name: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from subnet.errors import ChainError, ConfigError
+from subnet.errors import ChainConnectionError, ChainError, ConfigError
 
 if TYPE_CHECKING:
     import bittensor as bt
@@ -88,6 +88,8 @@ def build_client(spec: NetworkSpec) -> tuple[bt.Client, Callable[[], None]]:
 @contextlib.asynccontextmanager
 async def open_chain(network: str | NetworkSpec) -> AsyncIterator[ChainClient]:
     """Connect to ``network`` and yield a ``ChainClient``; the connection closes on exit."""
+    import bittensor as bt
+
     from subnet.chain.client import ChainClient
 
     spec = parse_network(network) if isinstance(network, str) else network
@@ -95,10 +97,10 @@ async def open_chain(network: str | NetworkSpec) -> AsyncIterator[ChainClient]:
     try:
         try:
             await client.connect()
-        except Exception as e:  # the SDK raises transport-specific types: all mean unreachable
-            with contextlib.suppress(Exception):
-                await client.close()
-            raise ChainError(f"cannot connect to {spec.text}: {e}", name="CONNECT") from e
+        except (bt.BittensorError, ChainError, OSError) as e:  # every way of not getting there
+            with contextlib.suppress(bt.BittensorError, ChainError, OSError):
+                await client.close()  # best effort: the connect failure is what we report
+            raise ChainConnectionError(f"cannot connect to {spec.text}: {e}", "CONNECT") from e
         try:
             yield ChainClient(client, network=spec.text)
         finally:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 
 import pytest
 
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
 from subnet.chain.types import Axon, Commitment
-from subnet.errors import ChainError
+from subnet.errors import ChainConnectionError, ChainError
 from subnet.wallets import coldkey_address, create_wallet, hotkey_address
 
 TAO = 10**9
@@ -180,12 +181,28 @@ async def test_a_hotkey_file_signing_for_another_key_is_rejected(chain, net, wal
     assert net.weights(1)[vuid] == []
 
 
+async def _produce_blocks_until_done(net, waiter: asyncio.Task, *, max_blocks: int) -> None:
+    """Advance the manual clock one block at a time until ``waiter`` finishes.
+
+    The waiter gets a turn of the loop (up to 50 ms) before each block, and it reads the chain
+    at every block number it is shown, so what it returns does not depend on how fast it is
+    scheduled: a slow turn only means a block or two more before it reports the same answer.
+    """
+    for _ in range(max_blocks):
+        done, _ = await asyncio.wait({waiter}, timeout=0.05)
+        if done:
+            return
+        net.advance(1)
+    waiter.cancel()
+    raise AssertionError(f"still waiting after {max_blocks} blocks (head {net.head()})")
+
+
 async def test_epoch_shows_incentive_dividends_emission(chain, net, wallets):
     vuid, muid = await _validator_and_miner(chain, net, wallets)
     await chain.set_weights(1, wallets["vali"], {muid: 1.0})
+    assert await chain.block() < TEMPO  # the first epoch is still ahead
     waiter = asyncio.create_task(chain.wait_for_epoch(1, timeout=60))
-    await asyncio.sleep(0.1)
-    net.advance(TEMPO)
+    await _produce_blocks_until_done(net, waiter, max_blocks=2 * TEMPO)
     assert await waiter == TEMPO
     mg = await chain.metagraph(1)
     miner, vali = mg.by_uid(muid), mg.by_uid(vuid)
@@ -198,10 +215,12 @@ async def test_epoch_shows_incentive_dividends_emission(chain, net, wallets):
 async def test_block_waits_and_block_time(chain, net):
     assert await chain.block_time() == pytest.approx(0.02)
     head = await chain.block()
-    waiter = asyncio.create_task(chain.wait_for_block(timeout=60))
-    await asyncio.sleep(0.1)
+    waiter = asyncio.create_task(chain.wait_for_block(head + 1, timeout=60))
+    done, _ = await asyncio.wait({waiter}, timeout=0.05)
+    assert not done  # the manual clock has not moved: it must still be waiting
     net.advance(1)
     assert await waiter == head + 1
+    assert await chain.wait_for_block(head) == head + 1  # a block already reached: no wait
 
 
 async def test_metagraph_is_cached_within_the_block_window(chain, net, wallets):
@@ -253,3 +272,25 @@ async def test_block_hash_is_stable_for_past_blocks_and_none_for_future(chain, n
     assert await chain.block_hash(head - 1) == first  # validators agree on a block's seed
     assert await chain.block_hash(head - 2) != first
     assert await chain.block_hash(head + 100) is None
+
+
+async def test_a_devnet_that_cannot_read_its_state_is_a_connection_error(net, monkeypatch):
+    import bittensor as bt
+
+    from subnet.chain.client import ChainClient
+
+    client = bt.Client("local", substrate=net.substrate())
+    await client.connect()
+    chain = ChainClient(client, network="devnet")
+    head = await chain.block()
+
+    def locked() -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(net, "touch", locked)
+    with pytest.raises(ChainConnectionError) as info:
+        await chain.block()
+    assert info.value.name == "DevnetState" and info.value.transient
+    monkeypatch.undo()
+    assert await chain.block() == head  # the same client works again once the file does
+    await client.close()

@@ -49,10 +49,10 @@ async def test_missing_devnet_says_how_to_create_it(tmp_path, monkeypatch):
 
 
 async def test_unreachable_node_is_a_connect_chain_error(tmp_path, monkeypatch):
-    from subnet.errors import ChainError
+    from subnet.errors import ChainConnectionError
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(ChainError) as info:
+    with pytest.raises(ChainConnectionError) as info:
         async with open_chain("ws://127.0.0.1:1"):
             pass
-    assert info.value.name == "CONNECT"
+    assert info.value.name == "CONNECT" and info.value.transient

@@ -16,6 +16,7 @@ from neurons.miner.policy import (
     TokenBuckets,
     refresh_loop,
 )
+from subnet.errors import ChainConnectionError
 
 
 def test_identity_rules() -> None:
@@ -122,3 +123,25 @@ async def test_refresh_keeps_the_old_directory_on_error() -> None:
         await asyncio.sleep(0.001)
     task.cancel()
     assert len(errors) == 1 and d.lookup("w") is not None and d.lookup("v") is None
+
+
+async def test_refresh_backs_off_while_the_chain_is_down_and_resumes_after() -> None:
+    d = Directory()
+    outcomes: list[Exception | None] = [ChainConnectionError("lost")] * 3 + [None, None]
+    waits: list[float] = []
+
+    async def fetch() -> dict[str, CallerInfo]:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+        return {"w": CallerInfo(1, 2.0, True)}
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if not outcomes:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await refresh_loop(d, fetch, 10.0, sleep=sleep)
+    assert waits == [10.0, 20.0, 40.0, 10.0, 10.0]  # doubling while down, back to the interval
+    assert d.lookup("w") is not None

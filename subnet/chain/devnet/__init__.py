@@ -5,7 +5,7 @@
 >>> client = bittensor.Client("local", substrate=net.substrate())
 """
 
-from subnet.chain.devnet.errors import DevnetChainError
+from subnet.chain.devnet.errors import DevnetChainError, DevnetUnavailable
 from subnet.chain.devnet.net import ALICE_SS58, Devnet
 from subnet.chain.devnet.status import DevnetStatus, NeuronStatus, SubnetStatus
 
@@ -14,6 +14,7 @@ __all__ = [
     "Devnet",
     "DevnetChainError",
     "DevnetStatus",
+    "DevnetUnavailable",
     "NeuronStatus",
     "SubnetStatus",
 ]

@@ -18,7 +18,7 @@ from bittensor.balance import Balance
 
 from subnet.chain.devnet import calls, extrinsics
 from subnet.chain.devnet.clock import block_hash, block_of, timestamp_ms
-from subnet.chain.devnet.errors import DevnetChainError
+from subnet.chain.devnet.errors import DevnetChainError, DevnetUnavailable
 from subnet.chain.devnet.extrinsics import SHIELD, Composed, PoolRejection
 from subnet.chain.devnet.pallet import DispatchError
 from subnet.chain.devnet.reads import MAPS, STORAGE, Ctx, next_key
@@ -62,7 +62,7 @@ class DevnetSubstrate:
         except DispatchError as e:
             raise DevnetChainError(e.docs, e.name) from e
         except (StateError, sqlite3.Error) as e:
-            raise DevnetChainError(f"devnet state unavailable: {e}", "DevnetState") from e
+            raise DevnetUnavailable(f"devnet state unavailable: {e}") from e
 
     @staticmethod
     def _lookup(table: dict[tuple[str, str], Any], kind: str, module: str, name: str) -> Any:
@@ -322,7 +322,7 @@ class DevnetSubstrate:
                 success=False, message=str(e), error=DevnetChainError(str(e), "InvalidTransaction")
             )
         except (StateError, sqlite3.Error) as e:
-            raise DevnetChainError(f"devnet state unavailable: {e}", "DevnetState") from e
+            raise DevnetUnavailable(f"devnet state unavailable: {e}") from e
         if not (wait_for_inclusion or wait_for_finalization):
             return ExtrinsicResult(success=True, message="Submitted (not waiting).")
         return result
