@@ -245,17 +245,19 @@ def sign_response(
     caller: str | None,
     request_nonce: int | None,
     body_sha256: str | None = None,
+    nonce_ns: int | None = None,
 ) -> dict[str, str]:
     """Signature headers for a response (also the fields of a stream's signature event).
 
     Streams pass ``body_sha256`` (hashed as they were written) instead of ``body``.
+    ``nonce_ns`` (default: now) is injectable so the format can be pinned by golden vectors.
     """
     signer = resolve_signer(wallet, role="hotkey")
     f = {
         "version": "1",
         "miner": signer.ss58_address,
         "scheme": CRYPTO_TYPE_NAMES[signer.crypto_type],
-        "nonce": str(time.time_ns()),
+        "nonce": str(time.time_ns() if nonce_ns is None else nonce_ns),
         "caller": caller or _NONE,
         "request_nonce": _NONE if request_nonce is None else str(request_nonce),
         "request_sha256": _sha(request_body),

@@ -75,6 +75,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-tokens", type=int, default=d.max_tokens, help=f"tokens per answer ({d.max_tokens})"
     )
     parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=d.warmup_steps,
+        help="validator steps before emission is counted: every EMA starts at zero, so weights "
+        f"set from its first few answers reflect luck more than quality ({d.warmup_steps})",
+    )
+    parser.add_argument(
         "--ready-timeout",
         type=float,
         default=d.ready_timeout,
@@ -99,6 +106,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")
     if args.tasks_per_step < 1 or args.step_blocks < 1 or args.max_tokens < 1:
         raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
+    if args.warmup_steps < 1:
+        raise ConfigError("need --warmup-steps >= 1")
     return Options(
         folder=args.dir,
         miners=parse_miners(args.miners, args.engine),
@@ -111,6 +120,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         tasks_per_step=args.tasks_per_step,
         step_blocks=args.step_blocks,
         max_tokens=args.max_tokens,
+        warmup_steps=args.warmup_steps,
         ready_timeout=args.ready_timeout,
         fresh=args.fresh,
         config_path=getattr(args, "config_path", None),

@@ -49,9 +49,14 @@ class Options:
     chart_out: Path | None = None
     tempo: int = 20
     block_time: float = 1.0
-    tasks_per_step: int = 2
+    tasks_per_step: int = 4
     step_blocks: int = 4
     max_tokens: int = 12
+    # Validator steps before emission is counted. Every EMA starts at zero and its first steps
+    # average a handful of answers, so weights set then reflect luck more than quality; the
+    # epochs are watched from the first weight set after this many steps (5 = 1 / ema_alpha
+    # at the default alpha: the EMA then weighs ~4 steps of answers, most of its ~9 at rest).
+    warmup_steps: int = 5
     ready_timeout: float = 900.0
     fresh: bool = False
     config_path: str | None = None
@@ -109,6 +114,16 @@ def steps_committed(db: Path) -> int:
             return reader.step_count()
     except StateError:
         return 0
+
+
+def weights_set_after(db: Path, step: int) -> bool:
+    """True once the validator has set weights (successfully) from step ``step`` or later."""
+    try:
+        with StoreReader(db, missing_ok=True) as reader:
+            last = reader.last_weight_set(successful_only=True)
+    except StateError:
+        return False
+    return last is not None and last.step >= step
 
 
 def model_variant(base: Path, dest: Path, tag: str) -> Path:

@@ -39,6 +39,7 @@ from neurons.localnet.plan import (
     model_variant,
     steps_committed,
     validator_spec,
+    weights_set_after,
 )
 from neurons.localnet.procs import ProcExit, ProcSpec, StopRequest, Supervisor, capture_signals
 from neurons.localnet.view import epoch_table, summarize, summary_table, write_chart
@@ -251,6 +252,7 @@ class Localnet:
         pending = {p.name: p for p in plans}
         steps_before = steps_committed(self.validator_db)
         validator: ProcSpec | None = None
+        first_step = False
         deadline = time.monotonic() + self.o.ready_timeout
         while time.monotonic() < deadline and not self.stop:
             if self._deaths(sup, plans):
@@ -274,12 +276,24 @@ class Localnet:
                     }
                 )
                 self.print(f"   started the validator ({self.o.validator_engine} engine)")
-            if validator is not None and steps_committed(self.validator_db) > steps_before:
-                self.print("   the validator committed its first step")
+            if validator is not None and not first_step:
+                first_step = steps_committed(self.validator_db) > steps_before
+                if first_step:
+                    self.print("   the validator committed its first step")
+            warm = steps_before + self.o.warmup_steps
+            if first_step and weights_set_after(self.validator_db, warm):
+                self.print(
+                    f"   the validator set weights from {self.o.warmup_steps} steps of scores:"
+                    " emission is counted from here"
+                )
                 return True
             await asyncio.sleep(1.0)
         if not self.stop:
-            waiting = [specs[n].name for n in pending] or ["validator (no step committed)"]
+            waiting = [specs[n].name for n in pending] or [
+                "validator (no weights set after its warm-up)"
+                if first_step
+                else "validator (no step committed)"
+            ]
             self.print(f"[red]not ready after {self.o.ready_timeout:.0f} s: {waiting}[/red]")
             self.deaths.append(ProcExit(waiting[0], 0, -1, True, self.logs, "timeout"))
         return False

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from neurons.validator import main
-from neurons.validator import step as step_module
 from neurons.validator.main import Validator, block_seed
 from neurons.validator.step import StepResult
 from neurons.validator.store import Store
@@ -96,7 +95,7 @@ async def test_a_step_whose_chain_reads_fail_is_skipped_and_the_next_one_runs(
     node, steps, monkeypatch, caplog
 ):
     validator, _, ctx, setter = node
-    real = step_module.run_step
+    real = main.run_step  # type: ignore[attr-defined]  # the stub the `steps` fixture put there
     calls = 0
 
     async def first_fails(ctx, step, block, seed):
