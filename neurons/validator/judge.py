@@ -18,9 +18,10 @@ import numpy as np
 from distill.identity import IdentityError, parse_identity
 from distill.tasks import Task
 from neurons.validator.miner_client import MinerAnswer
-from neurons.validator.participant import Participant
+from neurons.validator.participant import Miner, Participant
+from neurons.validator.store import AnswerRow, EvidenceRow
 from scoring import reference, verify
-from scoring.aggregate import kl_score
+from scoring.aggregate import AnswerScore, kl_score
 from scoring.causes import Cause
 from scoring.config import ScoreConfig, VerifyConfig
 from scoring.divergence import divergence_stats
@@ -213,3 +214,38 @@ def verify_against_committed(
         cfg=cfg,
     )
     j.fail(cause, "" if cause.ok else "termination rule (committed model)")
+
+
+def answer_row(j: Judged, s: AnswerScore) -> AnswerRow:
+    """The answer's record for the store."""
+    a = j.answer
+    return AnswerRow(
+        who=a.who,
+        task_id=a.task_id,
+        score=s.score,
+        cause=j.cause.value,
+        detail=j.detail,
+        gate=s.gate,
+        s_kl=s.s_kl,
+        s_ref=s.s_ref,
+        s_speed=s.s_speed,
+        kl=j.kl,
+        rkl=j.rkl,
+        tv=j.tv,
+        overlap=j.overlap,
+        correct=j.correct,
+        n_tokens=len(a.token_ids),
+        ttft_s=a.ttft_s,
+        total_s=a.total_s,
+        verified=j.verified,
+        verify_dp=j.verify_dp,
+        identity=a.identity,
+        provenance=j.provenance,
+    )
+
+
+def evidence_row(j: Judged, who: Miner) -> EvidenceRow:
+    """The miner-signed bytes behind a failed answer, kept as evidence."""
+    body, raw, sig = j.answer.evidence()
+    a = j.answer
+    return EvidenceRow(who.uid, who.hotkey, a.task_id, j.cause.value, j.detail, body, raw, sig)

@@ -34,8 +34,9 @@ from tokenizers import Tokenizer
 from distill.identity import identity_for
 from distill.tasks import check_families
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import Baseline, StepContext, StepResult, run_step
+from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightSetter, compute_weights
 from subnet.chain.protocol import Chain

@@ -6,9 +6,22 @@ components; never hotkeys or free text.
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from neurons.validator.participant import Miner
+from scoring.aggregate import EmaUpdate, RoundAnswer
 from subnet.metrics import NodeMetrics
+
+if TYPE_CHECKING:
+    from neurons.validator.judge import Judged
+
+log = logging.getLogger("subnet.validator.step")
 
 _STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -91,3 +104,48 @@ class ValidatorMetrics(NodeMetrics):
             registry=r,
         )
         self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)
+
+
+def report_lies(
+    m: ValidatorMetrics,
+    answered: Sequence[RoundAnswer],
+    caught: np.ndarray,
+    upd: EmaUpdate,
+    penalty_steps: int,
+) -> None:
+    """One WARNING line and a counter per caught liar; every suspension as a gauge."""
+    for uid in np.flatnonzero(caught):
+        how = sorted({a.cause.value for a in answered if a.uid == uid and a.cause.proves_lie})
+        log.warning(
+            "uid %d caught lying (%s): EMA reset, no reward for %d rounds",
+            uid,
+            ",".join(how),
+            penalty_steps,
+        )
+        m.lies.labels(str(uid)).inc()
+    for uid in np.flatnonzero(upd.punished | (upd.suspended > 0)):
+        m.suspended.labels(str(uid)).set(int(upd.suspended[uid]))
+
+
+def export_step(
+    m: ValidatorMetrics,
+    work: Sequence[Judged],
+    ema: np.ndarray,
+    observed: np.ndarray,
+    baseline: float | None,
+    latency: float,
+) -> None:
+    """A committed step's numbers: latency, per-miner score components and EMA, baseline."""
+    m.step_seconds.observe(latency)
+    m.steps.labels("ok").inc()
+    per: dict[int, list[Judged]] = defaultdict(list)
+    for j in work:
+        if isinstance(j.answer.who, Miner):
+            per[j.answer.who.uid].append(j)
+    for uid, js in per.items():
+        for name in ("s_kl", "s_ref", "s_speed"):
+            m.score.labels(str(uid), name).set(float(np.mean([getattr(j, name) for j in js])))
+    for uid in np.flatnonzero(observed):
+        m.ema.labels(str(uid)).set(float(ema[uid]))
+    if baseline is not None:
+        m.baseline_score.set(baseline)

@@ -1,4 +1,4 @@
-"""Committed models for spot checks: found by identity, digest-verified, kept in a small LRU.
+"""Spot checks: recompute a miner's claims with the model it committed, kept in a small LRU.
 
 A miner commits ``v1:<digest>:<name>:<revision>``; the validator finds a folder under its
 model roots whose files hash to that digest (the name is only a hint for where to look first),
@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from distill.identity import IdentityError, model_digest
-from subnet.engine import Engine
+from neurons.validator import judge
+from neurons.validator.judge import Judged
+from neurons.validator.metrics import ValidatorMetrics
+from scoring.causes import Cause
+from subnet.config import SubnetConfig
+from subnet.engine import Engine, EngineInfo
 
 log = logging.getLogger("subnet.validator.spotcheck")
 
@@ -110,3 +115,67 @@ class ModelCache:
             while self._loaded:
                 _, engine = self._loaded.popitem()
                 await engine.close()
+
+
+async def spot_check(
+    work: Sequence[Judged],
+    models: ModelCache,
+    teacher: EngineInfo,
+    prompts: Sequence[Sequence[int]],
+    seed: str,
+    k: int,
+    cfg: SubnetConfig,
+    metrics: ValidatorMetrics,
+) -> None:
+    """Recompute the picked answers' claims with each miner's committed model (one batched
+    ``score`` per model) and judge them; a failure of our own engine is ``VALIDATOR_ERROR``."""
+    info = teacher
+    groups: dict[str, list[Judged]] = defaultdict(list)
+    for j in work:
+        if (
+            j.ok
+            and j.digest
+            and judge.spot_check_picked(
+                seed, j.answer.who, j.answer.task_id, cfg.verify.spot_check_fraction
+            )
+        ):
+            j.spot_check = True
+            groups[j.digest].append(j)
+    for digest, group in groups.items():
+        engine = await models.get(digest, group[0].name_hint)
+        if engine is None:
+            metrics.spot_checks.labels("unavailable").inc(len(group))
+            continue
+        if engine.info.vocab_size != info.vocab_size:  # cannot be the teacher's student
+            for j in group:
+                j.fail(
+                    Cause.WRONG_MODEL,
+                    f"committed model has vocabulary {engine.info.vocab_size}"
+                    f", the teacher {info.vocab_size}",
+                )
+            metrics.spot_checks.labels("failed").inc(len(group))
+            continue
+        try:
+            recomputed = await engine.score(
+                [prompts[j.task] for j in group], [j.answer.token_ids.tolist() for j in group], k
+            )
+        except Exception as e:  # the validator's engine failed: not the miner's fault
+            log.warning("spot check with %s failed: %s", digest[:12], e)
+            for j in group:
+                j.fail(Cause.VALIDATOR_ERROR, f"spot-check engine: {e}")
+            continue
+        for j, r in zip(group, recomputed, strict=True):
+            try:
+                judge.verify_against_committed(
+                    j,
+                    r,
+                    vocab_size=info.vocab_size,
+                    eos_token_id=info.eos_token_id,
+                    max_tokens=cfg.validator.max_tokens,
+                    cfg=cfg.verify,
+                )
+            except ValueError as e:  # our own recomputation is unusable: one answer, not the step
+                log.exception("spot check of %s with %s failed", j.answer.who, digest[:12])
+                j.fail(Cause.VALIDATOR_ERROR, f"spot check: {e}")
+            j.provenance["committed"] = r.provenance.to_dict()
+            metrics.spot_checks.labels("ok" if j.ok else "failed").inc()

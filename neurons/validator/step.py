@@ -10,7 +10,6 @@ and is redone from the same block seed after a restart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -22,31 +21,23 @@ import aiohttp
 import numpy as np
 from tokenizers import Tokenizer
 
-from distill.tasks import Task, generate_tasks
-from neurons.validator import judge, miner_client
+from distill.tasks import generate_tasks
+from neurons.validator import judge
 from neurons.validator.judge import Judged
-from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.miner_client import MinerAnswer, Query, Target
-from neurons.validator.participant import BASELINE, Miner
-from neurons.validator.spotcheck import ModelCache
-from neurons.validator.store import AnswerRow, EmaRow, EvidenceRow, StepRow, Store
+from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
+from neurons.validator.miner_client import Query, Target
+from neurons.validator.participant import Miner
+from neurons.validator.queries import Baseline, baseline_answers, query_miners
+from neurons.validator.spotcheck import ModelCache, spot_check
+from neurons.validator.store import EmaRow, StepRow, Store
 from scoring import aggregate, speed, verify
-from scoring.causes import Cause, Role
+from scoring.causes import Role
 from subnet.chain.protocol import SubnetReads
 from subnet.chain.types import MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
 
 log = logging.getLogger("subnet.validator.step")
-
-
-@dataclass
-class Baseline:
-    """The validator's own reference student, answered locally and scored like a miner."""
-
-    engine: Engine
-    identity: str
-    digest: str
 
 
 @dataclass
@@ -128,9 +119,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
         for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
     ]
-    answers = await _query_all(ctx, targets, queries)
+    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc)
     if ctx.baseline is not None:
-        answers += await _baseline_answers(ctx.baseline, queries)
+        answers += await baseline_answers(ctx.baseline, queries)
     t = phase("query", t)
     task_index = {task.task_id: i for i, task in enumerate(tasks)}
     work = [Judged(a, task_index[a.task_id]) for a in answers]
@@ -186,7 +177,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("teacher_score", t)
 
     # 6. Spot checks: recompute the claims with the committed model, batched per model.
-    await _spot_check(ctx, work, prompts, tasks, seed, k)
+    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics)
     t = phase("spot_check", t)
 
     # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
@@ -197,13 +188,13 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         score = aggregate.answer_score(
             j.cause, j.s_kl, j.s_ref, j.s_speed if who.speed_scored else 1.0, ctx.cfg.scoring
         )
-        rows.append(_row(j, score))
+        rows.append(judge.answer_row(j, score))
         answered.append(aggregate.RoundAnswer(who.role, who.uid, score.score, j.cause))
         ctx.metrics.answers.labels(j.cause.value).inc()
         if j.cause.counts_against_miner:
             ctx.metrics.failures.labels(j.cause.value, who.key).inc()
             if isinstance(who, Miner) and j.answer.signature and j.answer.raw:
-                evidence.append(_evidence(j, who))
+                evidence.append(judge.evidence_row(j, who))
     n = len(mg.neurons)
     counted = aggregate.score_round(answered, n)  # only the answers that count toward the EMA
     means, observed, caught = counted.means, counted.observed, counted.caught
@@ -233,8 +224,8 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
     )
     phase("commit", t)
-    _export(ctx, work, ema, observed, baseline_score, latency)
-    _report_lies(ctx, answered, caught, upd)
+    export_step(ctx.metrics, work, ema, observed, baseline_score, latency)
+    report_lies(ctx.metrics, answered, caught, upd, ctx.cfg.weights.lie_penalty_steps)
     causes: dict[int, list[str]] = defaultdict(list)
     for r in rows:
         if isinstance(r.who, Miner):
@@ -254,73 +245,6 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     )
 
 
-async def _query_all(
-    ctx: StepContext, targets: list[Target], queries: list[Query]
-) -> list[MinerAnswer]:
-    vc = ctx.cfg.validator
-    sem = asyncio.Semaphore(vc.concurrency)
-
-    async def one(target: Target, q: Query) -> MinerAnswer:
-        async with sem:
-            try:
-                return await miner_client.query(
-                    ctx.session,
-                    ctx.wallet,
-                    ctx.hotkey,
-                    target,
-                    q,
-                    timeout=vc.query_timeout,
-                    max_bytes=vc.max_response_bytes,
-                )
-            except Exception as e:  # backstop: one miner's answer must never fail the step
-                log.exception("query of uid %d failed unexpectedly", target.uid)
-                return MinerAnswer(
-                    Miner(target.uid, target.hotkey),
-                    q.task_id,
-                    Cause.VALIDATOR_ERROR,
-                    detail=f"{type(e).__name__}: {str(e)[:200]}",
-                )
-
-    return list(await asyncio.gather(*(one(t, q) for t in targets for q in queries)))
-
-
-async def _baseline_answers(b: Baseline, queries: list[Query]) -> list[MinerAnswer]:
-    """The reference student answers locally (no network: its speed is not scored)."""
-    q0 = queries[0]
-    t0 = time.perf_counter()
-    outs = await asyncio.gather(
-        *(
-            b.engine.generate(
-                [list(q.prompt_ids)],
-                SamplingParams(
-                    max_tokens=q.max_tokens,
-                    temperature=q.temperature,
-                    seed=q.seed,
-                    top_logprobs=q0.k,
-                ),
-            )
-            for q in queries
-        )
-    )
-    total = time.perf_counter() - t0
-    return [
-        MinerAnswer(
-            BASELINE,
-            q.task_id,
-            Cause.OK,
-            token_ids=c.token_ids,
-            sampled_logprobs=c.sampled_logprobs.astype(np.float64),
-            top_ids=c.top_ids,
-            top_logprobs=c.top_logprobs.astype(np.float64),
-            finish_reason=c.finish_reason,
-            identity=b.identity,
-            ttft_s=total,
-            total_s=total,
-        )
-        for q, [c] in zip(queries, outs, strict=True)
-    ]
-
-
 async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verify.Commitment]:
     """Current chain commitments merged into first-seen records kept in the store."""
     from distill.identity import IdentityError, parse_identity
@@ -338,66 +262,6 @@ async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verif
     return [verify.Commitment(h, d, b) for h, d, b in ctx.store.commitments(live)]
 
 
-async def _spot_check(
-    ctx: StepContext,
-    work: list[Judged],
-    prompts: list[list[int]],
-    tasks: list[Task],
-    seed: str,
-    k: int,
-) -> None:
-    vc, info = ctx.cfg.validator, ctx.teacher.info
-    groups: dict[str, list[Judged]] = defaultdict(list)
-    for j in work:
-        if (
-            j.ok
-            and j.digest
-            and judge.spot_check_picked(
-                seed, j.answer.who, j.answer.task_id, ctx.cfg.verify.spot_check_fraction
-            )
-        ):
-            j.spot_check = True
-            groups[j.digest].append(j)
-    for digest, group in groups.items():
-        engine = await ctx.models.get(digest, group[0].name_hint)
-        if engine is None:
-            ctx.metrics.spot_checks.labels("unavailable").inc(len(group))
-            continue
-        if engine.info.vocab_size != info.vocab_size:  # cannot be the teacher's student
-            for j in group:
-                j.fail(
-                    Cause.WRONG_MODEL,
-                    f"committed model has vocabulary {engine.info.vocab_size}"
-                    f", the teacher {info.vocab_size}",
-                )
-            ctx.metrics.spot_checks.labels("failed").inc(len(group))
-            continue
-        try:
-            recomputed = await engine.score(
-                [prompts[j.task] for j in group], [j.answer.token_ids.tolist() for j in group], k
-            )
-        except Exception as e:  # the validator's engine failed: not the miner's fault
-            log.warning("spot check with %s failed: %s", digest[:12], e)
-            for j in group:
-                j.fail(Cause.VALIDATOR_ERROR, f"spot-check engine: {e}")
-            continue
-        for j, r in zip(group, recomputed, strict=True):
-            try:
-                judge.verify_against_committed(
-                    j,
-                    r,
-                    vocab_size=info.vocab_size,
-                    eos_token_id=info.eos_token_id,
-                    max_tokens=vc.max_tokens,
-                    cfg=ctx.cfg.verify,
-                )
-            except ValueError as e:  # our own recomputation is unusable: one answer, not the step
-                log.exception("spot check of %s with %s failed", j.answer.who, digest[:12])
-                j.fail(Cause.VALIDATOR_ERROR, f"spot check: {e}")
-            j.provenance["committed"] = r.provenance.to_dict()
-            ctx.metrics.spot_checks.labels("ok" if j.ok else "failed").inc()
-
-
 def _speed(ctx: StepContext, work: list[Judged]) -> None:
     timed = [j for j in work if j.answer.total_s is not None]
     if not timed:
@@ -409,79 +273,3 @@ def _speed(ctx: StepContext, work: list[Judged]) -> None:
     )
     for j, v in zip(timed, s, strict=True):
         j.s_speed = float(v)
-
-
-def _row(j: Judged, s: aggregate.AnswerScore) -> AnswerRow:
-    a = j.answer
-    return AnswerRow(
-        who=a.who,
-        task_id=a.task_id,
-        score=s.score,
-        cause=j.cause.value,
-        detail=j.detail,
-        gate=s.gate,
-        s_kl=s.s_kl,
-        s_ref=s.s_ref,
-        s_speed=s.s_speed,
-        kl=j.kl,
-        rkl=j.rkl,
-        tv=j.tv,
-        overlap=j.overlap,
-        correct=j.correct,
-        n_tokens=len(a.token_ids),
-        ttft_s=a.ttft_s,
-        total_s=a.total_s,
-        verified=j.verified,
-        verify_dp=j.verify_dp,
-        identity=a.identity,
-        provenance=j.provenance,
-    )
-
-
-def _evidence(j: Judged, who: Miner) -> EvidenceRow:
-    body, raw, sig = j.answer.evidence()
-    a = j.answer
-    return EvidenceRow(who.uid, who.hotkey, a.task_id, j.cause.value, j.detail, body, raw, sig)
-
-
-def _report_lies(
-    ctx: StepContext,
-    answered: list[aggregate.RoundAnswer],
-    caught: np.ndarray,
-    upd: aggregate.EmaUpdate,
-) -> None:
-    for uid in np.flatnonzero(caught):
-        how = sorted({a.cause.value for a in answered if a.uid == uid and a.cause.proves_lie})
-        log.warning(
-            "uid %d caught lying (%s): EMA reset, no reward for %d rounds",
-            uid,
-            ",".join(how),
-            ctx.cfg.weights.lie_penalty_steps,
-        )
-        ctx.metrics.lies.labels(str(uid)).inc()
-    for uid in np.flatnonzero(upd.punished | (upd.suspended > 0)):
-        ctx.metrics.suspended.labels(str(uid)).set(int(upd.suspended[uid]))
-
-
-def _export(
-    ctx: StepContext,
-    work: list[Judged],
-    ema: np.ndarray,
-    observed: np.ndarray,
-    baseline: float | None,
-    latency: float,
-) -> None:
-    m = ctx.metrics
-    m.step_seconds.observe(latency)
-    m.steps.labels("ok").inc()
-    per: dict[int, list[Judged]] = defaultdict(list)
-    for j in work:
-        if isinstance(j.answer.who, Miner):
-            per[j.answer.who.uid].append(j)
-    for uid, js in per.items():
-        for name in ("s_kl", "s_ref", "s_speed"):
-            m.score.labels(str(uid), name).set(float(np.mean([getattr(j, name) for j in js])))
-    for uid in np.flatnonzero(observed):
-        m.ema.labels(str(uid)).set(float(ema[uid]))
-    if baseline is not None:
-        m.baseline_score.set(baseline)

@@ -1,7 +1,7 @@
 """``subnet simulate`` end to end: sweeps write tables/charts/report; replay of a validator DB.
 
 The validator DB here is written through the validator's own store API
-(``neurons/validator/store.py``) with a long synthetic history (15 steps, a re-registered uid,
+(``neurons/validator/store/``) with a long synthetic history (15 steps, a re-registered uid,
 a miner caught lying once, winner-take-most), its weights produced by the same
 scoring.aggregate functions the validator runs. ``test_replay_validator_db.py`` replays a
 database the validator node itself wrote.
