@@ -14,7 +14,7 @@ demo: setup
 	$(VENV)/bin/subnet localnet --fresh
 
 # What CI runs (.ci/run): every static check, then the whole suite (unit, integration, slow,
-# e2e) in a random order (pytest-randomly prints its seed; PYTEST_ARGS="-p randomly_seed=N"
+# e2e) in a random order (pytest-randomly prints its seed; PYTEST_ARGS="--randomly-seed=N"
 # replays one). pytest exits 5 when it collected nothing (a filtered run): say so instead.
 test: setup check
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
