@@ -27,12 +27,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 from aiohttp import web
 from tokenizers import Tokenizer
 
 from distill.identity import identity_for
 from distill.tasks import check_families
+from neurons.validator import miner_client
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
@@ -145,7 +145,7 @@ class Validator:
                 stack.push_async_callback(engine.close)
                 models.pin(ident.digest, engine)
                 baseline = Baseline(engine, ident.format(), ident.digest)
-            session = await stack.enter_async_context(aiohttp.ClientSession())
+            session = await stack.enter_async_context(miner_client.miner_session())
             await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
             ctx = StepContext(
                 self.cfg,

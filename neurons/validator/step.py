@@ -119,7 +119,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
         for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
     ]
-    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc)
+    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc, seed)
     if ctx.baseline is not None:
         answers += await baseline_answers(ctx.baseline, queries)
     t = phase("query", t)

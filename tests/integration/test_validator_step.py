@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiohttp
 import pytest
 from tokenizers import Tokenizer
 
 from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.miner_client import miner_session
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, run_step
 from neurons.validator.store import Store
@@ -51,7 +51,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
     async with (
         running_miners(sub, tmp_path, slow_delay=20.0),
         open_chain(sub.network) as chain,
-        aiohttp.ClientSession() as session,
+        miner_session() as session,
     ):
         teacher = load_engine("hf", sub.zoo["teacher"])
         store = Store(tmp_path / "vs" / "validator.sqlite")
