@@ -200,7 +200,7 @@ async def _write_targets(
     out.mkdir(parents=True, exist_ok=True)
     info = {
         "vocab_size": engine.info.vocab_size,
-        "eos_token_id": engine.info.eos_token_id,
+        "eos_token_ids": list(engine.info.eos_token_ids),
         "engine": engine.info.provenance.to_dict(),
     }
     manifest = _start_manifest(out, teacher, _request(teacher, prompts, cfg, source), info)

@@ -141,7 +141,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             j.digest = ctx.baseline.digest  # spot-checked with its own (pinned) engine
         judge.gate_termination(
             j,
-            eos_token_id=info.eos_token_id,
+            eos_token_ids=info.eos_token_ids,
             max_tokens=vc.max_tokens,
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
