@@ -43,7 +43,8 @@ class PromptFileError(ValueError):
     """
 
     def __init__(self, path: str | Path, row: int, reason: str, unit: str = "line") -> None:
-        where = str(path) if row == 0 else f"{path}:{row}" if unit == "line" else f"{path} row {row}"
+        where = f"{path}:{row}" if unit == "line" else f"{path} row {row}"
+        where = str(path) if row == 0 else where
         super().__init__(f"{where}: {reason}")
         self.path, self.row, self.reason = str(path), row, reason
 
@@ -56,8 +57,18 @@ class PromptFile:
     kind: str  # one of KINDS
     digest: str  # sha256 over the file's bytes (a folder: every file's name and bytes)
     tasks: tuple[Task, ...]
+    rows: tuple[int, ...]  # where each task is: its JSONL line or 1-based table row
     skipped: int = 0  # bad rows left out (skip_bad_rows)
     reasons: tuple[str, ...] = ()  # the first MAX_REASONS of them
+
+    @property
+    def unit(self) -> str:
+        return "line" if self.kind == "jsonl" else "row"
+
+    def where(self, index: int) -> str:
+        """``path:line`` or ``path row N`` of the index-th task (for error messages)."""
+        row = self.rows[index]
+        return f"{self.path}:{row}" if self.kind == "jsonl" else f"{self.path} row {row}"
 
     @property
     def chat(self) -> bool:
@@ -200,7 +211,7 @@ def load_prompt_file(
     rows = {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "dataset": _dataset_rows}[kind](p)
     tasks: list[Task] = []
     first: dict[str, int] = {}
-    skipped, reasons = 0, []
+    skipped, reasons = 0, list[str]()
     for i, obj in rows:
         try:
             if isinstance(obj, PromptError):
@@ -220,4 +231,12 @@ def load_prompt_file(
     if not tasks:
         what = f"all {skipped} rows are bad" if skipped else "the file is empty"
         raise PromptFileError(p, 0, f"no prompts ({what})")
-    return PromptFile(str(p), kind, dataset_digest(p), tuple(tasks), skipped, tuple(reasons))
+    return PromptFile(
+        str(p),
+        kind,
+        dataset_digest(p),
+        tuple(tasks),
+        tuple(first.values()),
+        skipped,
+        tuple(reasons),
+    )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from distill.identity import identity_for
+from distill.prompts import load_prompt_file
 from distill.shards import (
     FORMAT,
     MANIFEST,
@@ -34,7 +35,6 @@ from distill.shards import (
     write_json_atomic,
     write_shard,
 )
-from distill.prompts import load_prompt_file
 from distill.tasks import Task, generate_tasks
 
 if TYPE_CHECKING:

@@ -193,7 +193,8 @@ def eos_logprobs_from_topk(
     listed = np.isin(ids, np.asarray(eos_token_ids, dtype=np.int64))
     if ids.size == 0:
         return np.full(ids.shape[:1], -np.inf)
-    return np.logaddexp.reduce(np.where(listed, lps, -np.inf), axis=1)
+    out: FloatArray = np.logaddexp.reduce(np.where(listed, lps, -np.inf), axis=1)
+    return out
 
 
 def check_eos(
@@ -213,10 +214,10 @@ def check_eos(
     (-inf if unknown), both from the committed model's recomputation or from the miner's own
     (verified) claims.
 
-    * REFUSE_STOP: a token after an EOS (any of the ids), or at least ``cfg.refuse_stop_count`` positions where
-      p(EOS) >= ``cfg.refuse_stop_eos_prob`` yet another token was emitted. Honest sampling at
-      temperature <= 1 does that with probability <= (1 - prob)^count (1e-3 by default); a
-      miner ignoring EOS to pad its token rate does it at every such position.
+    * REFUSE_STOP: a token after an EOS (any of the ids), or at least ``cfg.refuse_stop_count``
+      positions where p(EOS) >= ``cfg.refuse_stop_eos_prob`` yet another token was emitted.
+      Honest sampling at temperature <= 1 does that with probability <= (1 - prob)^count (1e-3
+      by default); a miner ignoring EOS to pad its token rate does it at every such position.
     * PREMATURE_STOP: stopped with an EOS whose logprob is below ``cfg.premature_eos_logprob``
       (honest odds below e^-12), or ended without EOS before ``max_tokens``.
     """

@@ -119,7 +119,11 @@ class ChatTemplate:
             sort_keys: bool = False,
         ) -> str:  # transformers' override: no HTML escaping
             return json.dumps(
-                x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+                x,
+                ensure_ascii=ensure_ascii,
+                indent=indent,
+                separators=separators,
+                sort_keys=sort_keys,
             )
 
         env = ImmutableSandboxedEnvironment(

@@ -56,7 +56,7 @@ def _int_list(value: object) -> tuple[int, ...] | None:
     items = value if isinstance(value, list) else [value]
     if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
         return None
-    return tuple(dict.fromkeys(int(v) for v in items))  # de-duplicated, order kept
+    return tuple(dict.fromkeys(v for v in items if isinstance(v, int)))  # de-duplicated, in order
 
 
 def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -> ModelFacts:

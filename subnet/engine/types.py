@@ -84,7 +84,8 @@ class Completion:
     sampled_logprobs: FloatArray  # [P] raw logprob of each sampled token
     top_ids: IntArray  # [P, k] (k may be 0)
     top_logprobs: FloatArray  # [P, k] sorted descending
-    finish_reason: str  # "stop" (an EOS id, kept as the last token) | "length"; "" on a stream chunk that is not the last
+    # "stop" (an EOS id, kept as the last token) | "length"; "" on a stream chunk but the last
+    finish_reason: str
     provenance: Provenance
 
 

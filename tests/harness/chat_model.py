@@ -52,3 +52,14 @@ def chat_model(
         gen["eos_token_id"] = list(eos_token_ids)
         path.write_text(json.dumps(gen, indent=2))
     return dst
+
+
+def tiny_tokenizer(dst: Path, extra_texts: Sequence[str] = ()) -> Path:
+    """A tokenizer folder like the tiny world's (byte-level BPE, BOS from the post-processor),
+    built in about a second from seeded task text: for tests that need no model."""
+    from distill.tasks import generate_tasks, render
+    from distill.tokenizer import build_tokenizer, save_tokenizer
+
+    texts = [render(t) for t in generate_tasks(0, 300)] + list(extra_texts)
+    save_tokenizer(build_tokenizer(texts, 300), dst, 128)
+    return dst

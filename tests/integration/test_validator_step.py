@@ -11,7 +11,6 @@ import sqlite3
 
 import aiohttp
 import pytest
-from tokenizers import Tokenizer
 
 from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
@@ -23,6 +22,7 @@ from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import SubnetConfig, load_config
 from subnet.engine import load_engine
+from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address
 from tests.integration._validator_kit import NETUID, make_subnet, running_miners
 
@@ -64,7 +64,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
             wallet,
             hotkey_address(wallet),
             teacher,
-            Tokenizer.from_file(str(sub.zoo["teacher"] / "tokenizer.json")),
+            ModelTokenizer(sub.zoo["teacher"]),
             store,
             ValidatorMetrics(),
             models,

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from distill.tasks import generate_tasks, render
-from distill.tokenizer import BOS_ID, EOS_ID, build_tokenizer, save_tokenizer
+from distill.tokenizer import BOS_ID, EOS_ID
 from subnet.chat import RENDER_DATE, ChatMessage, ChatTemplate, PromptError, parse_messages
 from subnet.tokenizer import ModelTokenizer
-from tests.harness.chat_model import chat_model
+from tests.harness.chat_model import chat_model, tiny_tokenizer
 
 TEXTS = ["add 12 34 =", "The capital of France is", "  spaces  and\nnewlines ", "ünïcödé ✓"]
 CHAT = [
@@ -30,10 +29,7 @@ CHAT = [
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tok") / "plain"
-    texts = [render(t) for t in generate_tasks(0, 300)] + TEXTS
-    save_tokenizer(build_tokenizer(texts, 300), root, 128)
-    return root
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok") / "plain", TEXTS)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +133,12 @@ def test_malformed_turns_are_named(messages: object, reason: str) -> None:
 
 def test_text_parts_are_joined() -> None:
     turns = parse_messages(
-        [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            }
+        ]
     )
     assert turns == (ChatMessage("user", "ab"),)
 

@@ -76,7 +76,7 @@ def test_the_same_prompt_has_the_same_digest_in_every_format(tmp_path: Path) -> 
 
 
 def test_tables_keep_only_their_prompt_columns_and_drop_null_turn_fields(tmp_path: Path) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": 1, "messages": [{"role": "user", "content": "a", "name": "x"}], "source": "s"},
         {"id": 2, "messages": [{"role": "user", "content": "b", "name": None}], "source": "s"},
     ]
@@ -100,7 +100,10 @@ BAD_JSONL = [
     ('{"prompt": "q", "answer": 4}', '"answer" must be a string, got int'),
     ('{"prompt": "q", "extra": 1}', "unknown keys"),
     ('{"prompt": "ok"}', "duplicate prompt \\(first at line 1\\)"),
-    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}', "last turn"),
+    (
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}',
+        "last turn",
+    ),
     ('{"messages": [{"role": "wizard", "content": "hi"}]}', "role must be one of"),
 ]
 
@@ -166,7 +169,10 @@ def test_dataset_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(PromptFileError, match="not a datasets save_to_disk folder"):
         load_prompt_file(tmp_path / "empty")
     splits = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(GOOD[:2]), "test": datasets.Dataset.from_list(GOOD[:1])}
+        {
+            "train": datasets.Dataset.from_list(GOOD[:2]),
+            "test": datasets.Dataset.from_list(GOOD[:1]),
+        }
     )
     splits.save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(PromptFileError, match=r"DatasetDict: point at one split's folder"):
