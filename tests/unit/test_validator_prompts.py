@@ -143,7 +143,7 @@ def test_chat_rows_render_with_the_teachers_template(
 def test_rows_the_teacher_cannot_take_stop_the_start_or_are_counted(
     tok_dir: Path, tmp_path: Path
 ) -> None:
-    rows = [
+    rows: list[dict] = [
         {"prompt": "fine"},
         {"prompt": "ends early <eos> then more"},
         {"messages": [{"role": "user", "content": "hi"}]},
