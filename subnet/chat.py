@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from subnet.errors import SubnetError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -100,14 +105,25 @@ def messages_json(messages: Sequence[ChatMessage]) -> str:
     )
 
 
+class _Generation(jinja2.ext.Extension):
+    """``{% generation %}...{% endgeneration %}`` (transformers marks the assistant's tokens
+    with it for training masks): rendered as its body."""
+
+    tags = {"generation"}  # noqa: RUF012  (jinja2 declares it so)
+
+    def parse(self, parser: Any) -> Any:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+    def _body(self, caller: Any) -> str:
+        return str(caller())
+
+
 class ChatTemplate:
     """A compiled chat template; :meth:`render` gives the text before tokenization."""
 
     def __init__(self, source: str, special_tokens: Mapping[str, str]) -> None:
-        import jinja2
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
         def raise_exception(message: str) -> None:
             raise jinja2.exceptions.TemplateError(message)
 
@@ -127,7 +143,7 @@ class ChatTemplate:
             )
 
         env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _Generation]
         )
         env.filters["tojson"] = tojson
         env.globals["raise_exception"] = raise_exception

@@ -19,6 +19,7 @@ Only ``tokenizers`` (Rust) and Jinja2: importing this never loads transformers o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ class ModelTokenizer:
         self.special_tokens: frozenset[str] = frozenset(
             t.content for t in self._tok.get_added_tokens_decoder().values() if t.special
         )
+        longest_first = sorted((t for t in self.special_tokens if t), key=lambda t: (-len(t), t))
+        self._special_re = (
+            re.compile("|".join(re.escape(t) for t in longest_first)) if longest_first else None
+        )
         variables = {a: _token_text(config.get(a)) for a in _SPECIAL_ATTRIBUTES}
         source = _template_source(self.folder, config)
         self.chat_template = (
@@ -101,15 +106,12 @@ class ModelTokenizer:
     def has_chat_template(self) -> bool:
         return self.chat_template is not None
 
-    @property
-    def vocab_size(self) -> int:
-        return int(self._tok.get_vocab_size(with_added_tokens=True))
-
     def check_text(self, text: str, where: str = "prompt") -> None:
-        """PromptError if ``text`` contains a special token's string."""
-        for special in sorted(self.special_tokens):
-            if special and special in text:
-                raise PromptError(f"{where} contains the special token {special!r}")
+        """PromptError if ``text`` contains a special token's string (one regex pass: real
+        tokenizers have hundreds of special tokens)."""
+        found = self._special_re.search(text) if self._special_re is not None else None
+        if found is not None:
+            raise PromptError(f"{where} contains the special token {found.group(0)!r}")
 
     def encode_text(self, text: str) -> list[int]:
         """A plain prompt (no chat template): its tokens, BOS as the tokenizer says."""

@@ -146,6 +146,9 @@ def test_text_parts_are_joined() -> None:
 def test_rendering_does_not_depend_on_the_clock() -> None:
     t = ChatTemplate("{{ strftime_now('%d %b %Y') }}|{{ messages[0].content | tojson }}", {})
     assert t.render((ChatMessage("user", "<é>"),)) == f'{RENDER_DATE:%d %b %Y}|"<é>"'
+    # transformers' training-mask tag renders as its body
+    marked = ChatTemplate("{% generation %}[{{ messages[0].content }}]{% endgeneration %}!", {})
+    assert marked.render((ChatMessage("user", "hi"),)) == "[hi]!"
     with pytest.raises(PromptError, match="does not compile"):
         ChatTemplate("{% for %}", {})
 
