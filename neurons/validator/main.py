@@ -31,9 +31,10 @@ import aiohttp
 from aiohttp import web
 
 from distill.identity import identity_for
+from distill.prompts import file_kind
 from distill.tasks import check_families
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.prompts import PromptSelector, parse_sources
+from neurons.validator.prompts import SYNTHETIC, PromptSelector, parse_sources
 from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, StepResult, run_step
@@ -97,7 +98,12 @@ def check_config(cfg: SubnetConfig) -> None:
         check_families(vc.task_families)
     except ValueError as e:
         raise ConfigError(f"validator.task_families: {e}") from e
-    parse_sources(vc.prompt_sources)  # the files themselves are read once the teacher is known
+    for spec in parse_sources(vc.prompt_sources):  # rows are read once the teacher is known
+        if spec.name != SYNTHETIC:
+            try:
+                file_kind(spec.name)
+            except ValueError as e:
+                raise ConfigError(f"validator.prompt_sources: {e}") from e
 
 
 class Validator:

@@ -187,3 +187,25 @@ def test_source_entries(tmp_path: Path) -> None:
             parse_sources(bad)
     with pytest.raises(ConfigError, match=r"nope\.jsonl: no such file"):
         PromptSelector.load(["nope.jsonl"], FAMILIES, None, max_prompt_tokens=10)  # type: ignore[arg-type]
+
+
+def test_bad_prompt_sources_stop_the_validator_before_it_loads_anything(tmp_path: Path) -> None:
+    from neurons.validator.main import check_config
+    from subnet.config import load_config
+
+    def cfg(sources: str):
+        return load_config(
+            env={}, overrides={"validator.prompt_sources": sources, "validator.teacher": "/t"}
+        )
+
+    (tmp_path / "p.csv").write_text("prompt\n")
+    jsonl(tmp_path / "ok.jsonl", [{"prompt": "hi"}])
+    for sources, reason in [
+        (f"{tmp_path}/nope.jsonl", "nope.jsonl: no such file"),
+        (f"{tmp_path}/p.csv", "unknown format"),
+        ("synthetic@x0", "no such file"),  # not a weight: a path that does not exist
+        ("synthetic@0", "must be > 0"),
+    ]:
+        with pytest.raises(ConfigError, match=f"validator.prompt_sources: .*{reason}"):
+            check_config(cfg(sources))
+    check_config(cfg(f"synthetic@2, {tmp_path}/ok.jsonl"))
