@@ -40,6 +40,7 @@ log = logging.getLogger("subnet.validator.prompts")
 SYNTHETIC = "synthetic"
 SELECT_VERSION = "prompts/v1"  # bumped when the draw changes, so old seeds never mean new draws
 DRAWS_PER_SLOT = 64  # random tries before a file source is scanned in order
+SYNTHETIC_TRIES = 4096  # candidates of the endless synthetic stream looked at for one slot
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,10 @@ class PromptSelector:
                 if len(self.sources) == 1
                 else pick.choices(self.sources, weights)[0]
             )
-            found = _draw(streams[source.name], taken, recent)
+            found = _draw(streams[source.name], taken, recent, _limit(source))
             if found is None:  # this source has nothing left: any source with anything left
                 for other in self.sources:
-                    found = _draw(self._stream(other, seed), taken, recent)
+                    found = _draw(self._stream(other, seed), taken, recent, _limit(other))
                     if found is not None:
                         source = other
                         break
@@ -224,19 +225,21 @@ class PromptSelector:
 
 
 def _draw(
-    stream: Iterator[tuple[Task, list[int]]], taken: set[str], recent: set[str] | frozenset[str]
+    stream: Iterator[tuple[Task, list[int]]],
+    taken: set[str],
+    recent: set[str] | frozenset[str],
+    limit: int | None,
 ) -> tuple[Task, list[int], int] | None:
     """The stream's next prompt not in the batch and, if possible, not recent (third: 1 when
-    it is a repeat); None when the stream has nothing outside the batch."""
+    it is a repeat), among at most ``limit`` candidates (a file's stream ends by itself after
+    one pass); None when the stream has nothing outside the batch."""
     fallback = None
-    for tries, (task, ids) in enumerate(stream):
+    for task, ids in itertools.islice(stream, limit):
         if task.digest in taken:
             continue
         if task.digest not in recent:
             return task, ids, 0
         fallback = fallback or (task, ids)
-        if tries > DRAWS_PER_SLOT * 64:  # the synthetic stream is endless
-            break
     return None if fallback is None else (*fallback, 1)
 
 
@@ -285,6 +288,10 @@ def _render_file(
         f.reasons,
     )
     return Source(spec.name, spec.weight, f.digest, kept, tuple(ids))
+
+
+def _limit(source: Source) -> int | None:
+    return SYNTHETIC_TRIES if source.file is None else None
 
 
 def _seed_int(text: str) -> int:

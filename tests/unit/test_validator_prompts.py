@@ -209,3 +209,15 @@ def test_bad_prompt_sources_stop_the_validator_before_it_loads_anything(tmp_path
         with pytest.raises(ConfigError, match=f"validator.prompt_sources: .*{reason}"):
             check_config(cfg(sources))
     check_config(cfg(f"synthetic@2, {tmp_path}/ok.jsonl"))
+
+
+def test_an_endless_stream_of_taken_prompts_ends_the_draw(tok_dir: Path) -> None:
+    """The synthetic stream never ends: a slot looks at a bounded number of candidates, so
+    asking for more distinct prompts than a family has fails instead of spinning."""
+    from itertools import cycle
+
+    from neurons.validator.prompts import _draw
+
+    [task] = generate_tasks("one", 1, ("add",))
+    assert _draw(cycle([(task, [1])]), {task.digest}, frozenset(), limit=1000) is None
+    assert _draw(cycle([(task, [1])]), set(), {task.digest}, limit=1000) == (task, [1], 1)
