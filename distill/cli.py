@@ -72,7 +72,8 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     t.add_argument(
         "--prompts",
         required=True,
-        help="JSONL prompt file, or tasks:N[:SEED[:fam1,fam2]] for seeded tasks",
+        help="prompt file (JSONL, Parquet, datasets save_to_disk folder), "
+        "or tasks:N[:SEED[:fam1,fam2]] for seeded tasks",
     )
     t.add_argument("--out", type=Path, required=True, help="targets folder (resumes if partial)")
     t.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
@@ -111,7 +112,9 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     e.add_argument("--teacher", type=Path, required=True)
     e.add_argument(
-        "--tasks", default="tasks:200:12345", help="JSONL prompt file or tasks:N[:SEED[:families]]"
+        "--tasks",
+        default="tasks:200:12345",
+        help="prompt file (JSONL, Parquet, datasets folder) or tasks:N[:SEED[:families]]",
     )
     e.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
     e.add_argument("--k", type=int, default=16)

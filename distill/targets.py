@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from distill.identity import identity_for
+from distill.prompts import load_prompt_file
 from distill.shards import (
     FORMAT,
     MANIFEST,
@@ -34,7 +35,7 @@ from distill.shards import (
     write_json_atomic,
     write_shard,
 )
-from distill.tasks import Task, generate_tasks, load_jsonl
+from distill.tasks import Task, generate_tasks
 
 if TYPE_CHECKING:
     from subnet.engine import Engine
@@ -58,7 +59,8 @@ class TargetsConfig:
 
 
 def load_prompts(spec: str) -> list[Task]:
-    """Tasks from ``spec``: a JSONL file path, or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
+    """Tasks from ``spec``: a prompt file (JSONL, Parquet, a datasets ``save_to_disk``
+    folder: :mod:`distill.prompts`), or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
 
     Raises TargetsError (an empty or malformed file, a bad spec), naming the problem.
     """
@@ -79,20 +81,28 @@ def load_prompts(spec: str) -> list[Task]:
     if not Path(spec).exists():
         raise TargetsError(f"prompts {spec!r}: no such file (or use tasks:N[:SEED])")
     try:
-        return load_jsonl(spec)
+        return list(load_prompt_file(spec).tasks)
     except ValueError as e:
         raise TargetsError(str(e)) from e
 
 
 def encode_prompts(teacher: Path, tasks: Sequence[Task]) -> list[list[int]]:
-    """Prompt ids with the teacher's own tokenizer (BOS included, as the validator sends)."""
-    from tokenizers import Tokenizer
+    """Prompt ids exactly as the validator sends them (the teacher's tokenizer rules: BOS,
+    chat template, no special-token text; :class:`subnet.tokenizer.ModelTokenizer`)."""
+    from subnet.errors import EngineError
+    from subnet.tokenizer import ModelTokenizer
 
-    path = Path(teacher) / "tokenizer.json"
-    if not path.is_file():
-        raise TargetsError(f"{teacher}: no tokenizer.json (the targets need a fast tokenizer)")
-    tok = Tokenizer.from_file(str(path))
-    return [list(tok.encode(t.prompt).ids) for t in tasks]
+    try:
+        tok = ModelTokenizer(teacher)
+    except EngineError as e:
+        raise TargetsError(f"{teacher}: {e} (the targets need the teacher's tokenizer)") from e
+    out = []
+    for i, t in enumerate(tasks):
+        try:
+            out.append(tok.encode_prompt(t.content))
+        except ValueError as e:
+            raise TargetsError(f"prompt {i} ({t.task_id}): {e}") from e
+    return out
 
 
 def _request(
@@ -200,7 +210,7 @@ async def _write_targets(
     out.mkdir(parents=True, exist_ok=True)
     info = {
         "vocab_size": engine.info.vocab_size,
-        "eos_token_id": engine.info.eos_token_id,
+        "eos_token_ids": list(engine.info.eos_token_ids),
         "engine": engine.info.provenance.to_dict(),
     }
     manifest = _start_manifest(out, teacher, _request(teacher, prompts, cfg, source), info)

@@ -90,6 +90,17 @@ class ValidatorConfig:
         ("add", "sort", "reverse", "count", "copy"),
         "task families prompts are drawn from (a list; --set takes a comma list)",
     )
+    prompt_sources: tuple[str, ...] = param(
+        ("synthetic",),
+        "where prompts come from: 'synthetic' (the task families) and prompt files (.jsonl, "
+        ".parquet, a datasets save_to_disk folder), each with an optional '@WEIGHT'",
+    )
+    prompt_window: int = param(
+        32, "steps a prompt is not asked again for (by content digest; 0 = off)", lo=0
+    )
+    skip_bad_rows: bool = param(
+        False, "leave out (and count) bad prompt-file rows instead of refusing to start"
+    )
     sample_miners: int = param(0, "miners queried per step (0 = every uid with an endpoint)", lo=0)
     step_blocks: int = param(1, "blocks between steps (driven by chain blocks)", lo=1)
     max_tokens: int = param(16, "max_tokens asked of miners (and of the teacher's reference)", lo=1)
@@ -113,6 +124,10 @@ class ValidatorConfig:
         if not self.task_families or not all(f.strip() for f in self.task_families):
             raise ValueError(
                 f"task_families: expected a non-empty list, got {list(self.task_families)!r}"
+            )
+        if not self.prompt_sources or not all(s.strip() for s in self.prompt_sources):
+            raise ValueError(
+                f"prompt_sources: expected a non-empty list, got {list(self.prompt_sources)!r}"
             )
 
 

@@ -125,12 +125,26 @@ def parse_request(
     Raises :class:`RequestError` naming the field. Defaults: the request's value, else
     OpenAI's default (max_tokens 16, temperature 1, top_p 1, no logprobs).
     """
+    return request_from_fields(decode_body(body), limits, tokenize)
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or :class:`RequestError` (``malformed_json``)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise RequestError(f"body is not valid JSON: {_short(e)}", None, "malformed_json") from None
     if not isinstance(data, dict):
         raise RequestError("body must be a JSON object", None, "malformed_json")
+    return data
+
+
+def request_from_fields(
+    data: Mapping[str, Any],
+    limits: RequestLimits,
+    tokenize: Callable[[str], list[int]] | None = None,
+) -> CompletionRequest:
+    """:func:`parse_request` on a decoded body (the chat endpoint maps its fields onto these)."""
     for name, neutral in _NEUTRAL.items():
         if name in data and not neutral(data[name]):
             raise RequestError(f"{name} is not supported by this server", name, "unsupported")

@@ -1,10 +1,12 @@
 """The miner's aiohttp application: ``build_app`` and thin routes over ``MinerService``.
 
-Request pipeline for ``POST /v1/completions`` (each step's failure has its own status/cause):
-body size (413, before reading) -> btauth/1 (401/403) -> caller policy (403/429) -> request
-schema (400) -> stake-ordered engine slot (429) -> generate (504 on timeout) -> signed
-response. One middleware turns every exception into the OpenAI error shape, signs every
-non-streamed response, counts it and writes one access-log line.
+Request pipeline for ``POST /v1/completions`` and ``POST /v1/chat/completions`` (each step's
+failure has its own status/cause): body size (413, before reading) -> btauth/1 (401/403) ->
+caller policy (403/429) -> request schema (400; chat turns rendered with the model's template)
+-> stake-ordered engine slot (429) -> generate (504 on timeout) -> signed response. One
+middleware turns every exception into the OpenAI error shape, signs every non-streamed
+response, counts it and writes one access-log line. ``GET /v1/models`` and ``/v1/health`` are
+public (no engine work).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from neurons.miner.policy import (
     retry_after_header,
 )
 from neurons.miner.serving import MinerService
-from subnet import auth, protocol
+from subnet import auth, protocol, protocol_chat
 from subnet.metrics import MinerMetrics
 
 access_log = logging.getLogger("subnet.miner.access")
@@ -74,7 +76,33 @@ _CALLER = web.RequestKey("caller", Caller)
 _INFO = web.RequestKey("caller_info", CallerInfo)
 _STATS = web.RequestKey("stats", tuple)  # (prompt tokens, completion tokens, ttft or None)
 _CAUSE = web.RequestKey("cause", str)  # a 200 stream that ended in an error or lost its caller
+_STARTED = int(time.time())  # "created" of the served model in /v1/models
 STREAM_TAIL_GRACE_S = 5.0  # error event + signature + DONE after the last token, at most
+
+
+@dataclass(frozen=True)
+class Api:
+    """How one generation endpoint reads its requests and shapes its answers."""
+
+    id_prefix: str
+    # body -> (the completion to run, the request its answer echoes)
+    parse: Callable[[MinerService, bytes], tuple[protocol.CompletionRequest, Any]]
+    body: Callable[..., dict[str, Any]]  # (rid, created, model, request, identity, piece)
+    chunk: Callable[..., dict[str, Any]]  # as body, plus finish_reason, completion_tokens
+
+
+def _parse_chat(service: MinerService, body: bytes) -> tuple[protocol.CompletionRequest, Any]:
+    chat = service.parse_chat(body)
+    return chat.completion, chat
+
+
+COMPLETIONS = Api(
+    "cmpl-",
+    lambda service, body: (req := service.parse(body), req),
+    protocol.completion_body,
+    protocol.stream_chunk,
+)
+CHAT = Api("chatcmpl-", _parse_chat, protocol_chat.chat_body, protocol_chat.chat_chunk)
 
 
 def build_app(
@@ -92,6 +120,8 @@ def build_app(
     metrics.queue_depth.set_function(lambda: gate.limiter.waiting)
     metrics.in_flight.set_function(lambda: gate.limiter.active)
     app.router.add_post(protocol.COMPLETIONS_PATH, completions)
+    app.router.add_post(protocol_chat.CHAT_PATH, chat_completions)
+    app.router.add_get(protocol_chat.MODELS_PATH, models)
     app.router.add_get(protocol.HEALTH_PATH, health)
     app.router.add_get(protocol.METRICS_PATH, prometheus)
     if fetch_callers is not None and directory is not None:
@@ -129,6 +159,14 @@ def _refresher(
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, COMPLETIONS)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, CHAT)
+
+
+async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
     gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
     deadline = asyncio.get_running_loop().time() + gate.request_timeout
     try:  # before auth: a caller trickling its body must not hold the connection forever
@@ -144,24 +182,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
     info = gate.policy.admit(caller.hotkey_ss58)
     request[_INFO] = info
     metrics.caller_requests.labels(str(info.uid)).inc()
-    req = service.parse(body)
+    req, echo = api.parse(service, body)
     if req.ignored:
         access_log.debug("ignored request fields: %s", ", ".join(req.ignored))
     async with asyncio.timeout_at(deadline):
         await gate.limiter.acquire(info.stake, timeout=gate.request_timeout)
     try:
         if req.stream:
-            return await _stream(request, req, deadline)
+            return await _stream(request, req, echo, deadline, api)
         async with asyncio.timeout_at(deadline):
             piece = await service.complete(req)
     finally:
         gate.limiter.release()
     request[_STATS] = (len(req.prompt_ids), len(piece.completion.token_ids), None)
-    out = protocol.completion_body(
-        rid=_rid(),
+    out = api.body(
+        rid=_rid(api.id_prefix),
         created=int(time.time()),
         model=service.model_name,
-        request=req,
+        request=echo,
         identity=service.identity,
         piece=piece,
     )
@@ -169,7 +207,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, req: protocol.CompletionRequest, deadline: float
+    request: web.Request, req: protocol.CompletionRequest, echo: Any, deadline: float, api: Api
 ) -> web.StreamResponse:
     """SSE: chunks as tokens arrive, then a signature event over all prior bytes, then DONE."""
     service, gate = request.app[SERVICE], request.app[GATE]
@@ -183,7 +221,7 @@ async def _stream(
     )
     await resp.prepare(request)
     digest = hashlib.sha256()
-    rid, created, total, ttft = _rid(), int(time.time()), 0, None
+    rid, created, total, ttft = _rid(api.id_prefix), int(time.time()), 0, None
 
     async def send(obj: Mapping[str, Any]) -> None:
         data = protocol.sse_event(obj)
@@ -196,11 +234,11 @@ async def _stream(
         # service's stream aborts the engine request before the slot is released.
         async with asyncio.timeout_at(deadline), contextlib.aclosing(service.stream(req)) as it:
             async for s in it:
-                chunk = protocol.stream_chunk(
+                chunk = api.chunk(
                     rid=rid,
                     created=created,
                     model=service.model_name,
-                    request=req,
+                    request=echo,
                     piece=s.piece,
                     finish_reason=s.finish_reason,
                     completion_tokens=s.total_tokens,
@@ -264,6 +302,12 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(body=protocol.dumps(body), content_type="application/json")
 
 
+async def models(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = protocol_chat.models_body(service.model_name, service.identity, _STARTED)
+    return web.Response(body=protocol.dumps(body), content_type="application/json")
+
+
 async def prometheus(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
@@ -281,8 +325,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def _rid() -> str:
-    return "cmpl-" + secrets.token_hex(12)
+def _rid(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
 
 
 # -- the middleware -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     wallet_flags(parser)
     config_flag(parser, "--state-dir", "validator.state_dir")
     config_flag(parser, "--tasks-per-step", "validator.tasks_per_step")
+    config_flag(parser, "--prompt-sources", "validator.prompt_sources")
     config_flag(parser, "--sample-miners", "validator.sample_miners")
     config_flag(parser, "--query-timeout", "validator.query_timeout")
     config_flag(parser, "--model-roots", "validator.model_roots")

@@ -120,7 +120,7 @@ def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
 def gate_termination(
     j: Judged,
     *,
-    eos_token_id: int,
+    eos_token_ids: tuple[int, ...],
     max_tokens: int,
     score_cfg: ScoreConfig,
     verify_cfg: VerifyConfig,
@@ -132,12 +132,12 @@ def gate_termination(
     if reference.is_degenerate(a.token_ids, score_cfg):
         j.fail(Cause.DEGENERATE, "repeated n-gram share above the limit")
         return
-    eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_id)
+    eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_ids)
     cause = verify.check_eos(
         a.token_ids,
         a.sampled_logprobs,
         eos,
-        eos_token_id=eos_token_id,
+        eos_token_ids=eos_token_ids,
         max_tokens=max_tokens,
         cfg=verify_cfg,
     )
@@ -176,7 +176,7 @@ def verify_against_committed(
     recomputed: Scored,
     *,
     vocab_size: int,
-    eos_token_id: int,
+    eos_token_ids: tuple[int, ...],
     max_tokens: int,
     cfg: VerifyConfig,
 ) -> None:
@@ -209,7 +209,7 @@ def verify_against_committed(
         a.token_ids,
         recomputed.target_logprobs,
         recomputed.eos_logprobs,
-        eos_token_id=eos_token_id,
+        eos_token_ids=eos_token_ids,
         max_tokens=max_tokens,
         cfg=cfg,
     )

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from tokenizers import Tokenizer
 
 from distill.identity import identity_for
+from distill.prompts import file_kind
 from distill.tasks import check_families
 from neurons.validator import miner_client
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.prompts import SYNTHETIC, PromptSelector, parse_sources
 from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, StepResult, run_step
@@ -44,6 +45,7 @@ from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, load_engine
 from subnet.errors import ChainError, ConfigError, StateError
+from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address, load_wallet
 
 log = logging.getLogger("subnet.validator")
@@ -96,6 +98,12 @@ def check_config(cfg: SubnetConfig) -> None:
         check_families(vc.task_families)
     except ValueError as e:
         raise ConfigError(f"validator.task_families: {e}") from e
+    for spec in parse_sources(vc.prompt_sources):  # rows are read once the teacher is known
+        if spec.name != SYNTHETIC:
+            try:
+                file_kind(spec.name)
+            except ValueError as e:
+                raise ConfigError(f"validator.prompt_sources: {e}") from e
 
 
 class Validator:
@@ -129,8 +137,15 @@ class Validator:
             store = Store(Path(vc.state_dir).expanduser() / "validator.sqlite")
             stack.callback(store.close)
             store.set_meta("config", config_json(self.cfg))
+            tokenizer = ModelTokenizer(vc.teacher)
             teacher = await _load(vc.engine, vc.teacher)
             stack.push_async_callback(teacher.close)
+            prompts = await asyncio.to_thread(
+                PromptSelector.from_config, vc, tokenizer, teacher.info
+            )
+            store.set_meta("prompt_sources", json.dumps(prompts.summary(), sort_keys=True))
+            for source in prompts.summary():
+                log.info("prompt source %s", json.dumps(source, sort_keys=True))
             models = ModelCache(
                 [r.strip() for r in vc.model_roots.split(",") if r.strip()],
                 vc.model_cache,
@@ -154,12 +169,13 @@ class Validator:
                 self.wallet,
                 self.hotkey,
                 teacher,
-                Tokenizer.from_file(str(Path(vc.teacher) / "tokenizer.json")),
+                tokenizer,
                 store,
                 self.metrics,
                 models,
                 session,
                 baseline,
+                prompts,
             )
             setter = WeightSetter(
                 self.chain,

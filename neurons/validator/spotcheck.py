@@ -170,7 +170,7 @@ async def spot_check(
                     j,
                     r,
                     vocab_size=info.vocab_size,
-                    eos_token_id=info.eos_token_id,
+                    eos_token_ids=info.eos_token_ids,
                     max_tokens=cfg.validator.max_tokens,
                     cfg=cfg.verify,
                 )

@@ -1,8 +1,8 @@
 """One validator step, in the order the data flows (ARCHITECTURE.md §5).
 
-metagraph -> miners + seeded tasks -> teacher references -> signed streamed queries -> gates
--> one batched teacher ``score`` over every surviving answer -> spot checks with committed
-models -> answer scores -> per-miner means -> EMA -> one atomic commit.
+metagraph -> miners + seeded prompts (rendered to ids) -> teacher references -> signed
+streamed queries -> gates -> one batched teacher ``score`` over every surviving answer -> spot
+checks with committed models -> answer scores -> per-miner means -> EMA -> one atomic commit.
 
 Nothing is written before the final commit, so a step interrupted anywhere leaves no trace
 and is redone from the same block seed after a restart.
@@ -19,14 +19,13 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from tokenizers import Tokenizer
 
-from distill.tasks import generate_tasks
 from neurons.validator import judge
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
 from neurons.validator.miner_client import Query, Target
 from neurons.validator.participant import Miner
+from neurons.validator.prompts import PromptSelector
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
 from neurons.validator.spotcheck import ModelCache, spot_check
 from neurons.validator.store import EmaRow, StepRow, Store
@@ -36,6 +35,7 @@ from subnet.chain.protocol import SubnetReads
 from subnet.chain.types import MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
+from subnet.tokenizer import ModelTokenizer
 
 log = logging.getLogger("subnet.validator.step")
 
@@ -50,12 +50,13 @@ class StepContext:
     wallet: Any
     hotkey: str
     teacher: Engine
-    tokenizer: Tokenizer
+    tokenizer: ModelTokenizer  # the teacher's: renders prompts, decodes answers
     store: Store
     metrics: ValidatorMetrics
     models: ModelCache
     session: aiohttp.ClientSession
     baseline: Baseline | None = None
+    prompts: PromptSelector | None = None  # None: loaded from cfg.validator at the first step
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,16 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         ctx.metrics.phase_seconds.labels(name).set(now - since)
         return now
 
-    # 1. Who and what: the metagraph and the seeded, duplicate-free task set.
+    # 1. Who and what: the metagraph and the seeded, duplicate-free prompts (as token ids).
     mg = await ctx.chain.metagraph(ctx.netuid, max_age_blocks=1)
     targets = pick_targets(mg, ctx.hotkey, vc.sample_miners, seed)
-    tasks = generate_tasks(seed, vc.tasks_per_step, vc.task_families)
-    prompts = [list(ctx.tokenizer.encode(t.prompt).ids) for t in tasks]
-    digest = judge.prompts_digest(tasks)
     info = ctx.teacher.info
+    if ctx.prompts is None:
+        ctx.prompts = PromptSelector.from_config(vc, ctx.tokenizer, info)
+    recent = ctx.store.recent_prompt_digests(vc.prompt_window)
+    asked = ctx.prompts.select(seed, vc.tasks_per_step, recent)
+    tasks, prompts = asked.tasks, asked.token_ids
+    digest = judge.prompts_digest(tasks)
     k = min(vc.top_k, info.max_top_logprobs)
     t = phase("setup", t_start)
 
@@ -141,7 +145,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             j.digest = ctx.baseline.digest  # spot-checked with its own (pinned) engine
         judge.gate_termination(
             j,
-            eos_token_id=info.eos_token_id,
+            eos_token_ids=info.eos_token_ids,
             max_tokens=vc.max_tokens,
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
@@ -222,6 +226,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         rows,
         evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
+        asked.rows,
     )
     phase("commit", t)
     export_step(ctx.metrics, work, ema, observed, baseline_score, latency)

@@ -26,7 +26,9 @@ DEFAULT_MAX_TOP_LOGPROBS = 20
 @dataclass(frozen=True)
 class ModelFacts:
     vocab_size: int
-    eos_token_id: int
+    # Every id that ends a sequence, in the checkpoint's order (Llama 3 / Qwen instruct models
+    # have several: end of text, end of turn, ...).
+    eos_token_ids: tuple[int, ...]
     # Usable context (prompt + completion). One below the position limit: vLLM needs room for
     # one generated token after a scored sequence, so it runs with max_model_len + 1.
     max_model_len: int
@@ -49,8 +51,20 @@ def _first_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _int_list(value: object) -> tuple[int, ...] | None:
+    """An int or a list of ints (``eos_token_id`` takes both forms); None if absent or bad."""
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+        return None
+    return tuple(dict.fromkeys(v for v in items if isinstance(v, int)))  # de-duplicated, in order
+
+
 def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -> ModelFacts:
-    """Vocabulary, EOS and context length of an HF-format model directory."""
+    """Vocabulary, EOS ids and context length of an HF-format model directory.
+
+    EOS ids are those ``generation_config.json`` stops on (what transformers' ``generate`` and
+    vLLM stop on), else ``config.json``'s; either may hold one id or a list.
+    """
     path = Path(model_path)
     config = _read_json(path / "config.json")
     if not config:
@@ -60,19 +74,21 @@ def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -
         config = {**config, **text}
     gen = _read_json(path / "generation_config.json")
     vocab = _first_int(config.get("vocab_size"))
-    eos = _first_int(gen.get("eos_token_id"))
+    eos = _int_list(gen["eos_token_id"]) if "eos_token_id" in gen else None
     if eos is None:
-        eos = _first_int(config.get("eos_token_id"))
+        eos = _int_list(config.get("eos_token_id"))
     positions = _first_int(config.get("max_position_embeddings"))
     if vocab is None or eos is None or positions is None:
         raise EngineError(f"{path}/config.json lacks vocab_size, eos_token_id or positions")
+    if not all(0 <= e < vocab for e in eos):
+        raise EngineError(f"{path}: eos_token_id {list(eos)} outside the vocabulary [0, {vocab})")
     limit = positions - 1
     if max_model_len is not None:
         if not 2 <= max_model_len <= limit:
             raise EngineError(f"max_model_len {max_model_len} outside [2, {limit}] for {path}")
         limit = max_model_len
     dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-    return ModelFacts(vocab_size=vocab, eos_token_id=eos, max_model_len=limit, dtype=str(dtype))
+    return ModelFacts(vocab_size=vocab, eos_token_ids=eos, max_model_len=limit, dtype=str(dtype))
 
 
 def _check_ids(info: EngineInfo, ids: TokenIds, what: str) -> None:

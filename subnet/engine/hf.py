@@ -151,10 +151,10 @@ class HFEngine:
         except (OSError, ValueError) as e:
             raise EngineError(f"cannot load {model_path} with transformers: {e}") from e
         self._model = model.to(self._device).eval()  # type: ignore[arg-type]
-        self._eos = facts.eos_token_id
+        self._eos = np.asarray(facts.eos_token_ids, dtype=np.int64)
         self._info = EngineInfo(
             vocab_size=facts.vocab_size,
-            eos_token_id=facts.eos_token_id,
+            eos_token_ids=facts.eos_token_ids,
             max_model_len=facts.max_model_len,
             max_top_logprobs=max_top_logprobs,
             provenance=Provenance(
@@ -194,7 +194,7 @@ class HFEngine:
             # A cancelled await leaves the running step to finish on the worker; no more follow.
             token, sampled, top_ids, top_lp = await self._run(self._step, decode)
             reason = "length" if step + 1 == params.max_tokens else ""
-            if not params.ignore_eos and int(token[0]) == self._eos:
+            if not params.ignore_eos and int(token[0]) in self._eos:
                 reason = "stop"
             yield Completion(
                 token_ids=token,
@@ -245,7 +245,7 @@ class HFEngine:
         for _ in range(params.max_tokens):
             steps.append(decode.step(model))
             if not params.ignore_eos:
-                done |= steps[-1][0] == self._eos
+                done |= np.isin(steps[-1][0], self._eos)
                 if done.all():
                     break
         all_tokens, all_lp, all_top_ids, all_top_lp = (
@@ -255,7 +255,7 @@ class HFEngine:
         for i in range(len(rows)):
             length, reason = all_tokens.shape[1], "length"
             if not params.ignore_eos:
-                stops = np.flatnonzero(all_tokens[i] == self._eos)
+                stops = np.flatnonzero(np.isin(all_tokens[i], self._eos))
                 if stops.size:
                     length, reason = int(stops[0]) + 1, "stop"
             results.append(
@@ -277,6 +277,7 @@ class HFEngine:
         # Left padding puts every completion at the end of its row: keep only those logits.
         keep = max(len(c) for _, c in pairs) + 1
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        eos = torch.as_tensor(self._eos, device=self._device)
         results = []
         for i, (_, completion) in enumerate(pairs):
             p = len(completion)
@@ -293,7 +294,7 @@ class HFEngine:
                     top_logprobs=values.cpu().numpy().astype(np.float32),
                     target_logprobs=target_lp[:, 0].cpu().numpy().astype(np.float32),
                     target_ranks=ranks.cpu().numpy().astype(np.int64),
-                    eos_logprobs=logprobs[:, self._eos].cpu().numpy().astype(np.float32),
+                    eos_logprobs=logprobs[:, eos].logsumexp(-1).cpu().numpy().astype(np.float32),
                     provenance=self._info.provenance,
                 )
             )

@@ -58,7 +58,7 @@ class EngineInfo:
     """Static facts about the loaded model that callers validate requests against."""
 
     vocab_size: int
-    eos_token_id: int
+    eos_token_ids: tuple[int, ...]  # any of them ends a completion (generation_config order)
     max_model_len: int  # prompt + completion tokens
     max_top_logprobs: int  # largest k the engine will report
     provenance: Provenance
@@ -84,7 +84,8 @@ class Completion:
     sampled_logprobs: FloatArray  # [P] raw logprob of each sampled token
     top_ids: IntArray  # [P, k] (k may be 0)
     top_logprobs: FloatArray  # [P, k] sorted descending
-    finish_reason: str  # "stop" (EOS) | "length"; "" on a stream chunk that is not the last
+    # "stop" (an EOS id, kept as the last token) | "length"; "" on a stream chunk but the last
+    finish_reason: str
     provenance: Provenance
 
 
@@ -96,7 +97,9 @@ class Scored:
     top_logprobs: FloatArray  # [P, k] sorted descending
     target_logprobs: FloatArray  # [P] logprob of the given token
     target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
-    eos_logprobs: FloatArray  # [P] logprob of EOS at that position
+    # [P] log of the total probability of the EOS set at that position (logsumexp over
+    # ``EngineInfo.eos_token_ids``): the probability that the model stops there.
+    eos_logprobs: FloatArray
     provenance: Provenance
 
 

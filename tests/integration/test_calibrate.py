@@ -135,7 +135,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
             j,
             r,
             vocab_size=honest.info.vocab_size,
-            eos_token_id=honest.info.eos_token_id,
+            eos_token_ids=honest.info.eos_token_ids,
             max_tokens=8,
             cfg=cfg,
         )

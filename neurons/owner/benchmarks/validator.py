@@ -44,6 +44,7 @@ from subnet.config import load_config
 from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored, load_engine
 from subnet.engine.types import TokenIds
 from subnet.metrics import MinerMetrics
+from subnet.tokenizer import ModelTokenizer
 
 
 @dataclass
@@ -165,7 +166,7 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
                 vali,
                 vali.hotkey.ss58_address,
                 teacher,
-                tok,
+                ModelTokenizer(world.teacher),
                 store,
                 ValidatorMetrics(),
                 ModelCache([], 1, _no_loader),

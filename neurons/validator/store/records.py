@@ -22,6 +22,17 @@ class StepRow:
 
 
 @dataclass(frozen=True)
+class PromptRow:
+    """One prompt a step asked: where it came from and what it was (content digest)."""
+
+    index: int  # position in the step's prompts
+    task_id: str
+    source: str  # "synthetic" or the prompt file as configured
+    dataset_digest: str
+    prompt_digest: str
+
+
+@dataclass(frozen=True)
 class AnswerRow:
     """One answer's record; ``provenance`` is JSON-able (engine, versions, model)."""
 

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS commitments (
     hotkey TEXT NOT NULL, digest TEXT NOT NULL, block INTEGER NOT NULL,
     PRIMARY KEY (hotkey, digest)
 );
+CREATE TABLE IF NOT EXISTS step_prompts (
+    step INTEGER NOT NULL, idx INTEGER NOT NULL, task_id TEXT NOT NULL, source TEXT NOT NULL,
+    dataset_digest TEXT NOT NULL, prompt_digest TEXT NOT NULL,
+    PRIMARY KEY (step, idx)
+);
+CREATE INDEX IF NOT EXISTS step_prompts_digest ON step_prompts (prompt_digest, step);
 CREATE TABLE IF NOT EXISTS weight_sets (
     id INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, step INTEGER NOT NULL,
     weights_json TEXT NOT NULL, success INTEGER NOT NULL, attempts INTEGER NOT NULL,

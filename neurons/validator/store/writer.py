@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurons.validator.store.records import AnswerRow, EmaRow, EvidenceRow, StepRow
+from neurons.validator.store.records import AnswerRow, EmaRow, EvidenceRow, PromptRow, StepRow
 from neurons.validator.store.schema import (
     BASELINE_ROW_UID,
     ROLE_FROM_UID,
@@ -107,9 +107,10 @@ class Store:
         answers: Iterable[AnswerRow],
         evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
+        prompts: Iterable[PromptRow] = (),
     ) -> None:
         """Write a whole step atomically; ``StateError`` if its step or block is stored."""
-        answers, evidence, ema = list(answers), list(evidence), list(ema)
+        answers, evidence, ema, prompts = list(answers), list(evidence), list(ema), list(prompts)
 
         def write(db: sqlite3.Connection) -> None:
             dup = db.execute(
@@ -187,6 +188,14 @@ class Store:
                     for e in evidence
                 ],
             )
+            db.executemany(
+                "INSERT INTO step_prompts (step, idx, task_id, source, dataset_digest, "
+                "prompt_digest) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (row.step, p.index, p.task_id, p.source, p.dataset_digest, p.prompt_digest)
+                    for p in prompts
+                ],
+            )
             db.execute("DELETE FROM ema")
             db.executemany(
                 "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
@@ -197,6 +206,26 @@ class Store:
 
     def ema(self) -> list[EmaRow]:
         return ema_rows(self._read)
+
+    def recent_prompt_digests(self, window: int) -> frozenset[str]:
+        """Content digests of the prompts asked in the last ``window`` committed steps."""
+        if window <= 0:
+            return frozenset()
+        rows = self._read(
+            "SELECT DISTINCT prompt_digest FROM step_prompts WHERE step > "
+            "(SELECT COALESCE(MAX(step), 0) FROM steps) - ?",
+            (window,),
+        )
+        return frozenset(str(r[0]) for r in rows)
+
+    def step_prompts(self, step: int) -> list[PromptRow]:
+        """The prompts step ``step`` asked, in order."""
+        rows = self._read(
+            "SELECT idx, task_id, source, dataset_digest, prompt_digest FROM step_prompts "
+            "WHERE step = ? ORDER BY idx",
+            (step,),
+        )
+        return [PromptRow(int(i), str(t), str(s), str(d), str(p)) for i, t, s, d, p in rows]
 
     def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
         """uid -> [(task_id, score, cause)] of one step's miners (tests and reports)."""
