@@ -153,7 +153,7 @@ async def test_a_step_asks_a_chat_dataset_rendered_with_the_teachers_template(tm
     async with (
         running_miners(sub, tmp_path, names=("teacher", "student")),
         open_chain(sub.network) as chain,
-        aiohttp.ClientSession() as session,
+        miner_session() as session,
     ):
         teacher = load_engine("hf", chat_teacher)
         store = Store(tmp_path / "vs" / "validator.sqlite")
