@@ -87,7 +87,6 @@ class Localnet:
         self.vsnaps: list[tuple[ValidatorRow, ...]] = []  # the validators' rows per epoch
         self.vplans: list[vals.ValidatorPlan] = []
         self.vwatch: ValidatorWatcher | None = None
-        self.manifest: dict[str, Any] = {}
         self.deaths: list[ProcExit] = []
         self.stop = StopRequest()
         self.state = RunState(self.folder / STATE_FILE)
@@ -136,7 +135,6 @@ class Localnet:
         with self.phase("tiny world"):
             models = await self._models()
         plans = self._plans(manifest)
-        self.manifest = manifest
         self.vplans = vals.validator_plans(self.o, self.folder, manifest)
         vals.seed_stakes(self._devnet_file(manifest), int(manifest["netuid"]), self.vplans)
         self.print(f"   validators: {vals.describe(self.vplans)}")
@@ -349,10 +347,15 @@ class Localnet:
     async def _epochs(
         self, sup: Supervisor, manifest: dict[str, Any], plans: list[MinerPlan]
     ) -> None:
+        from subnet.chain.network import devnet_file
+
         members = tuple(Member(p.uid, p.hotkey, p.role) for p in plans)
         names = {p.uid: f"{p.name}-{p.role}" for p in plans}
         watcher = Watcher(
-            self._devnet_file(manifest), int(manifest["netuid"]), self.validator_db, members
+            devnet_file(Path(manifest["network"].removeprefix("devnet:"))),
+            int(manifest["netuid"]),
+            self.validator_db,
+            members,
         )
         watcher.begin()
         if self.vwatch is not None:
