@@ -136,6 +136,11 @@ class WeightSetter:
                 else:
                     error = ""
                     self.metrics.weight_sets.labels("ok").inc()
+                    if res.path == "commit_reveal":
+                        log.info(
+                            "weights committed timelocked (revealed at drand round %s)",
+                            res.reveal_round,
+                        )
                     break
             if attempt < self.retries:
                 await self.sleep(self.backoff.delay(attempt))

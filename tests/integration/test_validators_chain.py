@@ -4,9 +4,14 @@ commits that the devnet records but cannot reveal."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from neurons.localnet.consensus import commit_reveal_note, read_chain_validators
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.store import Store
+from neurons.validator.weights import WeightSetter
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
 from subnet.wallets import coldkey_address, create_wallet, hotkey_address
@@ -66,7 +71,7 @@ async def test_weight_rows_and_vtrust_are_what_the_epoch_computed(subnet):
     assert view.dividends[uids["v1"]] > view.dividends[uids["v2"]] > 0
 
 
-async def test_commit_reveal_is_recorded_and_the_localnet_says_it_cannot_reveal(subnet):
+async def test_commit_reveal_is_recorded_and_the_localnet_says_it_cannot_reveal(subnet, caplog):
     net, wallets, uids, path = subnet
     off = commit_reveal_note(path, 1)
     assert off["enabled"] is False and "plaintext" in off["note"]
@@ -75,7 +80,17 @@ async def test_commit_reveal_is_recorded_and_the_localnet_says_it_cannot_reveal(
         result = await chain.set_weights(1, wallets["v1"], {uids["m1"]: 1.0})
         assert result.path == "commit_reveal"
         assert await chain.weight_rows(1) == {}  # committed, not in force
-    assert net.timelocked_commits(1) == 1
+        net.advance(2)  # past the rate limit: the validator's own setter commits too
+        store = Store(path.parent / "validator.sqlite")
+        setter = WeightSetter(
+            chain, 1, wallets["v2"], store, ValidatorMetrics(), interval=1, retries=1, backoff=0
+        )
+        with caplog.at_level(logging.INFO, logger="subnet.validator.weights"):
+            outcome = await setter.set(await chain.block(), 1, {uids["m2"]: 1.0})
+        store.close()
+        assert outcome.success and outcome.matches is None  # nothing to read back yet
+        assert any("committed timelocked" in r.getMessage() for r in caplog.records)
+    assert net.timelocked_commits(1) == 2
     on = commit_reveal_note(path, 1)
-    assert on["enabled"] is True and on["commits_held"] == 1
+    assert on["enabled"] is True and on["commits_held"] == 2
     assert "cannot reveal" in on["note"] and "drand" in on["note"]
