@@ -12,7 +12,9 @@ querying and scoring miners it sets, each weight interval, weights copied from t
 * ``uid:N``: the weights of the validator at uid N.
 
 On a plaintext subnet anyone can read those, so this is the classic weight copier: it earns
-dividends without evaluating anyone. Yuma's defences are what the localnet measures with it:
+dividends without evaluating anyone. It wakes on the validators' grid of blocks and copies at
+the start of each weight window, when the rows in force are still the previous window's: a lag
+of one window, the simulator's lag-1 copier. Yuma's defences are what the localnet measures with it:
 clipping to consensus, bonds that lag (with ``bonds_penalty``), and commit-reveal, which hides
 the weights for ``commit_reveal_period`` epochs.
 
