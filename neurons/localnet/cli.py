@@ -42,6 +42,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"engine of the validator's teacher and spot checks (default {d.validator_engine})",
     )
     parser.add_argument(
+        "--validators",
+        default="1",
+        metavar="SPEC",
+        help="a number of honest validators, or roles each optionally role:engine (roles: "
+        "validator, validator-copier; the first honest), e.g. validator,validator,"
+        "validator-copier (default 1)",
+    )
+    parser.add_argument(
+        "--validator-stakes",
+        default=None,
+        metavar="A,B,...",
+        help="alpha staked on each validator, in order (default: 1000, 750, 500, 250, 250, ...)",
+    )
+    parser.add_argument(
+        "--copy-from",
+        default=d.copy_from,
+        metavar="SOURCE",
+        help="what a validator-copier copies: validators (their stake-weighted mean), consensus, "
+        f"or uid:N (default {d.copy_from})",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=d.folder,
@@ -100,7 +121,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
+    from neurons.demo_fixtures.copier import check_source
     from neurons.localnet.plan import Options, parse_miners
+    from neurons.localnet.validators import parse_stakes, parse_validators
 
     if args.epochs < 1 or args.tempo < 2 or args.block_time <= 0:
         raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")
@@ -108,9 +131,13 @@ def options_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
     if args.warmup_steps < 1:
         raise ConfigError("need --warmup-steps >= 1")
+    validators = parse_validators(args.validators, args.validator_engine)
     return Options(
         folder=args.dir,
         miners=parse_miners(args.miners, args.engine),
+        validators=validators,
+        validator_stakes=parse_stakes(args.validator_stakes, len(validators)),
+        copy_from=check_source(args.copy_from),
         epochs=args.epochs,
         engine=args.engine,
         validator_engine=args.validator_engine,
@@ -176,7 +203,9 @@ def status(folder: Path, console: Any) -> int:
     )
     if state.get("network"):
         console.print(f"  network {state['network']}  netuid {state.get('netuid')}")
-    procs = [("validator", state.get("validator") or {})]
+    procs = [
+        (f"{v['process']} uid {v['uid']} ({v['role']})", v) for v in state.get("validators", [])
+    ] or [("validator", state.get("validator") or {})]
     procs += [
         (f"{m['name']}-{m['role']} uid {m['uid']} :{m['port']}", m) for m in state.get("miners", [])
     ]

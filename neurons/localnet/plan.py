@@ -57,6 +57,11 @@ class Options:
     # epochs are watched from the first weight set after this many steps (5 = 1 / ema_alpha
     # at the default alpha: the EMA then weighs ~4 steps of answers, most of its ~9 at rest).
     warmup_steps: int = 5
+    # (role, engine) per validator, in wallet order (neurons.localnet.validators): the first is
+    # honest, and its scores fill the miners' table.
+    validators: tuple[tuple[str, str], ...] = (("validator", "hf"),)
+    validator_stakes: tuple[float, ...] = ()  # alpha per validator; () = the default spread
+    copy_from: str = "validators"  # what a validator-copier copies (demo_fixtures.copier)
     ready_timeout: float = 900.0
     fresh: bool = False
     config_path: str | None = None
@@ -212,16 +217,23 @@ def validator_spec(
     manifest: dict[str, Any],
     models: dict[str, Path],
     families: Sequence[str] = (),
+    *,
+    wallet: str | None = None,
+    state_dir: Path | None = None,
+    name: str = "validator",
+    engine: str | None = None,
 ) -> ProcSpec:
     """The validator's command line; ``families`` (the tiny world's) narrows its prompts to the
-    task families the teacher was trained on, so scores measure distillation, not guessing."""
-    argv = [*_base_argv(opts, "validator", manifest, manifest["validators"][0]), "-v"]
+    task families the teacher was trained on, so scores measure distillation, not guessing.
+    Defaults: the first validator wallet, state in ``folder/validator``, process ``validator``."""
+    wallet = wallet or manifest["validators"][0]
+    argv = [*_base_argv(opts, "validator", manifest, wallet), "-v"]
     if families:
         argv += ["--set", f"validator.task_families={','.join(families)}"]
     for s in (
         f"validator.teacher={models['teacher']}",
-        f"validator.engine={opts.validator_engine}",
-        f"validator.state_dir={folder / 'validator'}",
+        f"validator.engine={engine or opts.validator_engine}",
+        f"validator.state_dir={state_dir or folder / 'validator'}",
         f"validator.model_roots={models['teacher'].parent},{folder / 'models'}",
         "validator.model_cache=4",
         f"validator.tasks_per_step={opts.tasks_per_step}",
@@ -230,6 +242,4 @@ def validator_spec(
         "verify.spot_check_fraction=1.0",
     ):  # every answer checked: cheats show at once
         argv += ["--set", s]
-    return ProcSpec(
-        "validator", tuple(argv), folder / "logs" / "validator.log", CHILD_ENV, critical=True
-    )
+    return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV, critical=True)

@@ -1,6 +1,6 @@
 """`subnet validator`: run the validator node, or `subnet validator calibrate` its tolerance.
 
-subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] ...
+subnet validator --teacher PATH [--netuid N] [--network NET] [--engine hf|vllm] [--register] ...
 subnet validator calibrate --model PATH [--engines hf,vllm] [--miner-engine hf,vllm]
                            [--batch-sizes 1,4,16]
                            [--seeds 0,1,2] [--fpr 0.001] [--report docs/calibration.md]
@@ -49,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this many steps (default: run until signalled)",
     )
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="register the hotkey if it is not (pays the burn); without it an unregistered "
+        "hotkey stops the validator at start",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = parser.add_subparsers(dest="validator_command", metavar="SUBCOMMAND")
     cal = sub.add_parser(
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.config.validator.teacher:
         raise ConfigError("validator.teacher is required: pass --teacher PATH")
-    return asyncio.run(serve(args.config, args.max_steps))
+    return asyncio.run(serve(args.config, args.max_steps, register=args.register))
 
 
 def _engines(text: str) -> list[str]:

@@ -6,7 +6,16 @@ the next step block with ``chain.wait_for_block`` (never a sleep) and runs one s
 weights when due; SIGTERM/SIGINT set a stop flag, the step in flight gets ``shutdown_grace``
 seconds to finish and is then cancelled (it commits nothing, so nothing is half-written).
 
-Restart resumes: the next step number and the first block to run come from the store.
+Start-up (``neurons.validator.startup``): an exclusive lock on the state directory (a second
+process on it stops with the holder's pid), then the hotkey's standing on chain (unregistered:
+stop with the command that registers; uid, stake and permit in one line; no permit: keep scoring,
+say weights wait for one), then the state, the teacher and the rest.
+
+Steps run at multiples of ``step_blocks`` (:func:`step_block`), whichever block a validator
+started at, so every honest validator of a subnet queries the same blocks with the same seeds
+and their scores differ only by what the network does to each query. A step that overran
+skips to the latest multiple reached, never off the grid. Restart resumes: the next step number
+and the first block to run come from the store.
 
 The chain may drop away: a read the loop needs (the head, the next block, its seed) is
 retried with bounded exponential backoff and a WARNING each time; a step whose own chain
@@ -37,6 +46,7 @@ from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.prompts import SYNTHETIC, PromptSelector, parse_sources
 from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
+from neurons.validator.startup import PermitWatch, check_standing
 from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightSetter, compute_weights
@@ -45,6 +55,7 @@ from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, load_engine
 from subnet.errors import ChainError, ConfigError, StateError
+from subnet.state_lock import StateLock
 from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address, load_wallet
 
@@ -52,6 +63,17 @@ log = logging.getLogger("subnet.validator")
 T = TypeVar("T")
 # A chain read before a step is retried 1, 2, 4 ... 60 s apart: about 4 minutes, then exit.
 CHAIN_BACKOFF = Backoff(base=1.0, cap=60.0, tries=10)
+
+
+def first_step_block(head: int, every: int) -> int:
+    """The first step block at or after ``head``: the next multiple of ``every``."""
+    return -(-head // every) * every
+
+
+def step_block(target: int, head: int, every: int) -> int:
+    """The block a step waiting for ``target`` runs at once the head is ``head``: ``target``,
+    or the latest multiple of ``every`` the head has reached when the wait overran a step."""
+    return max(target, head // every * every)
 
 
 async def block_seed(chain: Chain, block: int) -> str:
@@ -116,9 +138,10 @@ class Validator:
         wallet: Any | None = None,
         *,
         backoff: Backoff = CHAIN_BACKOFF,
+        register: bool = False,
     ) -> None:
         check_config(cfg)
-        self.cfg, self.chain, self.backoff = cfg, chain, backoff
+        self.cfg, self.chain, self.backoff, self.register = cfg, chain, backoff, register
         self.netuid = cfg.chain.netuid
         self.wallet = wallet or load_wallet(
             cfg.wallet.name,
@@ -130,11 +153,24 @@ class Validator:
         self.stop = asyncio.Event()
         self.metrics = ValidatorMetrics()
         self.results: list[StepResult] = []
+        self.permit = PermitWatch(self.hotkey)
 
     async def run(self, max_steps: int | None = None) -> int:
         vc = self.cfg.validator
         async with contextlib.AsyncExitStack() as stack:
-            store = Store(Path(vc.state_dir).expanduser() / "validator.sqlite")
+            state_dir = Path(vc.state_dir).expanduser()
+            stack.enter_context(StateLock(state_dir, what="validator"))
+            standing = await check_standing(
+                self.chain,
+                self.netuid,
+                self.wallet,
+                self.hotkey,
+                wallet_name=self.cfg.wallet.name,
+                wallet_hotkey=self.cfg.wallet.hotkey,
+                register=self.register,
+            )
+            self.permit = PermitWatch(self.hotkey, standing.permit)
+            store = Store(state_dir / "validator.sqlite")
             stack.callback(store.close)
             store.set_meta("config", config_json(self.cfg))
             tokenizer = ModelTokenizer(vc.teacher)
@@ -194,9 +230,10 @@ class Validator:
         vc = self.cfg.validator
         last = ctx.store.last_step()
         if last:
-            step, next_block = last[0] + 1, last[1] + vc.step_blocks
+            step, next_block = last[0] + 1, first_step_block(last[1] + 1, vc.step_blocks)
         else:
-            step, next_block = 1, await self._read("read the chain head", self.chain.block)
+            head = await self._read("read the chain head", self.chain.block)
+            step, next_block = 1, first_step_block(head, vc.step_blocks)
         ran = 0
         while not self.stop.is_set() and (max_steps is None or ran < max_steps):
             start = await self._read(
@@ -245,6 +282,8 @@ class Validator:
         if not await setter.due(block):
             return
         mg = await self.chain.metagraph(self.netuid, max_age_blocks=0)
+        if not self.permit.allowed(mg):
+            return
         weights, winner = compute_weights(
             result.ema,
             mg,
@@ -270,8 +309,11 @@ class Validator:
 
     async def _start(self, target: int) -> tuple[int, str] | None:
         """The block a step runs at and its seed; None when asked to stop first."""
-        block = await self._wait_block(target)
-        return None if block is None else (block, await block_seed(self.chain, block))
+        head = await self._wait_block(target)
+        if head is None:
+            return None
+        block = step_block(target, head, self.cfg.validator.step_blocks)
+        return block, await block_seed(self.chain, block)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds`` unless asked to stop first."""
@@ -318,10 +360,10 @@ def install_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def serve(cfg: SubnetConfig, max_steps: int | None = None) -> int:
+async def serve(cfg: SubnetConfig, max_steps: int | None = None, register: bool = False) -> int:
     from subnet.chain.network import open_chain
 
     async with open_chain(cfg.chain.network) as chain:
-        node = Validator(cfg, chain)
+        node = Validator(cfg, chain, register=register)
         install_signals(node.stop)
         return await node.run(max_steps)

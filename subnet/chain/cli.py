@@ -197,6 +197,7 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
                 "permit": n.validator_permit,
                 "incentive": n.incentive,
                 "dividends": n.dividends,
+                "vtrust": n.validator_trust,
                 "emission": n.emission,
                 "axon": f"{n.axon.ip}:{n.axon.port}" if n.axon else None,
                 "last_update": n.last_update,
@@ -216,6 +217,7 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
         "vpermit",
         "incentive",
         "dividends",
+        "vtrust",
         "emission",
         "axon",
         "updated",
@@ -231,11 +233,12 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
             "yes" if n.validator_permit else "",
             f"{n.incentive:.3f}",
             f"{n.dividends:.3f}",
+            f"{n.validator_trust:.3f}" if n.validator_permit else "",
             f"{n.emission:.3f}",
             f"{n.axon.ip}:{n.axon.port}" if n.axon else "-",
             str(n.last_update),
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(table)
     return 0
 
 
