@@ -137,7 +137,9 @@ class GatewayConfig:
     first_token_timeout: float = param(
         10.0, "seconds a miner has to send its first token before failover", lo=0.01
     )
-    idle_timeout: float = param(10.0, "seconds between two chunks of a miner before failover", lo=0.01)
+    idle_timeout: float = param(
+        10.0, "seconds between two chunks of a miner before failover", lo=0.01
+    )
     request_timeout: float = param(120.0, "seconds a request may take end to end", lo=0.1)
     failure_cooldown: float = param(
         30.0, "seconds a miner that failed is tried only after the others", lo=0.0

@@ -23,6 +23,7 @@ touching it.
 from neurons.validator.store.reader import StoreReader
 from neurons.validator.store.records import (
     AnswerRow,
+    EmaPoint,
     EmaRow,
     EvidenceRow,
     StepRow,
@@ -36,6 +37,7 @@ __all__ = [
     "SCHEMA",
     "STEP_DONE",
     "AnswerRow",
+    "EmaPoint",
     "EmaRow",
     "EvidenceRow",
     "StepRow",
