@@ -100,7 +100,7 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"created key {key.id} ({key.name}): {secret}")
                 print("store it now: only its hash is kept")
         elif args.keys_command == "list":
-            keys = store.keys()
+            keys = store.list_keys()
             if args.json:
                 print(json.dumps([k.to_json() for k in keys], indent=2))
             for k in [] if args.json else keys:

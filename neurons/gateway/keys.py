@@ -158,16 +158,19 @@ class KeyStore:
         rows = self._run(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
         return _key(rows[0]) if rows else None
 
-    def keys(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         return [_key(r) for r in self._run(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY id")]
 
     def revoke(self, ident: str) -> ApiKey:
         """Revoke by id or by the shown prefix; a clear error when it names no key or several."""
         text = ident.strip()
-        if text.isdigit():
-            matches = [k for k in self.keys() if k.id == int(text)]
+        found = self.lookup(text) if len(text) > SHOWN_CHARS else None
+        if found is not None:  # the whole key
+            matches = [found]
+        elif text.isdigit():
+            matches = [k for k in self.list_keys() if k.id == int(text)]
         else:
-            matches = [k for k in self.keys() if text and k.prefix.startswith(text[:SHOWN_CHARS])]
+            matches = [k for k in self.list_keys() if text and k.prefix.startswith(text)]
         if not matches:
             raise ConfigError(f"no key {ident!r} (see: subnet gateway keys list)")
         if len(matches) > 1:

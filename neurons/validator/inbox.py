@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,12 @@ class OrganicInbox:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()  # the gateway adds on its loop and prunes in a thread
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, timeout=10.0, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
             self._db.execute(
@@ -102,22 +106,23 @@ class OrganicInbox:
 
     def add(self, r: OrganicRecord) -> int:
         try:
-            cur = self._db.execute(
-                f"INSERT INTO organic ({_COLUMNS.removeprefix('id, ')}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time(),
-                    r.request_id,
-                    r.uid,
-                    r.hotkey,
-                    r.path,
-                    r.request_body,
-                    r.request_nonce,
-                    r.response,
-                    r.ttft_s,
-                    r.total_s,
-                ),
-            )
+            with self._lock:
+                cur = self._db.execute(
+                    f"INSERT INTO organic ({_COLUMNS.removeprefix('id, ')}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        time.time(),
+                        r.request_id,
+                        r.uid,
+                        r.hotkey,
+                        r.path,
+                        r.request_body,
+                        r.request_nonce,
+                        r.response,
+                        r.ttft_s,
+                        r.total_s,
+                    ),
+                )
         except sqlite3.Error as e:
             raise StateError(f"organic inbox write failed: {e}") from e
         return int(cur.lastrowid or 0)
@@ -126,21 +131,24 @@ class OrganicInbox:
         """Drop what the validator has read (ids <= ``read_through``) and, when the validator
         does not keep up (or runs without reading), the oldest rows beyond ``max_rows``."""
         try:
-            gone = self._db.execute("DELETE FROM organic WHERE id <= ?", (read_through,)).rowcount
-            gone += self._db.execute(
-                "DELETE FROM organic WHERE id NOT IN "
-                "(SELECT id FROM organic ORDER BY id DESC LIMIT ?)",
-                (max_rows,),
-            ).rowcount
+            with self._lock:
+                gone = self._db.execute("DELETE FROM organic WHERE id <= ?", (read_through,))
+                kept = self._db.execute(
+                    "DELETE FROM organic WHERE id NOT IN "
+                    "(SELECT id FROM organic ORDER BY id DESC LIMIT ?)",
+                    (max_rows,),
+                )
         except sqlite3.Error as e:
             raise StateError(f"organic inbox prune failed: {e}") from e
-        return int(gone)
+        return int(gone.rowcount + kept.rowcount)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM organic").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM organic").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 def read_inbox(path: str | Path, cursor: str | None, limit: int) -> InboxBatch | None:
