@@ -18,7 +18,7 @@ PAGE = """<!doctype html>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1a1a1a; }
   h1 { font-size: 20px; margin: 0 0 4px; }
   h2 { font-size: 16px; margin: 24px 0 8px; }
-  #meta { color: #555; }
+  #meta, .note { color: #555; }
   table { border-collapse: collapse; }
   th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
   th { background: #f0f0f0; }
@@ -35,6 +35,8 @@ PAGE = """<!doctype html>
 <h1>Validator scores</h1>
 <p id="meta">loading ...</p>
 <h2>Miners</h2>
+<p class="note">Score components, causes, spot checks and organic verdicts are those of the last
+step; EMA, weight and suspension are current. Every step's numbers are in the CSV files below.</p>
 <table id="miners">
   <thead><tr>
     <th>uid</th><th>hotkey</th><th>EMA</th><th>weight</th><th>answers</th><th>score</th>

@@ -129,9 +129,11 @@ async def test_a_fabricating_miner_is_caught_on_organic_traffic(tmp_path, tiny):
             [row] = [m for m in doc["miners"] if m["uid"] == fab]
             assert row["suspended"] > 0 and row["organic"]["answers"] == len(PROMPTS)
             assert row["organic"]["failed"] >= 1
-            db_evidence = sqlite3.connect(store.path).execute(
-                "SELECT task_id, cause, signature FROM evidence WHERE uid = ?", (fab,)
-            ).fetchall()
+            db_evidence = (
+                sqlite3.connect(store.path)
+                .execute("SELECT task_id, cause, signature FROM evidence WHERE uid = ?", (fab,))
+                .fetchall()
+            )
             assert any(t.startswith("organic:") and c in LIES and s for t, c, s in db_evidence)
             # A second step finds nothing new to judge.
             sub.net.advance(2)
