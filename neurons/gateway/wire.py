@@ -171,7 +171,7 @@ def _prompt(value: Any) -> str | tuple[int, ...]:
         return value
     if isinstance(value, list) and value and not any(_not_int(t) for t in value):
         return tuple(int(t) for t in value)
-    if isinstance(value, list) and any(isinstance(p, list | str) for p in value):
+    if isinstance(value, list) and value and all(isinstance(p, list | str) for p in value):
         raise invalid("only one prompt per request", "prompt", "unsupported")
     raise invalid("prompt must be a string or a list of token ids", "prompt")
 
