@@ -61,6 +61,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _pids(state: dict[str, Any]) -> list[int]:
     pids = [int(state["validator"]["pid"])] if state.get("validator") else []
+    pids += [int(state["gateway"]["pid"])] if (state.get("gateway") or {}).get("pid") else []
     return pids + [int(m["pid"]) for m in state.get("miners", [])]
 
 
@@ -176,7 +177,6 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
             timeout=60,
         )
         assert status.returncode == 0 and "running" in status.stdout, status.stdout
-        _chat_through_the_gateway(tmp_path)
         victim = next(m for m in state["miners"] if m["role"] == "undistilled")
         os.kill(int(victim["pid"]), signal.SIGKILL)
         out, _ = proc.communicate(timeout=900)
@@ -269,6 +269,7 @@ def test_ctrl_c_or_a_dead_validator_stops_every_process(tmp_path, how):
     proc, state = _start_and_wait_for_epochs(tmp_path)
     try:
         if how == "sigint":
+            _chat_through_the_gateway(tmp_path)  # while it runs, as a user would
             os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
         else:
             os.kill(int(state["validator"]["pid"]), signal.SIGKILL)
