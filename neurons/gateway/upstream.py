@@ -135,6 +135,8 @@ async def stream(
                 pending += data
                 while (end := pending.find(b"\n\n")) != -1:
                     event, pending = pending[:end], pending[end + 2 :]
+                    if event == b"data: [DONE]" and not signed_seen:
+                        raise MinerFailure("bad_signature", "no signature before data: [DONE]")
                     if signed_seen:
                         if event != b"data: [DONE]":
                             raise MinerFailure("format_schema", "data after the signature")

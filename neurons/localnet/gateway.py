@@ -116,7 +116,15 @@ async def organic_demo(url: str, key: str, max_tokens: int) -> list[dict[str, An
 async def _ask(
     s: aiohttp.ClientSession, url: str, kind: str, stream: bool, prompt: str, max_tokens: int
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": MODEL, "max_tokens": max_tokens, "stream": stream}
+    # Greedy: the demo shows each miner's best answer (any temperature is verified the same).
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     if kind == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
         path = "/v1/chat/completions"
@@ -138,7 +146,7 @@ async def _ask(
                 "miners": doc["subnet"]["miners"],
                 "completion_tokens": doc["usage"]["completion_tokens"],
             }
-        rid, parts, miners = "", [], []
+        rid, parts, miners, tokens = "", [], [], None
         async for line in r.content:
             if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
                 continue
@@ -146,12 +154,20 @@ async def _ask(
             if "error" in chunk:
                 return {"status": 200, "id": rid, "error": chunk["error"].get("message")}
             rid = chunk["id"]
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
             for c in chunk["choices"]:
                 parts.append((c.get("delta") or {}).get("content") or c.get("text") or "")
             miner = (chunk.get("subnet") or {}).get("miner")
             if miner is not None and miner not in miners:
                 miners.append(miner)
-        return {"status": 200, "id": rid, "text": "".join(parts), "miners": miners}
+        return {
+            "status": 200,
+            "id": rid,
+            "text": "".join(parts),
+            "miners": miners,
+            "completion_tokens": tokens,
+        }
 
 
 def verdicts(validator_db: Path, outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:

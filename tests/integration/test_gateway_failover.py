@@ -9,6 +9,7 @@ answer: the second miner continues from the prompt plus exactly the tokens the u
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
@@ -65,6 +67,91 @@ async def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
         assert proc.poll() is None, f"the miner on port {port} exited with {proc.returncode}"
         assert time.monotonic() < deadline, f"the miner on port {port} never served"
         await asyncio.sleep(0.5)
+
+
+async def _gateway_process_drains_on_sigterm(sub, tmp_path: Path, expected: str) -> None:
+    """``subnet gateway`` as a process: a stream in flight when SIGTERM arrives is finished
+    (then exit 0); a second gateway on the same port stops with one line."""
+    port = free_port("127.0.0.1")
+    argv = [
+        sys.executable,
+        "-m",
+        "subnet.cli",
+        "gateway",
+        "--teacher",
+        str(sub.zoo["teacher"]),
+        "--network",
+        sub.network,
+        "--netuid",
+        str(NETUID),
+        "--wallet.name",
+        "vali",
+        "--wallet.hotkey",
+        "default",
+        "--wallet.path",
+        str(tmp_path / "wallets"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(tmp_path / "gw2"),
+        "--validator-state-dir",
+        str(tmp_path / "vs"),
+        "--set",
+        "gateway.refresh_interval=1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    add = subprocess.run(
+        [*argv[:4], "keys", "add", "--name", "p", "--json", "--state-dir", str(tmp_path / "gw2")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert add.returncode == 0, add.stderr
+    key = json.loads(add.stdout)["key"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while True:
+                assert proc.poll() is None and time.monotonic() < deadline, "gateway not ready"
+                try:
+                    async with http.get(url + "/health") as r:
+                        if r.status == 200 and (await r.json())["eligible_miners"]:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+        clash = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert clash.returncode == 2
+        assert (
+            clash.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"subnet gateway: error: cannot listen on 127.0.0.1:{port}")
+        ), clash.stderr
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=32,
+            temperature=0,
+            stream=True,
+        )
+        text = []
+        async for chunk in stream:
+            if chunk.choices:
+                text.append(chunk.choices[0].delta.content or "")
+            if len(text) == 2:
+                proc.send_signal(signal.SIGTERM)
+        assert "".join(text) == expected
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 async def test_a_miner_killed_mid_stream_is_continued_by_the_next(tmp_path, tiny):
@@ -140,6 +227,8 @@ async def test_a_miner_killed_mid_stream_is_continued_by_the_next(tmp_path, tiny
                 model=MODEL, messages=[{"role": "user", "content": PROMPT}], max_tokens=32
             )
             assert subnet_ext(again)["miners"] == [second]
+        # The same, from a real `subnet gateway` process: it drains on SIGTERM.
+        await _gateway_process_drains_on_sigterm(sub, tmp_path, expected)
     finally:
         for proc in procs.values():
             if proc.poll() is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -112,6 +113,15 @@ async def test_openai_chat_and_completions_plain_and_streamed(tmp_path, tiny):
         usage = {u.uid: u for u in gw.keys.usage()}
         assert usage[sub.uids["teacher"]].ok == 4
         assert usage[sub.uids["teacher"]].completion_tokens > 0
+        async with aiohttp.ClientSession() as http, http.get(gw.url + "/metrics") as r:
+            metrics = await r.text()
+        uid = sub.uids["teacher"]
+        assert f'gateway_miner_attempts_total{{outcome="ok",uid="{uid}"}} 4.0' in metrics
+        assert "gateway_organic_recorded_total 4.0" in metrics
+        assert (
+            'gateway_requests_total{code="ok",route="/v1/chat/completions",status="200"} 2.0'
+            in (metrics)
+        )
 
 
 async def test_bad_requests_are_400_naming_the_field(tmp_path, tiny):
@@ -146,6 +156,15 @@ async def test_bad_requests_are_400_naming_the_field(tmp_path, tiny):
                 model=MODEL, messages=user
             )
         assert au.value.code == "invalid_api_key"
+        key = gw.key()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+            huge = b'{"model": "x", "prompt": "' + b"a" * (2 << 20) + b'"}'
+            async with http.post(gw.url + "/v1/completions", data=huge) as r:
+                assert r.status == 413 and (await r.json())["error"]["code"] == "body_too_large"
+            async with http.post(gw.url + "/v1/chat/completions", data=b"{not json") as r:
+                assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_json"
+            async with http.get(gw.url + "/v1/nowhere") as r:
+                assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
         assert gw.inbox.count() == 0  # nothing reached a miner
 
 
