@@ -1,6 +1,7 @@
 """The score export's HTML page: one self-contained file (no external script, font or style).
 
-It fetches ``/scores`` and ``/scores/steps`` from the server that served it and renders the
+It fetches ``scores`` and ``scores/steps`` relative to where it was served (so it works behind a
+reverse proxy under any prefix) and renders the
 per-miner table and the EMA of every listed miner over the recent steps (inline SVG). Every value
 is written with ``textContent`` (hotkeys come from the chain). When it is done it writes what it
 drew into ``<pre id="render-status">`` (rows, lines, points, error) so a headless browser can
@@ -145,7 +146,7 @@ function chart(doc) {
 
 async function main() {
   try {
-    const doc = await (await fetch("/scores")).json();
+    const doc = await (await fetch("scores")).json();
     const s = doc.step;
     const w = doc.weights;
     document.getElementById("meta").textContent =
@@ -155,11 +156,11 @@ async function main() {
     const rows = table(doc);
     const drawn = chart(doc);
     const list = document.getElementById("csv");
-    const csv = await (await fetch("/scores/steps")).json();
+    const csv = await (await fetch("scores/steps")).json();
     for (const item of csv.steps.slice(-20)) {
       const li = document.createElement("li");
       const a = document.createElement("a");
-      a.href = item.csv;
+      a.href = "scores/steps/" + item.step + ".csv";
       a.textContent = "step " + item.step;
       li.appendChild(a);
       list.appendChild(li);
