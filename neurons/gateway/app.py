@@ -95,9 +95,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _complete(request: web.Request, kind: wire.Kind) -> web.StreamResponse:
     service = request.app[SERVICE]
-    service.access.authenticate(request.headers)  # 401 before reading a body
+    key = service.admit(request.headers)  # 401 / 429 before reading a body
     body = await _read_body(request, service.gc.max_body_bytes)
-    p = service.prepare(kind, request.headers, body)
+    p = service.prepare(kind, key, body)
     out = request[_OUTCOME] = Outcome()
     if p.req.stream:
         return await _stream(request, p, out)

@@ -39,7 +39,7 @@ import aiohttp
 from neurons.gateway import upstream, wire
 from neurons.gateway.access import Access, Grant
 from neurons.gateway.errors import GatewayError, invalid
-from neurons.gateway.keys import Attempt, KeyStore
+from neurons.gateway.keys import ApiKey, Attempt, KeyStore
 from neurons.gateway.metrics import GatewayMetrics
 from neurons.gateway.routing import Candidate, eligible, rank
 from neurons.gateway.text import TextCodec
@@ -177,10 +177,14 @@ class GatewayService:
             ],
         }
 
-    def prepare(self, kind: wire.Kind, headers: Mapping[str, str], body: bytes) -> Prepared:
-        """Admit one request or raise the GatewayError the user gets (401, 429, 400, 404)."""
+    def admit(self, headers: Mapping[str, str]) -> ApiKey:
+        """The caller's key, within its rate (401, 429)."""
         key = self.access.authenticate(headers)
         self.access.rate(key)
+        return key
+
+    def prepare(self, kind: wire.Kind, key: ApiKey, body: bytes) -> Prepared:
+        """Parse and render an admitted request, reserving its tokens (400, 404, 429)."""
         req = wire.parse(
             kind, body, max_tokens=self.gc.max_tokens, default_max_tokens=self.gc.default_max_tokens
         )
@@ -309,6 +313,8 @@ class GatewayService:
                 yield Delivery(decoder.push(final), len(final), target.uid, held[-1].finish_reason)
                 return
             out.completion_tokens = len(delivered)
+            if loop.time() >= deadline:
+                raise GatewayError(504, "timeout", f"no answer within {self.gc.request_timeout:g}s")
             raise GatewayError(
                 502,
                 "miners_failed",
@@ -381,10 +387,13 @@ class GatewayService:
         return True
 
     def _settle(self, p: Prepared, out: Outcome) -> None:
-        self.metrics.tokens.labels("prompt").inc(len(p.prompt_ids))
-        self.metrics.tokens.labels("completion").inc(out.completion_tokens)
+        """Charge the key for what it got: nothing when no token reached the user."""
+        used = len(p.prompt_ids) + out.completion_tokens if out.completion_tokens else 0
+        if used:
+            self.metrics.tokens.labels("prompt").inc(len(p.prompt_ids))
+            self.metrics.tokens.labels("completion").inc(out.completion_tokens)
         try:
-            self.access.settle(p.grant, len(p.prompt_ids) + out.completion_tokens)
+            self.access.settle(p.grant, used)
             self.keys.record(out.attempts)
         except StateError as e:
             log.error("usage of request %s not recorded: %s", p.rid, e)

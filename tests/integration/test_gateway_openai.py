@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from distill.tiny import TinyWorld
+from neurons.localnet.plan import free_port
 from neurons.validator.inbox import read_inbox
 from subnet.engine import SamplingParams, load_engine
 from tests.integration._gateway_kit import (
@@ -204,3 +205,29 @@ async def test_revoked_keys_quotas_and_rate_limits(tmp_path, tiny):
             await slow.chat.completions.create(model=MODEL, messages=user, max_tokens=2)
         assert rate.value.code == "rate_limited"
         assert int(rate.value.response.headers["Retry-After"]) >= 1
+
+
+async def test_no_scored_miner_is_503_and_dead_ones_are_502_uncharged(tmp_path, tiny):
+    from subnet.chain.network import open_chain
+    from tests.integration._validator_kit import HOST, NETUID
+
+    sub = make_subnet(tiny, tmp_path)
+    cfg = gateway_config(tmp_path, sub.zoo["teacher"])
+    user: list[Any] = [{"role": "user", "content": CHAT_PROMPT}]
+    async with running_gateway(cfg, sub) as gw:  # nobody scored yet
+        client = _client(gw.url, gw.key())
+        with pytest.raises(openai.InternalServerError) as e:
+            await client.chat.completions.create(model=MODEL, messages=user)
+        assert e.value.status_code == 503 and e.value.code == "no_miners"
+    async with open_chain(sub.network) as chain:  # an endpoint where nothing listens
+        await chain.serve(NETUID, sub.wallets["student"], HOST, free_port(HOST))
+    seed_scores(cfg, sub, {"student": 0.9})
+    async with running_gateway(cfg, sub) as gw:
+        key = gw.key("dead-end", token_quota=1000)
+        with pytest.raises(openai.InternalServerError) as e:
+            await _client(gw.url, key).chat.completions.create(model=MODEL, messages=user)
+        assert e.value.status_code == 502 and e.value.code == "miners_failed"
+        [record] = [k for k in gw.keys.list_keys() if k.name == "dead-end"]
+        assert record.tokens_used == 0  # nothing reached the user: nothing charged
+        [usage] = gw.keys.usage()
+        assert usage.uid == sub.uids["student"] and usage.ok == 0
