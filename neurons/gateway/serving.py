@@ -31,7 +31,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,33 +40,17 @@ from neurons.gateway.access import Access, Grant
 from neurons.gateway.errors import GatewayError, invalid
 from neurons.gateway.keys import ApiKey, Attempt, KeyStore
 from neurons.gateway.metrics import GatewayMetrics
-from neurons.gateway.routing import Candidate, eligible, rank
+from neurons.gateway.routing import Candidate
 from neurons.gateway.text import TextCodec
 from neurons.gateway.upstream import Ask, Limits, MinerFailure, Signed, Tokens
-from neurons.validator.inbox import OrganicInbox, OrganicRecord, parse_cursor
-from neurons.validator.organic import CURSOR_KEY
-from neurons.validator.store import StoreReader
+from neurons.gateway.view import RoutingView
+from neurons.validator.inbox import OrganicInbox, OrganicRecord
 from subnet import protocol
 from subnet.chain.protocol import SubnetReads
 from subnet.config import SubnetConfig
-from subnet.errors import ChainError, StateError
+from subnet.errors import StateError
 
 log = logging.getLogger("subnet.gateway")
-VALIDATOR_DB = "validator.sqlite"  # the validator's state file inside validator.state_dir
-
-
-@dataclass
-class Routes:
-    """What requests are routed by: refreshed in the background, read on the request path."""
-
-    candidates: list[Candidate] = field(default_factory=list)
-    updated: float | None = None
-    cooling: dict[int, float] = field(default_factory=dict)  # uid -> until (monotonic)
-
-    def cooling_now(self, now: float) -> set[int]:
-        for uid in [u for u, t in self.cooling.items() if t <= now]:
-            del self.cooling[uid]
-        return set(self.cooling)
 
 
 @dataclass(frozen=True)
@@ -119,8 +102,9 @@ class GatewayService:
         self.cfg, self.gc = cfg, cfg.gateway
         self.codec, self.access, self.keys, self.inbox = codec, access, keys, inbox
         self.wallet, self.hotkey, self.metrics = wallet, hotkey, metrics
-        self.routes = Routes()
-        self.rng = rng or random.Random(secrets.randbits(64))
+        self.routes = RoutingView(
+            cfg, hotkey, inbox, metrics, rng or random.Random(secrets.randbits(64))
+        )
         self.organic_draw = secrets.SystemRandom()
         self.session: aiohttp.ClientSession | None = None
         self.started = int(time.time())
@@ -131,36 +115,11 @@ class GatewayService:
             max_bytes=cfg.validator.max_response_bytes,
         )
 
-    @property
-    def validator_db(self) -> Path:
-        return Path(self.cfg.validator.state_dir).expanduser() / VALIDATOR_DB
-
-    # -- background: what requests are routed by -----------------------------------------------
-
     async def refresh(self, chain: SubnetReads) -> None:
-        """Read the metagraph and the validator's EMA; prune what the validator has read."""
-        mg = await chain.metagraph(self.cfg.chain.netuid)
-        ema, cursor = await asyncio.to_thread(self._read_validator)
-        self.routes.candidates = eligible(ema, mg.neurons, self.hotkey)
-        self.routes.updated = time.time()
-        self.metrics.candidates.set(len(self.routes.candidates))
-        self.metrics.refreshed.set(self.routes.updated)
-        read_through = parse_cursor(cursor, self.inbox.inbox)
-        await asyncio.to_thread(self.inbox.prune, read_through, self.gc.inbox_max_rows)
-
-    def _read_validator(self) -> tuple[list[Any], str | None]:
-        with StoreReader(self.validator_db, missing_ok=True) as reader:
-            return reader.ema(), reader.meta().get(CURSOR_KEY)
+        await self.routes.refresh(chain)
 
     async def refresh_loop(self, chain: SubnetReads) -> None:
-        """Forever: refresh, keep the last good view on failure (counted and logged)."""
-        while True:
-            try:
-                await self.refresh(chain)
-            except (ChainError, StateError) as e:
-                self.metrics.refresh_errors.inc()
-                log.warning("routing view not refreshed (keeping the last one): %s", e)
-            await asyncio.sleep(self.gc.refresh_interval)
+        await self.routes.refresh_loop(chain)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -227,18 +186,6 @@ class GatewayService:
 
     # -- answering ----------------------------------------------------------------------------
 
-    def order(self) -> list[Candidate]:
-        cooling = self.routes.cooling_now(time.monotonic())
-        ranked = rank(self.routes.candidates, top_n=self.gc.top_n, rng=self.rng, cooling=cooling)
-        if not ranked:
-            raise GatewayError(
-                503,
-                "no_miners",
-                "no miner can be used yet: the validator has not scored any (retry later)",
-                retry_after=self.gc.refresh_interval,
-            )
-        return ranked[: self.gc.max_attempts]
-
     async def run(self, p: Prepared, out: Outcome) -> AsyncGenerator[Delivery, None]:
         """The answer, as :class:`Delivery` pieces (see the module docstring); ``out`` holds
         how it went. Settles the key's quota and records the attempts however it ends."""
@@ -251,7 +198,7 @@ class GatewayService:
         delivered: list[int] = []
         self.metrics.in_flight.inc()
         try:
-            for n, target in enumerate(self.order()):
+            for n, target in enumerate(self.routes.order()):
                 if n:
                     self.metrics.failovers.inc()
                 if loop.time() >= deadline:
@@ -286,7 +233,9 @@ class GatewayService:
                                 signed = ev
                                 continue
                             got += len(ev.ids)
-                            if p.req.stream and ev.finish_reason is None:
+                            # Held from the finishing chunk on (anything after it too: order
+                            # is kept whatever a miner sends).
+                            if p.req.stream and ev.finish_reason is None and not held:
                                 delivered += ev.ids
                                 text = decoder.push(ev.ids)
                                 self._first_token(out, t0)
@@ -299,7 +248,7 @@ class GatewayService:
                         raise MinerFailure("format_schema", "the answer has no final chunk")
                 except MinerFailure as f:
                     self._attempt(p, out, target, f.cause, got, t_attempt, None)
-                    self.routes.cooling[target.uid] = time.monotonic() + self.gc.failure_cooldown
+                    self.routes.failed(target.uid)
                     log.info("uid %d failed (%s); trying the next miner", target.uid, f)
                     continue
                 final = [t for ev in held for t in ev.ids]

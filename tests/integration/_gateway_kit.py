@@ -20,8 +20,9 @@ from neurons.gateway.access import Access
 from neurons.gateway.app import build_app
 from neurons.gateway.keys import KeyStore
 from neurons.gateway.metrics import GatewayMetrics
-from neurons.gateway.serving import VALIDATOR_DB, GatewayService
+from neurons.gateway.serving import GatewayService
 from neurons.gateway.text import TextCodec
+from neurons.gateway.view import VALIDATOR_DB
 from neurons.validator.inbox import INBOX_FILE, OrganicInbox
 from neurons.validator.store import EmaRow, StepRow, Store
 from subnet.chain.network import open_chain

@@ -17,7 +17,7 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
-from neurons.gateway.serving import VALIDATOR_DB
+from neurons.gateway.view import VALIDATOR_DB
 from neurons.validator.export import scores
 from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
