@@ -47,6 +47,11 @@ COMMANDS: tuple[Command, ...] = (
         "neurons.validator.cli",
     ),
     Command(
+        "gateway",
+        "an OpenAI-compatible API for users, routed to the best-scored miners; API keys",
+        "neurons.gateway.cli",
+    ),
+    Command(
         "localnet",
         "run the whole subnet on this machine (embedded devnet, real processes)",
         "neurons.localnet.cli",

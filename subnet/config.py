@@ -117,6 +117,13 @@ class ValidatorConfig:
     baseline: str = param("", "reference student folder scored every step as a sanity baseline")
     metrics_port: int = param(0, "Prometheus /metrics port (0 = off)", lo=0, hi=65535)
     shutdown_grace: float = param(30.0, "seconds to finish the step in flight on shutdown", lo=0.0)
+    export_port: int = param(
+        0, "public score export: GET /scores, per-step CSV, HTML page (0 = off)", lo=0, hi=65535
+    )
+    export_host: str = param("127.0.0.1", "address the score export binds (0.0.0.0: public)")
+    organic_per_step: int = param(
+        32, "organic answers from the gateway's inbox verified per step (the rest wait)", lo=0
+    )
 
     def __post_init__(self) -> None:
         # An empty list would fail every step, so it fails at load instead (unknown names fail
@@ -132,6 +139,46 @@ class ValidatorConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """The gateway: an OpenAI-compatible API for users, run next to a validator (same wallet,
+    same ``validator.state_dir``, whose scores route each request)."""
+
+    host: str = param("127.0.0.1", "address the gateway's HTTP server binds")
+    port: int = param(8080, "the gateway's HTTP port", lo=1, hi=65535)
+    state_dir: str = param(".gateway", "folder for API keys, usage and the organic inbox")
+    model_name: str = param("distill-subnet", "the model id users ask for (GET /v1/models)")
+    top_n: int = param(3, "a request goes to one of the N best-scored miners (EMA-weighted)", lo=1)
+    max_attempts: int = param(3, "miners tried per request before giving up (failover)", lo=1)
+    first_token_timeout: float = param(
+        10.0, "seconds a miner has to send its first token before failover", lo=0.01
+    )
+    idle_timeout: float = param(
+        10.0, "seconds between two chunks of a miner before failover", lo=0.01
+    )
+    request_timeout: float = param(120.0, "seconds a request may take end to end", lo=0.1)
+    failure_cooldown: float = param(
+        30.0, "seconds a miner that failed is tried only after the others", lo=0.0
+    )
+    max_tokens: int = param(256, "largest max_tokens a request may ask for", lo=1)
+    default_max_tokens: int = param(64, "max_tokens when a request names none", lo=1)
+    max_body_bytes: int = param(1 << 20, "largest request body accepted (413 above)", lo=1024)
+    key_rps: float = param(2.0, "a new key's sustained requests per second", lo=0.001)
+    key_burst: int = param(10, "a new key's burst (token bucket capacity)", lo=1)
+    key_token_quota: int = param(0, "a new key's total token quota (0 = unlimited)", lo=0)
+    organic_fraction: float = param(
+        0.1,
+        "fraction of signed organic answers handed to the validator for a spot check",
+        lo=0.0,
+        hi=1.0,
+    )
+    inbox_max_rows: int = param(2000, "organic answers kept waiting for the validator", lo=1)
+    refresh_interval: float = param(
+        12.0, "seconds between reads of the metagraph and the validator's scores", lo=0.1
+    )
+    shutdown_grace: float = param(30.0, "seconds to finish in-flight requests on shutdown", lo=0.0)
+
+
+@dataclass(frozen=True)
 class SubnetConfig:
     """The whole configuration; each field is one section of ``subnet.toml``."""
 
@@ -143,6 +190,7 @@ class SubnetConfig:
     speed: SpeedConfig = dataclasses.field(default_factory=SpeedConfig)
     miner: MinerConfig = dataclasses.field(default_factory=MinerConfig)
     validator: ValidatorConfig = dataclasses.field(default_factory=ValidatorConfig)
+    gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
 
 
 _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
@@ -155,6 +203,7 @@ _SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "speed": SpeedConfig,
         "miner": MinerConfig,
         "validator": ValidatorConfig,
+        "gateway": GatewayConfig,
     }
 )
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from subnet.errors import ConfigError
 
+STATUS_JSON = "-"  # ``--json`` given without a path
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, Options
@@ -71,10 +73,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         type=Path,
+        nargs="?",
+        const=STATUS_JSON,
         default=None,
         dest="json_out",
         metavar="OUT",
-        help="summary JSON (default DIR/summary.json; the chart goes next to it)",
+        help="summary JSON (default DIR/summary.json; the chart goes next to it); with "
+        "--status and no OUT: print the state as JSON (its gateway URL and API key included)",
     )
     parser.add_argument("--tempo", type=int, default=d.tempo, help=f"blocks per epoch ({d.tempo})")
     parser.add_argument(
@@ -141,7 +146,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         engine=args.engine,
         validator_engine=args.validator_engine,
-        json_out=args.json_out,
+        json_out=None if args.json_out in (None, STATUS_JSON) else args.json_out,
         tempo=args.tempo,
         block_time=args.block_time,
         tasks_per_step=args.tasks_per_step,
@@ -162,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # logs and pipes: wide enough for the whole table
         console = Console(width=max(console.width, 150))
     if args.status:
+        if args.json_out is not None:
+            return status_json(args.dir)
         return status(args.dir, console)
     from neurons.localnet.run import Localnet
 
@@ -178,11 +185,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def status(folder: Path, console: Any) -> int:
-    """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
+def _read_state(folder: Path) -> dict[str, Any]:
     from neurons.localnet.run import STATE_FILE
-    from neurons.localnet.view import epoch_table
-    from neurons.localnet.watch import Snapshot
 
     path = folder.expanduser() / STATE_FILE
     try:
@@ -191,6 +195,25 @@ def status(folder: Path, console: Any) -> int:
         raise ConfigError(f"no localnet in {folder} (no {STATE_FILE})") from e
     except (OSError, ValueError) as e:
         raise ConfigError(f"unreadable localnet state {path}: {e}") from e
+    if not isinstance(state, dict):
+        raise ConfigError(f"unreadable localnet state {path}: not a JSON object")
+    return state
+
+
+def status_json(folder: Path) -> int:
+    """The state as one JSON object on stdout, with ``running``; 0 if it runs, 3 if not."""
+    state = _read_state(folder)
+    running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
+    print(json.dumps({"running": running, **state}, indent=2, default=str))
+    return 0 if running else 3
+
+
+def status(folder: Path, console: Any) -> int:
+    """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
+    from neurons.localnet.view import epoch_table
+    from neurons.localnet.watch import Snapshot
+
+    state = _read_state(folder)
     running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
     console.print(
         f"localnet {folder}: "
@@ -216,6 +239,11 @@ def status(folder: Path, console: Any) -> int:
                 f"  {name}: pid {info['pid']} {'alive' if alive else 'stopped'}"
                 f"  log {info.get('log')}"
             )
+    if state.get("gateway"):
+        g = state["gateway"]
+        console.print(
+            f"  gateway {g.get('url')}/v1  key {g.get('api_key')}  scores {g.get('scores_url')}"
+        )
     for death in state.get("deaths", []):
         console.print(f"  [yellow]{death['name']} {death['reason']} (log {death['log']})[/yellow]")
     epochs = state.get("epochs") or []

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurons.localnet import gateway as gw
 from neurons.localnet import validators as vals
 from neurons.localnet.consensus import (
     ValidatorRow,
@@ -91,6 +92,7 @@ class Localnet:
         self.stop = StopRequest()
         self.state = RunState(self.folder / STATE_FILE)
         self.families: tuple[str, ...] = ()  # the tiny world's, once it is loaded
+        self.gateway: dict[str, Any] = {}  # url, api_key, scores_url, organic (see gateway.py)
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class Localnet:
         with self.phase("engine starts"):
             if not await self._start(sup, manifest, plans, models):
                 return self._exit_code()
+        with self.phase("gateway"):
+            await self._start_gateway(sup, manifest, plans, models)
         with self.phase("epochs"):
             await self._epochs(sup, manifest, plans)
         return self._exit_code()
@@ -303,8 +307,11 @@ class Localnet:
         self.vwatch.started()
         warmup = vals.Warmup(self.vplans, self.o.warmup_steps, self.print)
         entries = []
-        for p in self.vplans:
+        self.gateway["scores_port"] = gw.free_local_port()
+        for i, p in enumerate(self.vplans):
             spec = vals.process_spec(self.o, self.folder, manifest, models, p, self.families)
+            if i == 0:  # the first validator (honest) serves the public score export
+                spec = gw.validator_with_export(spec, self.folder, self.gateway["scores_port"])
             pid = sup.start(spec)
             entries.append(vals.state_entry(p, spec, pid))
         first = entries[0]
@@ -341,6 +348,49 @@ class Localnet:
             )
             critical = critical or d.critical
         return critical
+
+    # --- the gateway ------------------------------------------------------------------------
+
+    async def _start_gateway(
+        self,
+        sup: Supervisor,
+        manifest: dict[str, Any],
+        plans: list[MinerPlan],
+        models: dict[str, Path],
+    ) -> None:
+        """``subnet gateway`` beside the validator, a demo key, and a few organic requests
+        (what they got is in the summary; the validator verifies them during the epochs). A
+        gateway that does not come up is reported and the run goes on without it."""
+        port = gw.free_local_port()
+        key = gw.demo_key(self.folder)
+        spec = gw.gateway_spec(self.o, self.folder, manifest, models["teacher"], port)
+        sup.start(spec)
+        url = f"http://{gw.HOST}:{port}"
+        self.gateway = {
+            "url": url,
+            "api_key": key,
+            "scores_url": f"http://{gw.HOST}:{self.gateway.get('scores_port')}/",
+            "pid": sup.pids()[spec.name],
+            "log": str(spec.log),
+        }
+        self.state.update(gateway=self.gateway)
+        if not await gw.wait_ready(url, timeout=60.0) or self._deaths(sup, plans):
+            self.print(f"[yellow]the gateway did not become ready; see {spec.log}[/yellow]")
+            return
+        self.print(
+            f"   gateway {url}/v1 (OpenAI API, key in {self.state.path}); "
+            f"scores {self.gateway['scores_url']}"
+        )
+        organic = await gw.organic_demo(url, key, self.o.max_tokens)
+        self.gateway["organic"] = organic
+        for o in organic:
+            what = f"{o['kind']}{' (streamed)' if o['stream'] else ''} {o['prompt']!r}"
+            got = (
+                f"{o['text']!r} from uid {o.get('miners')}"
+                if o.get("status") == 200 and not o.get("error")
+                else f"failed: {o.get('status')} {o.get('error')}"
+            )
+            self.print(f"   organic {what}: {got}", markup=False)
 
     # --- epochs ---------------------------------------------------------------------------
 
@@ -433,6 +483,19 @@ class Localnet:
             ],
             "options": {k: str(v) for k, v in self.o.__dict__.items()},
         }
+        if self.gateway:
+            organic = gw.verdicts(self.validator_db, self.gateway.get("organic", []))
+            out["gateway"] = {k: self.gateway.get(k) for k in ("url", "api_key", "scores_url")} | {
+                "organic": organic
+            }
+            answered = [o for o in organic if o.get("status") == 200 and not o.get("error")]
+            ok = bool(organic) and len(answered) == len(organic)
+            checks["organic requests answered"] = ok
+            self.print(
+                "   organic requests answered: " + ("[green]yes[/green]" if ok else "[red]no[/red]")
+            )
+            for o in organic:
+                self.print(f"   organic {o.get('id')}: the validator's verdict {o.get('verdict')}")
         json_out = self.o.json_out or self.folder / "summary.json"
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(out, indent=2) + "\n")

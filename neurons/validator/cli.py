@@ -42,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--model-roots", "validator.model_roots")
     config_flag(parser, "--baseline", "validator.baseline")
     config_flag(parser, "--metrics-port", "validator.metrics_port")
+    config_flag(parser, "--export-port", "validator.export_port")
+    config_flag(parser, "--export-host", "validator.export_host")
     config_flag(parser, "--spot-check-fraction", "verify.spot_check_fraction")
     parser.add_argument(
         "--max-steps",

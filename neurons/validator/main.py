@@ -42,7 +42,9 @@ from distill.identity import identity_for
 from distill.prompts import file_kind
 from distill.tasks import check_families
 from neurons.validator import miner_client
+from neurons.validator.export import CSV_DIR, export_server, write_step_csv
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.organic import organic_inbox
 from neurons.validator.prompts import SYNTHETIC, PromptSelector, parse_sources
 from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
@@ -198,6 +200,16 @@ class Validator:
                 baseline = Baseline(engine, ident.format(), ident.digest)
             session = await stack.enter_async_context(miner_client.miner_session())
             await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
+            await stack.enter_async_context(
+                export_server(
+                    store.path,
+                    self._csv_dir,
+                    host=vc.export_host,
+                    port=vc.export_port,
+                    hotkey=self.hotkey,
+                    netuid=self.netuid,
+                )
+            )
             ctx = StepContext(
                 self.cfg,
                 self.chain,
@@ -212,6 +224,7 @@ class Validator:
                 session,
                 baseline,
                 prompts,
+                organic_inbox(self.cfg),
             )
             setter = WeightSetter(
                 self.chain,
@@ -275,6 +288,19 @@ class Validator:
                 await self._set_weights_if_due(setter, block, result)
             except ChainError as e:  # a read before the set failed: due again after next step
                 log.warning("weights not set at block %d (next step tries again): %s", block, e)
+            await self._export_csv(ctx.store.path, result.step)
+
+    @property
+    def _csv_dir(self) -> Path:
+        return Path(self.cfg.validator.state_dir).expanduser() / CSV_DIR
+
+    async def _export_csv(self, db: Path, step: int) -> None:
+        """The step's public CSV (after weights, so it names the set this step made); a
+        failure is logged, never a reason to stop validating."""
+        try:
+            await asyncio.to_thread(write_step_csv, db, self._csv_dir, step)
+        except (OSError, StateError) as e:
+            log.warning("score CSV of step %d not written: %s", step, e)
 
     async def _set_weights_if_due(
         self, setter: WeightSetter, block: int, result: StepResult

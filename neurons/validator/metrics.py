@@ -104,6 +104,13 @@ class ValidatorMetrics(NodeMetrics):
             registry=r,
         )
         self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)
+        self.organic = Counter(
+            "validator_organic_answers",
+            "Organic answers from the gateway's inbox by cause (skipped_*: not held against "
+            "the miner)",
+            ("cause",),
+            registry=r,
+        )
 
 
 def report_lies(

@@ -15,6 +15,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from neurons.validator import judge
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
 from neurons.validator.miner_client import Query, Target
+from neurons.validator.organic import CURSOR_KEY, organic_round
 from neurons.validator.participant import Miner
 from neurons.validator.prompts import PromptSelector
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
@@ -57,6 +59,7 @@ class StepContext:
     session: aiohttp.ClientSession
     baseline: Baseline | None = None
     prompts: PromptSelector | None = None  # None: loaded from cfg.validator at the first step
+    organic_inbox: Path | None = None  # the gateway's signed organic answers (None: none)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class StepResult:
     teacher_seconds: float
     hotkeys: tuple[str, ...] = ()  # uid -> the hotkey ``ema[uid]`` was earned by
     baseline_causes: tuple[str, ...] = ()  # the baseline's answers' cause codes
+    organic_causes: tuple[tuple[int, str], ...] = ()  # (uid, cause) of organic answers judged
 
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
@@ -184,6 +188,22 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics)
     t = phase("spot_check", t)
 
+    # 6b. Organic answers the gateway handed over, signed by their miners: the same gates and
+    #     spot checks; they never enter a mean, but a lie proven on one counts in full.
+    organic = await organic_round(
+        ctx.organic_inbox,
+        ctx.store.get_meta(CURSOR_KEY),
+        mg=mg,
+        self_hotkey=ctx.hotkey,
+        records=records,
+        models=ctx.models,
+        teacher=info,
+        seed=seed,
+        cfg=ctx.cfg,
+        metrics=ctx.metrics,
+    )
+    t = phase("organic", t)
+
     # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
     _speed(ctx, [j for j in work if j.answer.who.speed_scored])
     rows, evidence, answered = [], [], []
@@ -199,6 +219,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             ctx.metrics.failures.labels(j.cause.value, who.key).inc()
             if isinstance(who, Miner) and j.answer.signature and j.answer.raw:
                 evidence.append(judge.evidence_row(j, who))
+    rows += organic.rows
+    evidence += organic.evidence
+    answered += organic.answered
     n = len(mg.neurons)
     counted = aggregate.score_round(answered, n)  # only the answers that count toward the EMA
     means, observed, caught = counted.means, counted.observed, counted.caught
@@ -227,6 +250,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
         asked.rows,
+        {CURSOR_KEY: organic.cursor} if organic.cursor is not None else None,
     )
     phase("commit", t)
     export_step(ctx.metrics, work, ema, observed, baseline_score, latency)
@@ -247,6 +271,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         teacher_seconds,
         tuple(mg.hotkeys),
         tuple(r.cause for r in rows if r.who.role is Role.BASELINE),
+        organic.causes,
     )
 
 

@@ -62,6 +62,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _pids(state: dict[str, Any]) -> list[int]:
     pids = [int(state["validator"]["pid"])] if state.get("validator") else []
+    pids += [int(state["gateway"]["pid"])] if (state.get("gateway") or {}).get("pid") else []
     return pids + [int(m["pid"]) for m in state.get("miners", [])]
 
 
@@ -116,7 +117,16 @@ def test_short_localnet_shows_the_ordering_and_leaves_nothing_behind(tmp_path):
     assert state["phase"] == "ended" and state["exit_code"] == 0
     assert all(_gone(pid) for pid in _pids(state))
     logs = {p.name for p in (tmp_path / "ln" / "logs").iterdir()}
-    assert "validator.log" in logs and len(logs) == 6
+    assert {"validator.log", "gateway.log"} <= logs and len(logs) == 7  # five miners
+    # The localnet's own organic requests were answered through the gateway by honest miners,
+    # and the validator judged each of them (every answer is spot-checked here).
+    gateway = summary["gateway"]
+    assert gateway["url"].startswith("http://127.0.0.1:") and gateway["api_key"].startswith("sk-")
+    assert summary["checks"]["organic requests answered"] is True
+    honest = {by_role[r]["uid"] for r in ("teacher", "distilled", "undistilled")}
+    for o in gateway["organic"]:
+        assert o["status"] == 200 and o["text"].strip() and set(o["miners"]) <= honest, o
+        assert o["verdict"] not in (None, "pending"), o
     status = subprocess.run(
         [sys.executable, "-m", "subnet.cli", "localnet", "--status", "--dir", str(tmp_path / "ln")],
         cwd=tmp_path,
@@ -194,6 +204,45 @@ def test_a_killed_miner_is_reported_and_the_validator_keeps_scoring_the_rest(tmp
     assert all(_gone(pid) for pid in _pids(_state(tmp_path)))
 
 
+def _chat_through_the_gateway(tmp_path: Path) -> None:
+    """What a user does: read the URL and key from ``--status --json``, point ``openai`` at it."""
+    import openai
+
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "subnet.cli",
+            "localnet",
+            "--status",
+            "--dir",
+            str(tmp_path / "ln"),
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    state = json.loads(status.stdout)
+    assert state["running"] is True
+    gateway = state["gateway"]
+    client = openai.OpenAI(
+        base_url=gateway["url"] + "/v1", api_key=gateway["api_key"], max_retries=0, timeout=60
+    )
+    [model] = [m.id for m in client.models.list().data]
+    answer = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "add 20 22 ="}], max_tokens=6
+    )
+    assert answer.choices[0].message.content and answer.usage is not None
+    assert answer.usage.completion_tokens > 0
+    served = (answer.model_extra or {})["subnet"]["miners"]
+    roles = {m["uid"]: m["role"] for m in state["miners"]}
+    assert served and all(not roles[u].startswith("adversary-") for u in served), served
+
+
 def _start_and_wait_for_epochs(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         _cmd(tmp_path, "--epochs", "50"),
@@ -221,6 +270,7 @@ def test_ctrl_c_or_a_dead_validator_stops_every_process(tmp_path, how):
     proc, state = _start_and_wait_for_epochs(tmp_path)
     try:
         if how == "sigint":
+            _chat_through_the_gateway(tmp_path)  # while it runs, as a user would
             os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
         else:
             os.kill(int(state["validator"]["pid"]), signal.SIGKILL)

@@ -23,6 +23,7 @@ touching it.
 from neurons.validator.store.reader import StoreReader
 from neurons.validator.store.records import (
     AnswerRow,
+    EmaPoint,
     EmaRow,
     EvidenceRow,
     PromptRow,
@@ -37,6 +38,7 @@ __all__ = [
     "SCHEMA",
     "STEP_DONE",
     "AnswerRow",
+    "EmaPoint",
     "EmaRow",
     "EvidenceRow",
     "PromptRow",

@@ -93,6 +93,18 @@ class StoredAnswer:
     s_ref: float
     s_speed: float
     cause: Cause
+    verified: bool = False  # its claims were recomputed with the committed model (spot check)
+
+
+@dataclass(frozen=True)
+class EmaPoint:
+    """One uid's EMA as it stood after one step (``ema_history``)."""
+
+    step: int
+    uid: int
+    hotkey: str
+    ema: float
+    suspended: int
 
 
 @dataclass(frozen=True)

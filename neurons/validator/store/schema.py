@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS step_prompts (
     PRIMARY KEY (step, idx)
 );
 CREATE INDEX IF NOT EXISTS step_prompts_digest ON step_prompts (prompt_digest, step);
+CREATE TABLE IF NOT EXISTS ema_history (
+    step INTEGER NOT NULL, uid INTEGER NOT NULL, hotkey TEXT NOT NULL, ema REAL NOT NULL,
+    suspended INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (step, uid)
+);
 CREATE TABLE IF NOT EXISTS weight_sets (
     id INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, step INTEGER NOT NULL,
     weights_json TEXT NOT NULL, success INTEGER NOT NULL, attempts INTEGER NOT NULL,

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +108,15 @@ class Store:
         evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
         prompts: Iterable[PromptRow] = (),
+        meta: Mapping[str, str] | None = None,
     ) -> None:
-        """Write a whole step atomically; ``StateError`` if its step or block is stored."""
+        """Write a whole step atomically; ``StateError`` if its step or block is stored.
+
+        ``prompts`` are the step's prompt records (source, dataset and prompt digests). ``meta``
+        keys are written in the same transaction (a cursor that must move exactly when the step
+        lands, such as how far the organic inbox was read). The new EMA is also appended to
+        ``ema_history``, the per-step record the public score export charts.
+        """
         answers, evidence, ema, prompts = list(answers), list(evidence), list(ema), list(prompts)
 
         def write(db: sqlite3.Connection) -> None:
@@ -200,6 +207,16 @@ class Store:
             db.executemany(
                 "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
                 [(e.uid, e.hotkey, e.ema, row.step, e.suspended) for e in ema],
+            )
+            db.executemany(
+                "INSERT INTO ema_history (step, uid, hotkey, ema, suspended) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(row.step, e.uid, e.hotkey, e.ema, e.suspended) for e in ema],
+            )
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = excluded.value",
+                sorted((meta or {}).items()),
             )
 
         self._tx(write)
