@@ -12,11 +12,12 @@ from typing import Any
 from neurons.validator.participant import BASELINE, Miner, Participant
 from neurons.validator.store.records import EmaRow, StepRow, StoredAnswer, StoredWeightSet
 from neurons.validator.store.schema import ROLE_FROM_UID, STEP_COLUMNS, Rows, ema_rows, step_row
+from neurons.validator.store.verification import VerificationReads
 from scoring.causes import Cause, Role
 from subnet.errors import StateError
 
 
-class StoreReader:
+class StoreReader(VerificationReads):
     """Read-only access to a validator's state file, for every process but the validator.
 
     The file is opened ``mode=ro``: the reader never writes, never takes the write lock and,

@@ -10,7 +10,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurons.validator.store.records import AnswerRow, EmaRow, EvidenceRow, StepRow
+from neurons.validator.store.records import (
+    AnswerRow,
+    EmaRow,
+    EvidenceRow,
+    SpotCheckRow,
+    StepRow,
+)
 from neurons.validator.store.schema import (
     BASELINE_ROW_UID,
     ROLE_FROM_UID,
@@ -20,11 +26,12 @@ from neurons.validator.store.schema import (
     columns,
     ema_rows,
 )
+from neurons.validator.store.verification import INSERT_CHECKS, VerificationWrites, check_rows
 from scoring.causes import Role
 from subnet.errors import StateError
 
 
-class Store:
+class Store(VerificationWrites):
     """One SQLite connection (WAL, full sync) used from the event loop's thread only."""
 
     def __init__(self, path: str | Path) -> None:
@@ -107,9 +114,12 @@ class Store:
         answers: Iterable[AnswerRow],
         evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
+        checks: Iterable[SpotCheckRow] = (),
     ) -> None:
-        """Write a whole step atomically; ``StateError`` if its step or block is stored."""
+        """Write a whole step atomically; ``StateError`` if its step or block is stored.
+        ``checks``: the answers the step's secret draw picked and what their checks found."""
         answers, evidence, ema = list(answers), list(evidence), list(ema)
+        spot = check_rows(row.step, checks)
 
         def write(db: sqlite3.Connection) -> None:
             dup = db.execute(
@@ -187,6 +197,7 @@ class Store:
                     for e in evidence
                 ],
             )
+            db.executemany(INSERT_CHECKS, spot)
             db.execute("DELETE FROM ema")
             db.executemany(
                 "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
