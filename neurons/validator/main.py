@@ -38,6 +38,7 @@ from neurons.validator.queries import Baseline
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
+from neurons.validator.verifier import build_fetcher, build_verifier
 from neurons.validator.weights import WeightSetter, compute_weights
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
@@ -131,11 +132,16 @@ class Validator:
             store.set_meta("config", config_json(self.cfg))
             teacher = await _load(vc.engine, vc.teacher)
             stack.push_async_callback(teacher.close)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            fetcher = build_fetcher(vc, self.wallet, session)
+            stack.push_async_callback(fetcher.close)
             models = ModelCache(
                 [r.strip() for r in vc.model_roots.split(",") if r.strip()],
                 vc.model_cache,
                 lambda p: _load(vc.engine, p),
+                fetcher,
             )
+            fetcher.protect = models.loaded
             stack.push_async_callback(models.close)
             models.pin(identity_for(vc.teacher).digest, teacher)
             baseline = None
@@ -145,7 +151,9 @@ class Validator:
                 stack.push_async_callback(engine.close)
                 models.pin(ident.digest, engine)
                 baseline = Baseline(engine, ident.format(), ident.digest)
-            session = await stack.enter_async_context(aiohttp.ClientSession())
+            verifier = await build_verifier(
+                self.cfg, self.chain, store, models, fetcher, self.metrics
+            )
             await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
             ctx = StepContext(
                 self.cfg,
@@ -160,7 +168,9 @@ class Validator:
                 models,
                 session,
                 baseline,
+                verifier,
             )
+            await verifier.prefetch(self.chain, self.netuid, self.hotkey, vc.startup_fetch_wait)
             setter = WeightSetter(
                 self.chain,
                 self.netuid,

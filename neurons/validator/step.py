@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
 from neurons.validator import judge
+from neurons.validator.availability import apply_verdicts
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
 from neurons.validator.miner_client import Query, Target
@@ -30,10 +31,11 @@ from neurons.validator.participant import Miner
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
 from neurons.validator.spotcheck import ModelCache, spot_check
 from neurons.validator.store import EmaRow, StepRow, Store
+from neurons.validator.verifier import Verifier, check_rows
 from scoring import aggregate, speed, verify
 from scoring.causes import Role
 from subnet.chain.protocol import SubnetReads
-from subnet.chain.types import MetagraphView
+from subnet.chain.types import Commitment, MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
 
@@ -56,6 +58,7 @@ class StepContext:
     models: ModelCache
     session: aiohttp.ClientSession
     baseline: Baseline | None = None
+    verifier: Verifier | None = None  # secret draws, model fetching, bounded evidence
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 4. Cheap gates first: format, identity (chain commitments, first-committer rule), loops
     #    and termination on the miner's own claims.
-    records = await _commitment_records(ctx, mg)
+    identities = await ctx.chain.identities(ctx.netuid)
+    records = _commitment_records(ctx, mg, identities)
+    verdicts = await ctx.verifier.models(step, mg, identities, ctx.hotkey) if ctx.verifier else {}
     for j in work:
         judge.gate_format(
             j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
@@ -146,6 +151,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
         )
+    apply_verdicts(work, verdicts)  # committed models that cannot be verified (or are unverified)
     t = phase("gates", t)
 
     # 5. One batched teacher-forced pass over every surviving answer.
@@ -177,7 +183,8 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("teacher_score", t)
 
     # 6. Spot checks: recompute the claims with the committed model, batched per model.
-    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics)
+    draw = ctx.verifier.draw(block) if ctx.verifier else None
+    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics, draw)
     t = phase("spot_check", t)
 
     # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
@@ -217,12 +224,17 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 8. One transaction: the step row, its answers, evidence and the new EMA.
     latency = time.perf_counter() - t_start
+    if ctx.verifier is not None:
+        evidence = ctx.verifier.bound(evidence)
     ctx.store.commit_step(
         StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
         rows,
         evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
+        check_rows(work, draw),
     )
+    if ctx.verifier is not None:
+        ctx.verifier.after_commit(ctx.store, step, ctx.metrics)
     phase("commit", t)
     export_step(ctx.metrics, work, ema, observed, baseline_score, latency)
     report_lies(ctx.metrics, answered, caught, upd, ctx.cfg.weights.lie_penalty_steps)
@@ -245,13 +257,15 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     )
 
 
-async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verify.Commitment]:
+def _commitment_records(
+    ctx: StepContext, mg: MetagraphView, identities: dict[str, Commitment]
+) -> list[verify.Commitment]:
     """Current chain commitments merged into first-seen records kept in the store."""
     from distill.identity import IdentityError, parse_identity
 
     live = set(mg.hotkeys)
     seen = []
-    for hotkey, c in (await ctx.chain.identities(ctx.netuid)).items():
+    for hotkey, c in identities.items():
         if hotkey not in live:
             continue
         try:
