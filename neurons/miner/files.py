@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from distill.manifest import Manifest
 from neurons.miner.app import admit
@@ -45,6 +46,16 @@ class ModelFiles:
 FILES = web.AppKey("model_files", ModelFiles)
 
 
+class _SentFile(web.FileResponse):
+    """A file response sent inside the handler (so the transfer slot is held while it
+    streams): aiohttp prepares a returned response again, which must then do nothing."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
 def add_routes(app: web.Application, files: ModelFiles) -> None:
     """Serve ``files`` from an app made by :func:`neurons.miner.app.build_app`."""
     app[FILES] = files
@@ -69,7 +80,7 @@ async def model_file(request: web.Request) -> web.StreamResponse:
         raise HttpError(404, "not_found", "the committed file is gone from disk")
     await files.transfers.acquire(info.stake, timeout=files.timeout)
     try:
-        resp = web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        resp = _SentFile(path, headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)  # streams the file (or the asked range) before returning
         return resp
     finally:

@@ -187,8 +187,10 @@ class MinerSource:
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             # The bytes so far stay in the .part file: the next attempt asks for the rest.
             raise FetchError("unreachable", f"{f.path}: {type(e).__name__}: {e}") from None
-        if part.stat().st_size != f.size:
-            raise FetchError("short_file", f"{f.path}: {part.stat().st_size} of {f.size} bytes")
+        if part.stat().st_size != f.size:  # the whole answer arrived: the file itself differs
+            got = part.stat().st_size
+            part.unlink()
+            raise FetchError("digest_mismatch", f"{f.path} is {got} bytes, not the {f.size} listed")
         if await asyncio.to_thread(_sha256, part) != f.sha256:
             part.unlink()
             raise FetchError("digest_mismatch", f"{f.path} does not match its sha256")
