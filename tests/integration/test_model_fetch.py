@@ -104,13 +104,14 @@ async def test_an_unfetchable_model_is_unverified_then_model_unavailable_after_g
         mg = await chain.metagraph(NETUID, max_age_blocks=0)
         ids = await chain.identities(NETUID)
         vali = sub.wallets["vali"].hotkey.ss58_address
+        hotkeys = {name: mg.neurons[sub.uids[name]].hotkey for name in NAMES}
         seen = []
         for step in range(1, grace + 3):
             verdicts = await avail.assess(step, mg, ids, vali)
             await fetcher.wait(list({v.digest for v in verdicts.values()}), 60)
-            student = verdicts[mg.by_uid(sub.uids["student"]).hotkey]
+            student = verdicts[hotkeys["student"]]
             seen.append(student)
-            teacher = verdicts[mg.by_uid(sub.uids["teacher"]).hotkey]
+            teacher = verdicts[hotkeys["teacher"]]
             assert teacher.cause is None
             if step > 1:  # the honest miners' models arrived during the first step
                 assert teacher.ready

@@ -108,9 +108,10 @@ async def test_models_come_from_the_miners_and_a_revealed_secret_reproduces_the_
     for step, row in steps.items():
         epoch = row.block // EPOCH_BLOCKS
         assert secrets[epoch].published_block <= row.block
-        if secrets[epoch].secret is None:
+        shown = secrets[epoch].secret
+        if shown is None:
             continue
-        secret = bytes.fromhex(secrets[epoch].secret)
+        secret = bytes.fromhex(shown)
         assert secret_commitment(secret) == secrets[epoch].commitment
         expected = {
             (a.who.uid, a.task_id)

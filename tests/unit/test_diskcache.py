@@ -64,7 +64,8 @@ def test_a_restarted_validator_reuses_its_cache_and_drops_what_the_index_does_no
     (half / "model.safetensors.part").write_bytes(b"y" * 50)  # an interrupted download
     again = DiskCache(tmp_path, 10_000)
     assert {e.digest for e in again.entries()} == {"a", "b"}
-    assert again.get("b") is not None and again.get("b").bytes == 200
+    b = again.get("b")
+    assert b is not None and b.bytes == 200
     assert not (tmp_path / "models" / "stray").exists()
     assert again.used_bytes == 350  # the partial download counts, and it stays to resume
     assert half.exists()
