@@ -144,15 +144,27 @@ def default_fractions() -> list[float]:
     return [k / 1000 for k in range(1, 10)] + [k / 100 for k in range(1, 101)]
 
 
+def first_fraction_slope(honest: float, terms: CheatTerms, eps: float = 1e-7) -> float:
+    """d(ratio)/df as f -> 0: what the first fabricated answers gain (> 0) or cost (< 0), in
+    honest rewards per unit of f. Negative means even the tiniest fraction loses."""
+    return (cheat_ratio(eps, honest, terms) - 1.0) / eps
+
+
+def cheating_never_pays(honest: float, terms: CheatTerms) -> bool:
+    """No fabricated fraction pays: the ratio is below 1 on the whole default grid and falls
+    from f = 0 (the grid's gaps near 0 are covered by the slope)."""
+    return worst_ratio(honest, terms)[1] < 1.0 and first_fraction_slope(honest, terms) < 0.0
+
+
 def break_even_honest(terms: CheatTerms, *, tol: float = 1e-4) -> float:
-    """The lowest honest score at which no fabricated fraction on the default grid pays
-    (bisection; the ratio only falls as ``honest`` rises: a better miner risks more)."""
+    """The lowest honest score at which no fabricated fraction pays (bisection; cheating only
+    pays less as ``honest`` rises: a better miner risks more)."""
     lo, hi = 1e-6, 1.0
-    if worst_ratio(hi, terms)[1] >= 1.0:
+    if not cheating_never_pays(hi, terms):
         return math.inf
     while hi - lo > tol:
         mid = (lo + hi) / 2
-        if worst_ratio(mid, terms)[1] < 1.0:
+        if cheating_never_pays(mid, terms):
             hi = mid
         else:
             lo = mid

@@ -44,7 +44,7 @@ class ModelVerdict:
     hotkey: str
     uid: int
     digest: str
-    source: str  # "miner" | "hf" | "local"
+    source: str  # the committed source: "miner" | "hf" (where it is fetched from if need be)
     state: str  # "ready" | "pending" | "failed" | "wrong_tokenizer" | "unavailable"
     cause: Cause | None  # MODEL_UNAVAILABLE / WRONG_TOKENIZER: every answer zeroed
     detail: str = ""
@@ -148,7 +148,7 @@ class Availability:
         if ident.tokenizer_digest is not None and ident.tokenizer_digest != self.teacher_tokenizer:
             return self._wrong_tokenizer(hotkey, uid, digest, source, "commitment"), None
         if await self.models.is_local(digest, ident.name):
-            return ModelVerdict(hotkey, uid, digest, "local", "ready", None), None
+            return ModelVerdict(hotkey, uid, digest, source, "ready", None, "held locally"), None
         if self.fetcher is None:
             status = ModelStatus(FetchState.FAILED, "no_fetcher", "fetching is off")
         else:

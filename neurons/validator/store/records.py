@@ -127,7 +127,7 @@ class ModelWatch:
 
     hotkey: str
     digest: str
-    source: str  # "miner" | "hf" | "local"
+    source: str  # the committed source: "miner" | "hf"
     first_step: int
     grace_from: int
     verified_step: int | None
