@@ -102,9 +102,8 @@ def summarize(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
                 "final_weight": m.weight,
                 "final_incentive": m.incentive,
                 "alive": m.alive,
-                "model_source": m.model_source or next(
-                    (r.model_source for r in reversed(rows) if r.model_source), ""
-                ),
+                "model_source": m.model_source
+                or next((r.model_source for r in reversed(rows) if r.model_source), ""),
                 "spot_checks": spot_check_totals(rows),
             }
         )
