@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 from scoring.config import VerifyConfig, WeightsConfig
 from scoring.economics import (
@@ -56,7 +57,7 @@ def table() -> str:
         f"{break_even_honest(t):.3f} honestly; at spot_check_fraction 0.1 only above "
         f"{break_even_honest(old):.3f}."
     )
-    return "\n".join([*lines, "", notes])
+    return "\n".join([*lines, "", textwrap.fill(notes, 96)])
 
 
 def main() -> int:

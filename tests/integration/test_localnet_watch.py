@@ -373,3 +373,33 @@ async def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_p
     )._devnet()
     assert fresh["tempo"] == 20 and len(fresh["miners"]) == len(more.miners) == 6
     assert fresh["network"] == manifest["network"]
+
+
+def test_the_validator_runs_the_real_path_and_the_selective_adversary_gets_public_settings(
+    tmp_path,
+):
+    """No local model roots and no forced check fraction for the validator (it fetches every
+    model and draws checks at the default); the selective adversary is told only what a
+    subnet.toml publishes (task families, tasks per step)."""
+    from neurons.localnet.plan import MinerPlan, Options, miner_spec, validator_spec
+
+    opts = Options(folder=tmp_path, miners=parse_miners("distilled,adversary-selective", "hf"))
+    manifest = {
+        "network": "devnet:x",
+        "netuid": 1,
+        "hotkey": "default",
+        "wallet_path": str(tmp_path),
+        "validators": ["validator1"],
+    }
+    models = {r: tmp_path / r for r in ("teacher", "distilled", "adversary-selective")}
+    argv = " ".join(validator_spec(opts, tmp_path, manifest, models, ("add", "sort")).argv)
+    assert "model_roots" not in argv and "spot_check_fraction" not in argv
+    assert "validator.model_cache=2" in argv
+    plan = MinerPlan("miner2", "adversary-selective", "hf", 2, "5F", 9000)
+    sel = " ".join(miner_spec(opts, tmp_path, manifest, models, plan, ("add", "sort")).argv)
+    assert "neurons.demo_fixtures.launch selective" in sel
+    assert "validator.task_families=add,sort" in sel and "validator.tasks_per_step=4" in sel
+    honest = MinerPlan("miner1", "distilled", "hf", 1, "5E", 9001)
+    assert "task_families" not in " ".join(
+        miner_spec(opts, tmp_path, manifest, models, honest, ("add",)).argv
+    )

@@ -141,3 +141,19 @@ def test_bad_terms_are_refused(bad: dict[str, float]) -> None:
     values = {"check": 0.5, "answers": 4, "penalty_steps": 20, **bad}
     with pytest.raises(ValueError):
         CheatTerms(**values)  # type: ignore[arg-type]
+
+
+def test_the_validator_guide_shows_the_table_the_code_computes() -> None:
+    """README's economics table is ``scripts/economics_table.py``'s output for the defaults."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        import economics_table
+    finally:
+        sys.path.remove(str(root / "scripts"))
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- economics-table -->\n", 1)[1].split("<!-- /economics-table -->")[0]
+    assert block == economics_table.table() + "\n", "run: python scripts/economics_table.py"
