@@ -47,7 +47,8 @@ class ModelVerdict:
     source: str  # the committed source: "miner" | "hf" (where it is fetched from if need be)
     state: str  # "ready" | "pending" | "failed" | "wrong_tokenizer" | "unavailable"
     cause: Cause | None  # MODEL_UNAVAILABLE / WRONG_TOKENIZER: every answer zeroed
-    detail: str = ""
+    detail: str = ""  # one line for the log and the answers' cause detail
+    why: str = ""  # the fetch's reason, without the step counts (what the store keeps)
 
     @property
     def ready(self) -> bool:
@@ -107,7 +108,7 @@ class Availability:
             prev = watch.get((n.hotkey, ident.digest))
             updates.append(self._row(verdict, step, prev, latest.get(n.hotkey)))
             self._report(verdict, status, step)
-        self._save(updates, mg.hotkeys)
+        self._save(updates, mg.hotkeys, watch)
         return out
 
     async def prefetch(
@@ -168,12 +169,20 @@ class Availability:
             detail = f"committed model not verified after {waited} steps ({why})"
             return (
                 ModelVerdict(
-                    hotkey, uid, digest, source, "unavailable", Cause.MODEL_UNAVAILABLE, detail
+                    hotkey,
+                    uid,
+                    digest,
+                    source,
+                    "unavailable",
+                    Cause.MODEL_UNAVAILABLE,
+                    detail,
+                    why,
                 ),
                 status,
             )
         detail = f"unverified, grace {waited}/{self.grace_steps} steps ({why})"
-        return ModelVerdict(hotkey, uid, digest, source, status.state.value, None, detail), status
+        verdict = ModelVerdict(hotkey, uid, digest, source, status.state.value, None, detail, why)
+        return verdict, status
 
     def _wrong_tokenizer(
         self, hotkey: str, uid: int, digest: str, source: str, where: str
@@ -209,20 +218,38 @@ class Availability:
             first = step
         else:
             first, grace = prev.first_step, prev.grace_from
-        verified = step if v.ready else (prev.verified_step if prev is not None else None)
+        verified = prev.verified_step if prev is not None else None
+        if v.ready and verified is None:
+            verified = step  # the step it was first verified at
         return ModelWatch(
-            v.hotkey, v.digest, v.source, first, grace, verified, v.state, v.detail, step
+            v.hotkey, v.digest, v.source, first, grace, verified, v.state, v.why or v.detail, step
         )
 
     def _watch_rows(self) -> list[ModelWatch]:
         return self.store.model_watch() if self.store is not None else list(self._memory.values())
 
-    def _save(self, rows: Sequence[ModelWatch], live: Iterable[str]) -> None:
+    def _save(
+        self,
+        rows: Sequence[ModelWatch],
+        live: Iterable[str],
+        known: Mapping[tuple[str, str], ModelWatch],
+    ) -> None:
+        """Write the rows whose state changed (a step that changes nothing writes nothing)."""
+        changed = [
+            w
+            for w in rows
+            if (old := known.get((w.hotkey, w.digest))) is None
+            or (old.state, old.reason, old.verified_step, old.source)
+            != (w.state, w.reason, w.verified_step, w.source)
+        ]
         if self.store is not None:
-            self.store.save_model_watch(rows)
-            self.store.forget_models(live)
+            if changed:
+                self.store.save_model_watch(changed)
+            alive = set(live)
+            if any(h not in alive for h, _ in known):
+                self.store.forget_models(alive)
             return
-        for w in rows:
+        for w in changed:
             self._memory[(w.hotkey, w.digest)] = w
 
     def _report(self, v: ModelVerdict, status: ModelStatus | None, step: int) -> None:

@@ -88,11 +88,15 @@ class SpotDraws:
         self.epoch_blocks = epoch_blocks
         self._token = token
         self._memory: dict[int, bytes] = {}
+        self._prepared: int | None = None  # the epoch prepare() last ran for
 
     def prepare(self, block: int) -> None:
         """Make sure the secrets of ``block``'s epoch and the next exist (published now if new)
         and reveal those of finished epochs. Called at startup and before every step."""
         epoch = epoch_of(block, self.epoch_blocks)
+        if epoch == self._prepared:
+            return  # nothing new within an epoch: no write per step
+        self._prepared = epoch
         fresh = [(e, self._token(SECRET_BYTES)) for e in (epoch, epoch + 1)]
         if self.store is None:
             for e, s in fresh:

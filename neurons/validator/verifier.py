@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from neurons.validator.spotcheck import ModelCache
 
 log = logging.getLogger("subnet.validator.verifier")
+_NOT_EVIDENCE = {Cause.MODEL_UNAVAILABLE.value, Cause.WRONG_TOKENIZER.value}
 
 
 @dataclass
@@ -61,7 +62,10 @@ class Verifier:
         return self.draws.for_block(block)
 
     def bound(self, rows: Sequence[EvidenceRow]) -> list[EvidenceRow]:
-        return bound_evidence(rows, self.step_bytes, self.retention.lie_causes)
+        """The step's evidence within its caps; answers zeroed because the committed model
+        could not be had prove nothing about the answer itself and are not kept."""
+        kept = [e for e in rows if e.cause not in _NOT_EVIDENCE]
+        return bound_evidence(kept, self.step_bytes, self.retention.lie_causes)
 
     async def prefetch(self, chain: Chain, netuid: int, hotkey: str, timeout: float) -> None:
         """Before the first step (never inside one): start fetching every committed model and
