@@ -4,8 +4,10 @@ metagraph -> miners + seeded tasks -> teacher references -> signed streamed quer
 -> one batched teacher ``score`` over every surviving answer -> spot checks with committed
 models -> answer scores -> per-miner means -> EMA -> one atomic commit.
 
-Nothing is written before the final commit, so a step interrupted anywhere leaves no trace
-and is redone from the same block seed after a restart.
+Nothing of the step is written before the final commit, so a step interrupted anywhere leaves
+no trace and is redone from the same block seed after a restart. (The verifier's bookkeeping is
+not the step's: a draw secret published, a committed model first seen; both are idempotent,
+and the redone step draws the same checks with the same secret.)
 """
 
 from __future__ import annotations
