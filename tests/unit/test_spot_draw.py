@@ -79,3 +79,16 @@ def test_without_a_store_the_secret_lives_in_memory() -> None:
     a, b = draws.for_block(1), draws.for_block(4)
     assert a.secret == b.secret and len(a.secret) == 32
     assert draws.for_block(6).secret != a.secret
+
+
+def test_a_database_from_before_the_verification_tables_reads_as_empty(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE steps (step INTEGER PRIMARY KEY)")
+    con.commit()
+    con.close()
+    with StoreReader(db) as r:
+        assert r.spot_secrets() == [] and r.spot_checks() == [] and r.model_status() == []
+        assert r.spot_check_counts() == {} and r.evidence_bytes() == 0
