@@ -42,6 +42,12 @@ class Cause(StrEnum):
     WRONG_MODEL = "wrong_model"  # answer names a model other than the one committed
     COPY = "copy"  # committed digest was first committed by another hotkey
 
+    # The committed model itself (fetched from its source, checked against its digest).
+    # Neither proves a lie: the miner's claims were never recomputed. Both zero every answer of
+    # the miner, because answers no validator can verify must not earn.
+    MODEL_UNAVAILABLE = "model_unavailable"  # not fetched, verified or loaded within the grace
+    WRONG_TOKENIZER = "wrong_tokenizer"  # the committed tokenizer is not the teacher's
+
     # Verification against the committed model (spot checks).
     DIST_MISMATCH = "dist_mismatch"  # claimed distributions differ from the recomputed ones
     FABRICATED = "fabricated"  # tokens implausible as samples of the committed model

@@ -67,6 +67,9 @@ class MinerConfig:
     rate_limit_burst: int = param(40, "per-hotkey burst size (token bucket capacity)", lo=1)
     max_concurrency: int = param(64, "requests served at once (engine calls in flight)", lo=1)
     max_queue: int = param(256, "requests waiting for a slot before 429 (stake-ordered)", lo=0)
+    model_transfers: int = param(
+        2, "committed-model file transfers served at once (validators queue by stake)", lo=1
+    )
     min_validator_stake: float = param(0.0, "least stake (alpha) a caller needs", lo=0.0)
     require_validator_permit: bool = param(True, "only callers with a validator permit")
     auth_max_age: float = param(10.0, "btauth/1 freshness window in seconds", lo=0.1)
@@ -112,8 +115,43 @@ class ValidatorConfig:
     weights_interval: int = param(0, "blocks between weight sets (0 = the subnet tempo)", lo=0)
     weights_retries: int = param(3, "attempts per weight set before failing it", lo=1, hi=100)
     weights_backoff: float = param(1.0, "seconds before the first retry (then doubling)", lo=0.0)
-    model_roots: str = param("", "comma-separated folders holding committed models")
+    model_roots: str = param(
+        "", "comma-separated local folders holding committed models (optional: models are fetched)"
+    )
     model_cache: int = param(2, "committed models kept loaded at once (LRU)", lo=1, hi=64)
+    model_cache_dir: str = param(
+        "", "disk cache of fetched committed models ('' = <state_dir>/models)"
+    )
+    model_cache_bytes: int = param(
+        64 << 30, "bytes the model disk cache may hold (least recently used evicted)", lo=1 << 20
+    )
+    fetch_concurrency: int = param(2, "committed models downloaded at once", lo=1, hi=64)
+    fetch_stall_timeout: float = param(
+        60.0, "seconds a model download may stall before it is retried (resuming)", lo=1.0
+    )
+    model_grace_steps: int = param(
+        100,
+        "steps a newly seen commitment may stay unverified before its answers score 0",
+        lo=0,
+        hi=10**7,
+    )
+    startup_fetch_wait: float = param(
+        60.0, "seconds to wait at startup for committed models before the first step", lo=0.0
+    )
+    hf_endpoint: str = param(
+        "", "Hugging Face endpoint for hf sources ('' = HF_ENDPOINT or the hub)"
+    )
+    secret_epoch_blocks: int = param(
+        0, "blocks per spot-check secret (0 = the subnet tempo)", lo=0, hi=10**7
+    )
+    evidence_step_bytes: int = param(
+        256 << 10, "signed evidence kept per miner and step (proven lies first)", lo=1024
+    )
+    evidence_keep_steps: int = param(1000, "steps ordinary evidence is kept", lo=1)
+    evidence_keep_lie_steps: int = param(100_000, "steps evidence of a proven lie is kept", lo=1)
+    evidence_max_bytes: int = param(
+        512 << 20, "bytes of evidence kept in all (oldest ordinary evidence goes first)", lo=1 << 20
+    )
     baseline: str = param("", "reference student folder scored every step as a sanity baseline")
     metrics_port: int = param(0, "Prometheus /metrics port (0 = off)", lo=0, hi=65535)
     shutdown_grace: float = param(30.0, "seconds to finish the step in flight on shutdown", lo=0.0)

@@ -41,6 +41,10 @@ VERSION = 1
 COMPLETIONS_PATH = "/v1/completions"
 HEALTH_PATH = "/v1/health"
 METRICS_PATH = "/metrics"
+# The committed model's files, served to validators (btauth/1): the signed manifest (path, size,
+# sha256 of every file the digest covers) and each file by its sha256, with HTTP range requests.
+MODEL_MANIFEST_PATH = "/v1/model/manifest"
+MODEL_FILE_PATH = "/v1/model/files/{sha256}"
 TOKEN_PREFIX = "token_id:"
 LOGPROB_FLOOR = -1.0e4  # stands in for -inf (JSON has no infinities)
 MAX_TASK_ID_CHARS = 128

@@ -105,7 +105,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.warmup_steps,
         help="validator steps before emission is counted: every EMA starts at zero, so weights "
-        f"set from its first few answers reflect luck more than quality ({d.warmup_steps})",
+        "set from its first few answers reflect luck more than quality, and a cheat must have "
+        f"met a (drawn) spot check by then ({d.warmup_steps})",
     )
     parser.add_argument(
         "--ready-timeout",

@@ -218,6 +218,7 @@ class Localnet:
         for role, base in (
             ("adversary-wrong-model", world.undistilled),
             ("adversary-fabricated", world.undistilled),
+            ("adversary-selective", world.undistilled),
         ):
             models[role] = model_variant(base, self.folder / "models" / role, role)
         self.print(f"   tiny world {world.root}" + (" (built now)" if world.built else ""))
@@ -252,7 +253,10 @@ class Localnet:
     ) -> bool:
         """Miners first, then the validators once they all serve (or died): a miner still
         loading its engine would otherwise score zeros that its EMA carries into the epochs."""
-        specs = {p.name: miner_spec(self.o, self.folder, manifest, models, p) for p in plans}
+        specs = {
+            p.name: miner_spec(self.o, self.folder, manifest, models, p, self.families)
+            for p in plans
+        }
         for spec in specs.values():
             sup.start(spec)
         self.state.update(

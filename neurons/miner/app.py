@@ -158,6 +158,19 @@ def _refresher(
 # -- routes ---------------------------------------------------------------------------------
 
 
+def admit(request: web.Request, body: bytes) -> CallerInfo:
+    """btauth/1 over ``body``, then the caller policy (403/429 raise): who may call any route
+    but health and metrics (the completions route does the same inline)."""
+    gate, metrics = request.app[GATE], request.app[METRICS]
+    request[_BODY] = body
+    caller = gate.authenticate(request, body)
+    request[_CALLER] = caller
+    info = gate.policy.admit(caller.hotkey_ss58)
+    request[_INFO] = info
+    metrics.caller_requests.labels(str(info.uid)).inc()
+    return info
+
+
 async def completions(request: web.Request) -> web.StreamResponse:
     return await _generate(request, COMPLETIONS)
 

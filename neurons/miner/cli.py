@@ -35,6 +35,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="revision committed with the model digest (default: local)",
     )
     parser.add_argument(
+        "--hf-repo",
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="commit the model as fetchable from this Hugging Face repo (with --hf-revision); "
+        "default: validators fetch it from this miner",
+    )
+    parser.add_argument(
+        "--hf-revision",
+        default=None,
+        metavar="COMMIT",
+        help="the repo's 40-hex commit whose files are exactly --model's",
+    )
+    parser.add_argument(
         "--register", action="store_true", help="register the hotkey if it is not (pays the burn)"
     )
     config_flag(parser, "--engine", "miner.engine")
@@ -61,6 +74,11 @@ def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     opts = MinerOptions(
-        model=args.model, register=args.register, model_name=args.model_name, revision=args.revision
+        model=args.model,
+        register=args.register,
+        model_name=args.model_name,
+        revision=args.revision,
+        hf_repo=args.hf_repo,
+        hf_revision=args.hf_revision,
     )
     return asyncio.run(serve(args.config, opts, engine_factory=engine_factory))

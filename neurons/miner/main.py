@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from distill.identity import identity_for
+from distill.identity import MINER_SOURCE, ModelSource
+from distill.manifest import Manifest, committed_identity
 from neurons.miner.app import Gate, build_app
+from neurons.miner.files import ModelFiles, add_routes
 from neurons.miner.policy import (
     CallerInfo,
     CallerPolicy,
@@ -57,6 +59,16 @@ class MinerOptions:
     register: bool = False
     model_name: str | None = None
     revision: str = "local"
+    hf_repo: str | None = None  # commit the model as fetchable from this HF repo ...
+    hf_revision: str | None = None  # ... at this pinned commit (else: from the miner itself)
+
+    def source(self) -> ModelSource:
+        """Where validators fetch the committed files (IdentityError for bad flags)."""
+        if self.hf_repo is None and self.hf_revision is None:
+            return MINER_SOURCE
+        if not (self.hf_repo and self.hf_revision):
+            raise ConfigError("--hf-repo and --hf-revision go together (a pinned 40-hex commit)")
+        return ModelSource("hf", self.hf_repo, self.hf_revision)
 
 
 def announce_ip(config: SubnetConfig) -> str:
@@ -85,6 +97,7 @@ async def serve(
     model_dir = Path(opts.model).expanduser()
     if not model_dir.is_dir():
         raise ConfigError(f"--model {opts.model}: not a model folder (no hub downloads here)")
+    source = opts.source()
     ip = announce_ip(config)
     wallet = load_wallet(
         config.wallet.name,
@@ -108,13 +121,16 @@ async def serve(
         kind: Literal["vllm", "hf"] = "hf" if mc.engine == "hf" else "vllm"
         engine = load(kind, model_dir, max_top_logprobs=max(mc.max_logprobs, 1))
         try:
-            ident = identity_for(model_dir, opts.model_name, opts.revision).format()
+            identity, manifest = committed_identity(
+                model_dir, source, opts.model_name, opts.revision
+            )
+            ident = identity.format()
             current = (await chain.identities(netuid)).get(hotkey)
             if current is None or current.payload != ident:
                 await chain.commit_identity(netuid, wallet, ident)
                 log.info("committed identity %s", ident)
             return await _run_server(
-                config, chain, wallet, hotkey, engine, ident, model_dir, ip, uid, ready
+                config, chain, wallet, hotkey, engine, ident, model_dir, manifest, ip, uid, ready
             )
         finally:
             await engine.close()
@@ -128,6 +144,7 @@ async def _run_server(
     engine: Engine,
     ident: str,
     model_dir: Path,
+    manifest: Manifest,
     ip: str,
     uid: int,
     ready: asyncio.Event | None,
@@ -179,6 +196,7 @@ async def _run_server(
         fetch_callers=fetch_callers,
         refresh_interval=mc.metagraph_refresh,
     )
+    add_routes(app, ModelFiles(model_dir, manifest, PriorityLimiter(mc.model_transfers, 64)))
     runner = web.AppRunner(app, shutdown_timeout=mc.shutdown_grace, access_log=None)
     await runner.setup()
     stop = asyncio.Event()

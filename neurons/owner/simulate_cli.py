@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             validators=args.validators,
             miners=args.miners,
             epochs=args.epochs,
-            catch=args.config.verify.spot_check_fraction,
+            check=args.config.verify.spot_check_fraction,
+            answers=args.config.validator.tasks_per_step,
         )
     except ParamError as e:
         raise ConfigError(str(e)) from None

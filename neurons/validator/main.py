@@ -51,6 +51,7 @@ from neurons.validator.spotcheck import ModelCache
 from neurons.validator.startup import PermitWatch, check_standing
 from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
+from neurons.validator.verifier import build_fetcher, build_verifier
 from neurons.validator.weights import WeightSetter, compute_weights
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
@@ -184,11 +185,16 @@ class Validator:
             store.set_meta("prompt_sources", json.dumps(prompts.summary(), sort_keys=True))
             for source in prompts.summary():
                 log.info("prompt source %s", json.dumps(source, sort_keys=True))
+            session = await stack.enter_async_context(miner_client.miner_session())
+            fetcher = build_fetcher(vc, self.wallet, session)
+            stack.push_async_callback(fetcher.close)
             models = ModelCache(
                 [r.strip() for r in vc.model_roots.split(",") if r.strip()],
                 vc.model_cache,
                 lambda p: _load(vc.engine, p),
+                fetcher,
             )
+            fetcher.protect = models.loaded
             stack.push_async_callback(models.close)
             models.pin(identity_for(vc.teacher).digest, teacher)
             baseline = None
@@ -198,7 +204,9 @@ class Validator:
                 stack.push_async_callback(engine.close)
                 models.pin(ident.digest, engine)
                 baseline = Baseline(engine, ident.format(), ident.digest)
-            session = await stack.enter_async_context(miner_client.miner_session())
+            verifier = await build_verifier(
+                self.cfg, self.chain, store, models, fetcher, self.metrics
+            )
             await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
             await stack.enter_async_context(
                 export_server(
@@ -223,9 +231,11 @@ class Validator:
                 models,
                 session,
                 baseline,
-                prompts,
-                organic_inbox(self.cfg),
+                prompts=prompts,
+                organic_inbox=organic_inbox(self.cfg),
+                verifier=verifier,
             )
+            await verifier.prefetch(self.chain, self.netuid, self.hotkey, vc.startup_fetch_wait)
             setter = WeightSetter(
                 self.chain,
                 self.netuid,

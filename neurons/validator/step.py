@@ -4,8 +4,10 @@ metagraph -> miners + seeded prompts (rendered to ids) -> teacher references -> 
 streamed queries -> gates -> one batched teacher ``score`` over every surviving answer -> spot
 checks with committed models -> answer scores -> per-miner means -> EMA -> one atomic commit.
 
-Nothing is written before the final commit, so a step interrupted anywhere leaves no trace
-and is redone from the same block seed after a restart.
+Nothing of the step is written before the final commit, so a step interrupted anywhere leaves
+no trace and is redone from the same block seed after a restart. (The verifier's bookkeeping is
+not the step's: a draw secret published, a committed model first seen; both are idempotent,
+and the redone step draws the same checks with the same secret.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import aiohttp
 import numpy as np
 
 from neurons.validator import judge
+from neurons.validator.availability import apply_verdicts
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
 from neurons.validator.miner_client import Query, Target
@@ -31,10 +34,11 @@ from neurons.validator.prompts import PromptSelector
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
 from neurons.validator.spotcheck import ModelCache, spot_check
 from neurons.validator.store import EmaRow, StepRow, Store
+from neurons.validator.verifier import Verifier, check_rows
 from scoring import aggregate, speed, verify
 from scoring.causes import Role
 from subnet.chain.protocol import SubnetReads
-from subnet.chain.types import MetagraphView
+from subnet.chain.types import Commitment, MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
 from subnet.tokenizer import ModelTokenizer
@@ -60,6 +64,7 @@ class StepContext:
     baseline: Baseline | None = None
     prompts: PromptSelector | None = None  # None: loaded from cfg.validator at the first step
     organic_inbox: Path | None = None  # the gateway's signed organic answers (None: none)
+    verifier: Verifier | None = None  # secret draws, model fetching, bounded evidence
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 4. Cheap gates first: format, identity (chain commitments, first-committer rule), loops
     #    and termination on the miner's own claims.
-    records = await _commitment_records(ctx, mg)
+    identities = await ctx.chain.identities(ctx.netuid)
+    records = _commitment_records(ctx, mg, identities)
+    verdicts = await ctx.verifier.models(step, mg, identities, ctx.hotkey) if ctx.verifier else {}
     for j in work:
         judge.gate_format(
             j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
@@ -154,6 +161,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
         )
+    apply_verdicts(work, verdicts)  # committed models that cannot be verified (or are unverified)
     t = phase("gates", t)
 
     # 5. One batched teacher-forced pass over every surviving answer.
@@ -185,7 +193,8 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("teacher_score", t)
 
     # 6. Spot checks: recompute the claims with the committed model, batched per model.
-    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics)
+    draw = ctx.verifier.draw(block) if ctx.verifier else None
+    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics, draw)
     t = phase("spot_check", t)
 
     # 6b. Organic answers the gateway handed over, signed by their miners: the same gates and
@@ -244,14 +253,19 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 8. One transaction: the step row, its answers, evidence and the new EMA.
     latency = time.perf_counter() - t_start
+    if ctx.verifier is not None:
+        evidence = ctx.verifier.bound(evidence)
     ctx.store.commit_step(
         StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
         rows,
         evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
-        asked.rows,
-        {CURSOR_KEY: organic.cursor} if organic.cursor is not None else None,
+        prompts=asked.rows,
+        meta={CURSOR_KEY: organic.cursor} if organic.cursor is not None else None,
+        checks=check_rows(work, draw),
     )
+    if ctx.verifier is not None:
+        ctx.verifier.after_commit(ctx.store, step, ctx.metrics)
     phase("commit", t)
     export_step(ctx.metrics, work, ema, observed, baseline_score, latency)
     report_lies(ctx.metrics, answered, caught, upd, ctx.cfg.weights.lie_penalty_steps)
@@ -275,13 +289,15 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     )
 
 
-async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verify.Commitment]:
+def _commitment_records(
+    ctx: StepContext, mg: MetagraphView, identities: dict[str, Commitment]
+) -> list[verify.Commitment]:
     """Current chain commitments merged into first-seen records kept in the store."""
     from distill.identity import IdentityError, parse_identity
 
     live = set(mg.hotkeys)
     seen = []
-    for hotkey, c in (await ctx.chain.identities(ctx.netuid)).items():
+    for hotkey, c in identities.items():
         if hotkey not in live:
             continue
         try:

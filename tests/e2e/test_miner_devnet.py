@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 from bittensor import http_auth
 
-from distill.identity import identity_for
+from distill.identity import MINER_SOURCE
+from distill.manifest import committed_identity, parse_manifest
 from distill.tiny import TinyWorld
 from subnet import auth, protocol
 from subnet.chain.devnet import Devnet
@@ -114,7 +115,7 @@ async def test_miner_process_registers_commits_serves_and_drains(
     try:
         base = f"http://127.0.0.2:{port}"
         health = await wait_healthy(base, proc, tmp_path / "miner.log")
-        expected = identity_for(tiny.teacher).format()
+        expected = committed_identity(tiny.teacher, MINER_SOURCE)[0].format()  # v2, from itself
         assert health["identity"] == expected
         async with open_chain(f"devnet:{chain}") as client:
             deadline = time.monotonic() + 60  # health answers just before the axon is announced
@@ -152,6 +153,14 @@ async def test_miner_process_registers_commits_serves_and_drains(
                 request_nonce=int(headers[http_auth.HEADER_NONCE]),
             )
         assert json.loads(out)["subnet"]["identity"] == expected
+
+        # the committed files, served to a validator by the real node
+        path = protocol.MODEL_MANIFEST_PATH
+        headers = auth.sign_request(vali, "GET", path, b"", hotkey_address(miner))
+        async with aiohttp.ClientSession() as s, s.get(me.axon.url + path, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            manifest = parse_manifest(await r.read())
+        assert manifest.digest == expected.split(":")[1]
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

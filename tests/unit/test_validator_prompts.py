@@ -55,7 +55,7 @@ def run_steps(sel: PromptSelector, store: Store, seeds: list[str], n: int, windo
             [],
             [],
             [EmaRow(0, "hk", 0.0)],
-            asked.rows,
+            prompts=asked.rows,
         )
         out.append(asked)
     return out

@@ -214,8 +214,10 @@ def test_step_prompts_are_recorded_and_an_older_database_gets_the_table(tmp_path
         PromptRow(0, "t0", "synthetic", "ds", "p0"),
         PromptRow(1, "t1", "a.jsonl", "df", "p1"),
     ]
-    store.commit_step(_step(2, 20), [], [], [], prompts)
-    store.commit_step(_step(3, 30), [], [], [], [PromptRow(0, "t2", "synthetic", "ds", "p2")])
+    store.commit_step(_step(2, 20), [], [], [], prompts=prompts)
+    store.commit_step(
+        _step(3, 30), [], [], [], prompts=[PromptRow(0, "t2", "synthetic", "ds", "p2")]
+    )
     store.close()
     store = Store(path)
     assert store.step_prompts(2) == prompts
@@ -223,6 +225,8 @@ def test_step_prompts_are_recorded_and_an_older_database_gets_the_table(tmp_path
     assert store.recent_prompt_digests(2) == {"p0", "p1", "p2"}
     assert store.recent_prompt_digests(0) == frozenset()
     with pytest.raises(StateError, match="already committed"):  # nothing of a refused step
-        store.commit_step(_step(3, 31), [], [], [], [PromptRow(0, "t9", "synthetic", "ds", "p9")])
+        store.commit_step(
+            _step(3, 31), [], [], [], prompts=[PromptRow(0, "t9", "synthetic", "ds", "p9")]
+        )
     assert store.recent_prompt_digests(9) == {"p0", "p1", "p2"}
     store.close()

@@ -18,11 +18,12 @@ from neurons.validator.store.records import (
     StoredWeightSet,
 )
 from neurons.validator.store.schema import ROLE_FROM_UID, STEP_COLUMNS, Rows, ema_rows, step_row
+from neurons.validator.store.verification import VerificationReads
 from scoring.causes import Cause, Role
 from subnet.errors import StateError
 
 
-class StoreReader:
+class StoreReader(VerificationReads):
     """Read-only access to a validator's state file, for every process but the validator.
 
     The file is opened ``mode=ro``: the reader never writes, never takes the write lock and,

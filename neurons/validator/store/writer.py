@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurons.validator.store.records import AnswerRow, EmaRow, EvidenceRow, PromptRow, StepRow
+from neurons.validator.store.records import (
+    AnswerRow,
+    EmaRow,
+    EvidenceRow,
+    PromptRow,
+    SpotCheckRow,
+    StepRow,
+)
 from neurons.validator.store.schema import (
     BASELINE_ROW_UID,
     ROLE_FROM_UID,
@@ -20,11 +27,12 @@ from neurons.validator.store.schema import (
     columns,
     ema_rows,
 )
+from neurons.validator.store.verification import INSERT_CHECKS, VerificationWrites, check_rows
 from scoring.causes import Role
 from subnet.errors import StateError
 
 
-class Store:
+class Store(VerificationWrites):
     """One SQLite connection (WAL, full sync) used from the event loop's thread only."""
 
     def __init__(self, path: str | Path) -> None:
@@ -107,17 +115,21 @@ class Store:
         answers: Iterable[AnswerRow],
         evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
+        *,
         prompts: Iterable[PromptRow] = (),
         meta: Mapping[str, str] | None = None,
+        checks: Iterable[SpotCheckRow] = (),
     ) -> None:
         """Write a whole step atomically; ``StateError`` if its step or block is stored.
 
         ``prompts`` are the step's prompt records (source, dataset and prompt digests). ``meta``
         keys are written in the same transaction (a cursor that must move exactly when the step
-        lands, such as how far the organic inbox was read). The new EMA is also appended to
+        lands, such as how far the organic inbox was read). ``checks``: the answers the step's
+        secret draw picked and what their checks found. The new EMA is also appended to
         ``ema_history``, the per-step record the public score export charts.
         """
         answers, evidence, ema, prompts = list(answers), list(evidence), list(ema), list(prompts)
+        spot = check_rows(row.step, checks)
 
         def write(db: sqlite3.Connection) -> None:
             dup = db.execute(
@@ -203,6 +215,7 @@ class Store:
                     for p in prompts
                 ],
             )
+            db.executemany(INSERT_CHECKS, spot)
             db.execute("DELETE FROM ema")
             db.executemany(
                 "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
