@@ -352,12 +352,16 @@ def split_stream(raw: bytes) -> tuple[bytes, dict[str, str]]:
     try:
         obj = json.loads(event[6:])
         fields = obj["subnet"]["signature"]
-        ok = obj.get("object") == SIGNATURE_OBJECT and isinstance(fields, dict)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise ResponseSignatureError("no signature event before data: [DONE]")
-    return rest[:start], {str(k): str(v) for k, v in fields.items()}
+        if obj.get("object") != SIGNATURE_OBJECT or not isinstance(fields, dict):
+            raise ValueError("not a signature object")
+        # Only string fields: str() of a deeply nested value would recurse as json.loads did.
+        parsed = {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
+    except Exception as e:  # any failure here comes from the miner's bytes
+        # (deep nesting raises RecursionError, huge numbers ValueError, odd shapes TypeError)
+        raise ResponseSignatureError(
+            f"no signature event before data: [DONE] ({type(e).__name__})"
+        ) from None
+    return rest[:start], parsed
 
 
 def verify_stream(

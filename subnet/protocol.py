@@ -422,12 +422,37 @@ def read_completion(body: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Wi
                 continue
             sub = chunk["subnet"]
             identity = sub.get("identity", identity)
-            ids.extend(int(t) for t in sub["token_ids"])
+            ids.extend(wire_int(t) for t in sub["token_ids"])
             topk = sub.get("top_k")
             if topk is not None:
-                top_ids.extend(tuple(int(t) for t in row) for row in topk["ids"])
-                top_lp.extend(tuple(float(x) for x in row) for row in topk["logprobs"])
+                top_ids.extend(tuple(wire_int(t) for t in row) for row in topk["ids"])
+                top_lp.extend(tuple(wire_float(x) for x in row) for row in topk["logprobs"])
             finish = chunk["choices"][0].get("finish_reason") or finish
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
-        raise ProtocolError(f"malformed completion response: {_short(e)}") from e
+    except ProtocolError:
+        raise
+    except Exception as e:  # a peer's shapes: KeyError, TypeError, RecursionError, ...
+        raise ProtocolError(
+            f"malformed completion response: {type(e).__name__}: {_short(e)}"
+        ) from e
     return WireCompletion(tuple(ids), tuple(top_ids), tuple(top_lp), finish, identity)
+
+
+def wire_int(value: Any) -> int:
+    """A token id exactly as JSON wrote it: an integer, never ``1.7``, ``"3"`` or ``true``."""
+    if type(value) is not int:
+        raise ProtocolError(f"token id {_short_repr(value)} is not a JSON integer")
+    return value
+
+
+def wire_float(value: Any) -> float:
+    """A logprob: a JSON number (integer or float, NaN kept for the format gate), never a
+    string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"logprob {_short_repr(value)} is not a JSON number")
+    return float(value)  # OverflowError for an integer beyond float: the caller's ProtocolError
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return type(value).__name__  # never repr a (possibly deeply nested) container
+    return repr(value)[:40]
