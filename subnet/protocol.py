@@ -8,8 +8,8 @@ Request (``POST /v1/completions``, JSON object)::
 
     prompt       list[int] | str | [list[int]] | [str]   one prompt (n=1); text is tokenized
     max_tokens   int, 1..limit (default 16)
-    temperature  number, 0..2 (default 1; 0 = greedy)
-    top_p        number, (0, 1] (default 1)
+    temperature  number, 0 or 0.01..2 (default 1; 0 = greedy)
+    top_p        number, 1e-6..1 (default 1)
     seed         int >= 0 | null
     logprobs     int, 0..limit | null   raw top-k reported per generated position
     stream       bool (default false)   SSE, ``data: <json>\\n\\n`` ... ``data: [DONE]\\n\\n``
@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from subnet.engine.types import Completion, SamplingParams
+from subnet.engine.types import MIN_TEMPERATURE, MIN_TOP_P, Completion, SamplingParams
 from subnet.errors import ProtocolError
 
 VERSION = 1
@@ -144,9 +144,13 @@ def parse_request(
 
     max_tokens = _int(data, "max_tokens", 16, 1, limits.max_tokens)
     temperature = _float(data, "temperature", 1.0, 0.0, 2.0)
+    if 0.0 < temperature < MIN_TEMPERATURE:
+        raise RequestError(
+            f"temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 2", "temperature"
+        )
     top_p = _float(data, "top_p", 1.0, 0.0, 1.0)
-    if top_p <= 0.0:
-        raise RequestError("top_p must be in (0, 1]", "top_p")
+    if top_p < MIN_TOP_P:
+        raise RequestError(f"top_p must be between {MIN_TOP_P:g} and 1", "top_p")
     seed = data.get("seed")
     if seed is not None:
         seed = _int(data, "seed", 0, 0, MAX_SEED)
@@ -160,7 +164,9 @@ def parse_request(
     if not isinstance(ext, dict):
         raise RequestError("subnet must be an object", "subnet")
     task_id = ext.get("task_id")
-    if task_id is not None and (not isinstance(task_id, str) or len(task_id) > MAX_TASK_ID_CHARS):
+    if task_id is not None and (
+        not isinstance(task_id, str) or len(task_id) > MAX_TASK_ID_CHARS or not _utf8(task_id)
+    ):
         raise RequestError(f"must be a string of <= {MAX_TASK_ID_CHARS} chars", "subnet.task_id")
     raw = ext.get("raw", True)
     ignore_eos = ext.get("ignore_eos", False)
@@ -205,6 +211,8 @@ def _prompt_ids(
             raise RequestError("text prompts are not supported here; send token ids", "prompt")
         if not prompt:
             raise RequestError("prompt is empty", "prompt")
+        if not _utf8(prompt):  # JSON allows "\\ud800"; no tokenizer can take it
+            raise RequestError("prompt is not valid Unicode (a lone surrogate)", "prompt")
         ids = list(tokenize(prompt))
     elif isinstance(prompt, list):
         if any(isinstance(p, list | str) for p in prompt):
@@ -225,6 +233,14 @@ def _prompt_ids(
     if bad is not None:
         raise RequestError(f"token id {bad} outside the vocabulary", "prompt")
     return ids
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _not_int(value: Any) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from subnet.cli import config_flag, wallet_flags
+from subnet.cli import config_flag, configure_logging, wallet_flags
 
 if TYPE_CHECKING:
     from neurons.miner.main import EngineFactory
@@ -45,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--port", "miner.port")
     config_flag(parser, "--external-ip", "miner.external_ip")
     config_flag(parser, "--state-dir", "miner.state_dir")
+    config_flag(parser, "--metrics-host", "miner.metrics_host")
+    config_flag(parser, "--metrics-port", "miner.metrics_port")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -56,9 +58,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, engine_factory: EngineFactory | None = None) -> int:
     from neurons.miner.main import MinerOptions, serve
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    cfg = args.config
+    configure_logging(
+        verbose=args.verbose,
+        log_file=Path(cfg.miner.state_dir).expanduser()
+        / f"miner-{cfg.wallet.name}-{cfg.wallet.hotkey}.log",
     )
     opts = MinerOptions(
         model=args.model, register=args.register, model_name=args.model_name, revision=args.revision

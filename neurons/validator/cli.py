@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 
-from subnet.cli import config_flag, wallet_flags
+from subnet.cli import config_flag, configure_logging, wallet_flags
 from subnet.errors import ConfigError
 
 
@@ -41,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--model-roots", "validator.model_roots")
     config_flag(parser, "--baseline", "validator.baseline")
     config_flag(parser, "--metrics-port", "validator.metrics_port")
+    config_flag(parser, "--metrics-host", "validator.metrics_host")
     config_flag(parser, "--spot-check-fraction", "verify.spot_check_fraction")
     parser.add_argument(
         "--max-steps",
@@ -48,7 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this many steps (default: run until signalled)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging (start, step and weight lines are logged at INFO without it)",
+    )
     sub = parser.add_subparsers(dest="validator_command", metavar="SUBCOMMAND")
     cal = sub.add_parser(
         "calibrate",
@@ -85,16 +90,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(asctime)s %(name)s %(message)s",
-    )
     if getattr(args, "validator_command", None) == "calibrate":
+        configure_logging(verbose=getattr(args, "verbose", False))
         return asyncio.run(_calibrate(args))
     from neurons.validator.main import serve
 
     if not args.config.validator.teacher:
         raise ConfigError("validator.teacher is required: pass --teacher PATH")
+    state = Path(args.config.validator.state_dir).expanduser()
+    configure_logging(verbose=args.verbose, log_file=state / "validator.log")
     return asyncio.run(serve(args.config, args.max_steps))
 
 
