@@ -239,9 +239,9 @@ async def _run_server(
         async with serve_metrics(
             metrics, mc.metrics_host, mc.metrics_port, keys="miner.metrics_host/metrics_port"
         ):
-            await start_site(runner, mc.host, mc.port, keys="miner.host/miner.port")
             if (warning := bind_mismatch(mc.host, ip, mc.port)) is not None:
                 log.warning(warning)
+            await start_site(runner, mc.host, mc.port, keys="miner.host/miner.port")
             await keeper.ensure(await chain.metagraph(netuid, max_age_blocks=0), startup=True)
             serving = True
             log.info(
