@@ -118,13 +118,15 @@ def wallet_flags(parser: argparse.ArgumentParser, *, password_file: bool = True)
         )
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """``--config`` and ``--set`` on every subcommand."""
+def add_config_options(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """``--config`` and ``--set`` on every subcommand, and on each of its own subcommands
+    (``subnet distill train --set ...``). Nested parsers leave the values unset unless given:
+    argparse copies a subparser's defaults over its parent's values."""
     group = parser.add_argument_group("configuration")
     group.add_argument(
         "--config",
         metavar="PATH",
-        default=None,
+        default=argparse.SUPPRESS if nested else None,
         dest="config_path",
         help="subnet.toml to load (default: $SUBNET_CONFIG, else ./subnet.toml if present)",
     )
@@ -132,10 +134,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         "--set",
         metavar="KEY=VALUE",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS if nested else [],
         dest="config_set",
         help="override any config key, e.g. --set weights.ema_alpha=0.2 (repeatable)",
     )
+    for action in parser._actions:  # argparse offers no public walk of subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                add_config_options(child, nested=True)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

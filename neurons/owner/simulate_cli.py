@@ -50,7 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
     parser.add_argument("--validators", type=int, default=8, help="validators (default 8)")
-    parser.add_argument("--miners", type=int, default=32, help="miners (default 32)")
+    parser.add_argument(
+        "--miners", type=int, default=32, help="miners in the simulated population (default 32)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--exact-checks",

@@ -50,7 +50,12 @@ def configure_devnet(parser: argparse.ArgumentParser) -> None:
     )
     status = sub.add_parser("status", help="blocks and neurons as a table")
     _dir_option(status)
-    status.add_argument("--netuid", type=int, default=None, help="subnet (default: from init)")
+    status.add_argument(
+        "--netuid",
+        type=int,
+        default=None,
+        help="subnet id to show (default: the one devnet init made)",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     advance = sub.add_parser("advance", help="produce N blocks on a manual-clock devnet")
     _dir_option(advance)
