@@ -45,7 +45,10 @@ class ChainConfig:
 class WalletConfig:
     name: str = param("default", "wallet (coldkey) name")
     hotkey: str = param("default", "hotkey name inside the wallet")
-    path: str = param("~/.bittensor/wallets", "folder holding wallets")
+    path: str = param(
+        "~/.bittensor/wallets",
+        "folder holding wallets (left at this default on a devnet: the devnet's own wallets/)",
+    )
     password_file: str = param("", "file with the coldkey password (else BT_WALLET_PASSWORD)")
 
 

@@ -33,7 +33,7 @@ from neurons.miner.policy import (
 )
 from neurons.miner.serving import MinerService, load_codec
 from subnet.auth import SqliteNonceStore
-from subnet.chain.network import parse_network
+from subnet.chain.network import parse_network, wallet_folder
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
@@ -90,7 +90,7 @@ async def serve(
     wallet = load_wallet(
         config.wallet.name,
         config.wallet.hotkey,
-        config.wallet.path,
+        wallet_folder(config.chain.network, config.wallet.path),
         password_file=config.wallet.password_file or None,
     )
     hotkey = hotkey_address(wallet)

@@ -40,6 +40,7 @@ from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightOutcome, WeightSetter, compute_weights
+from subnet.chain.network import wallet_folder
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
@@ -102,7 +103,7 @@ class Validator:
         self.wallet = wallet or load_wallet(
             cfg.wallet.name,
             cfg.wallet.hotkey,
-            cfg.wallet.path,
+            wallet_folder(cfg.chain.network, cfg.wallet.path),
             password_file=cfg.wallet.password_file or None,
         )
         self.hotkey = hotkey_address(self.wallet)

@@ -248,3 +248,36 @@ def test_trained_weights_are_readable_by_others(world: dict[str, Path], tmp_path
     train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False)
     mode = stat.S_IMODE((tmp_path / "s" / "model.safetensors").stat().st_mode)
     assert mode == 0o644, oct(mode)
+
+
+async def test_eval_warms_the_student_up_before_timing_it(world: dict[str, Path]) -> None:
+    """The first engine call (kernels, caches, vLLM's graphs) is not counted in tokens/s: a
+    small untimed call comes first, then the timed batch of every prompt (issue 17)."""
+    from distill.evaluate import evaluate_student
+    from distill.targets import load_prompts
+    from subnet.engine import load_engine
+
+    engine = load_engine("hf", world["teacher"])
+    calls: list[int] = []
+
+    class Recording:
+        info = engine.info
+
+        async def generate(self, prompts, params):  # type: ignore[no-untyped-def]
+            calls.append(len(prompts))
+            return await engine.generate(prompts, params)
+
+    tasks = load_prompts("tasks:5:1")
+    prompts = [[1, 2, 3, 4]] * len(tasks)
+    result = await evaluate_student(
+        Recording(),  # type: ignore[arg-type]
+        engine,
+        tasks,
+        prompts,
+        lambda ids: "",
+        name="s",
+        k=4,
+        max_tokens=4,
+    )
+    assert calls == [1, 5] and result.tokens_per_s > 0
+    await engine.close()
