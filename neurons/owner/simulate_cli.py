@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return run_replay(args)
     base = base_config(args)
     key, values = sweep_values(args)
-    out = Path(args.out)
+    out = rep.prepare_out(Path(args.out))
     try:
         sc = build(
             args.scenario,
@@ -123,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
             except ParamError as e:
                 raise ConfigError(str(e)) from None
         params = {key: value} if key else {}
-        summary = rep.summarize(label, sc, result, params)
+        record = rep.config_record(
+            cfg, scenario=args.scenario, validators=args.validators, miners=args.miners
+        )
+        summary = rep.summarize(label, sc, result, params, record)
         summary["seconds"] = round(time.perf_counter() - started, 3)
         rep.write_tables(out, label, result, summary)
         runs.append(rep.RunReport(label, summary, rep.write_charts(out, label, sc, result)))
