@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,17 @@ async def check_operations(
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "address already in use" in out.stderr and "miner.port" in out.stderr
     assert "listens only on 127.0.0.1" in out.stderr
+    # an address this machine does not have, and a corrupt checkpoint: one line each
+    cmd = miner_cmd(tiny.teacher, tmp, chain, free_port(), "--host", "10.255.255.1")
+    cmd[cmd.index("--state-dir") + 1] = str(tmp / "state3")
+    line = one_line_failure(cmd, tmp)
+    assert "address not available on this machine" in line and "miner.host" in line
+    bad = tmp / "bad-model"
+    shutil.copytree(tiny.teacher, bad)
+    (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:4000])
+    cmd = miner_cmd(bad, tmp, chain, free_port())
+    cmd[cmd.index("--state-dir") + 1] = str(tmp / "state4")
+    assert "is not a readable safetensors file" in one_line_failure(cmd, tmp)
     # someone announces another endpoint for this hotkey: the miner puts its own back
     async with open_chain(f"devnet:{chain}") as client:
         deadline = time.monotonic() + 120

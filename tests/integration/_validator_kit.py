@@ -72,6 +72,7 @@ class Subnet:
     engines: list[Engine] = field(default_factory=list)
     runners: list[web.AppRunner] = field(default_factory=list)
     gates: dict[str, Gate] = field(default_factory=dict)
+    metrics: dict[str, MinerMetrics] = field(default_factory=dict)
 
     @property
     def network(self) -> str:
@@ -147,7 +148,8 @@ async def running_miners(
                 request_timeout=120.0,
             )
             sub.gates[name] = gate
-            runner = web.AppRunner(build_app(service, gate, MinerMetrics()))
+            sub.metrics[name] = MinerMetrics()
+            runner = web.AppRunner(build_app(service, gate, sub.metrics[name]))
             await runner.setup()
             site = web.TCPSite(runner, HOST, 0)
             await site.start()
