@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -182,7 +183,7 @@ def one_line_failure(cmd: list[str], cwd: Path) -> str:
 
 
 async def check_operations(
-    tmp: Path, tiny: TinyWorld, chain: Path, port: int, mport: int, miner: object
+    tmp: Path, tiny: TinyWorld, chain: Path, port: int, mport: int, miner: Any
 ) -> None:
     """Issue 17, against the running miner: metrics on their own loopback port, a second
     process for the same hotkey refused, a busy port named, a stale endpoint re-announced."""

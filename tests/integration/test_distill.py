@@ -263,7 +263,7 @@ async def test_eval_warms_the_student_up_before_timing_it(world: dict[str, Path]
     class Recording:
         info = engine.info
 
-        async def generate(self, prompts, params):  # type: ignore[no-untyped-def]
+        async def generate(self, prompts, params):
             calls.append(len(prompts))
             return await engine.generate(prompts, params)
 
