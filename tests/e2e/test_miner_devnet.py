@@ -158,6 +158,7 @@ async def test_miner_process_registers_commits_serves_and_drains(
                 request_nonce=int(headers[http_auth.HEADER_NONCE]),
             )
         assert json.loads(out)["subnet"]["identity"] == expected
+        check_probe(tmp_path, chain, me.uid, port, vali)
         await check_operations(tmp_path, tiny, chain, port, mport, miner)
 
         proc.send_signal(signal.SIGTERM)
@@ -172,6 +173,32 @@ async def test_miner_process_registers_commits_serves_and_drains(
     # the same lines, rotated, under the state dir
     logged = (tmp_path / "state" / "miner-miner-default.log").read_text()
     assert "serving" in logged and '"route":"/v1/completions","status":200' in logged
+
+
+def check_probe(tmp: Path, chain: Path, uid: int, port: int, vali: Any) -> None:
+    """``subnet miner probe`` as an operator runs it: the devnet's wallets found without
+    ``--wallet.path``, the endpoint and hotkey from the metagraph, the answer verified."""
+    base = [sys.executable, "-m", "subnet.cli", "miner", "probe", "--network", f"devnet:{chain}"]
+    base += ["--netuid", str(NETUID), "--wallet.name", "vali"]
+    out = subprocess.run(
+        [*base, "--uid", str(uid)], cwd=tmp, env=env(), capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert "HTTP 200, signature ok" in out.stdout and "time to first token" in out.stdout
+    assert "tokens (" in out.stdout and "result: OK" in out.stdout
+    # a hotkey the answer is not signed by: caught, exit 1
+    url = f"http://127.0.0.2:{port}"
+    wrong = hotkey_address(vali)  # the request is then bound to another receiver too
+    out = subprocess.run(
+        [*base, "--url", url, "--hotkey", wrong, "--no-stream"],
+        cwd=tmp,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "result: FAILED" in out.stdout, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def one_line_failure(cmd: list[str], cwd: Path) -> str:
