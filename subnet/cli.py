@@ -179,8 +179,10 @@ def configure_logging(
 ) -> None:
     """The process's logging, set once by a node's CLI entry point (never by library code).
 
-    INFO (DEBUG with ``-v``) to stderr and, when ``log_file`` is given, to that file as well,
-    rotated at :data:`LOG_FILE_BYTES`. A log file that cannot be opened is a ConfigError.
+    INFO to stderr and, when ``log_file`` is given, to that file as well, rotated at
+    :data:`LOG_FILE_BYTES`; ``verbose`` adds DEBUG from this project's own loggers
+    (``subnet.*``), never third-party debug chatter. A log file that cannot be opened is a
+    ConfigError.
     """
     import logging
     import logging.handlers
@@ -207,7 +209,8 @@ def configure_logging(
     for h in handlers:
         h.setFormatter(formatter)
         root.addHandler(h)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.INFO)
+    logging.getLogger("subnet").setLevel(logging.DEBUG if verbose else logging.NOTSET)
     for name in QUIET_LOGGERS:  # third-party chatter stays out of an operator's INFO log
         logging.getLogger(name).setLevel(logging.WARNING)
 
