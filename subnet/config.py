@@ -96,7 +96,10 @@ class MinerConfig:
         0, "Prometheus /metrics port, separate from the serving port (0 = off)", lo=0, hi=65535
     )
     endpoint_check: float = param(
-        60.0, "seconds between checks that the chain still announces this endpoint", lo=1.0
+        60.0,
+        "least seconds between re-announcements when the chain shows another endpoint for this "
+        "hotkey (checked at every metagraph refresh)",
+        lo=1.0,
     )
     metagraph_refresh: float = param(12.0, "seconds between caller-policy metagraph reads", lo=0.1)
     shutdown_grace: float = param(30.0, "seconds to finish in-flight requests on shutdown", lo=0.0)
