@@ -7,6 +7,7 @@ redirect: the signed body and btauth headers go to the miner's announced endpoin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -152,3 +153,35 @@ async def test_redirects_are_never_followed(serve, status: int) -> None:
     answer = await ask(await serve(handler))
     assert answer.cause == Cause.HTTP_ERROR and f"redirect {status}" in answer.detail
     assert seen == []  # neither the body nor the btauth headers left for the other host
+
+
+RAW_RESPONSES = {
+    "garbage": b"\x00\xffnot http at all\r\n\r\n",
+    "bad_status_line": b"HTTP/1.1 two hundred OK\r\n\r\n",
+    "header_line_too_long": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 200_000 + b"\r\n\r\n",
+    "broken_chunks": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+    "short_body": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\ndata: {}\n\n",
+    "bad_gzip": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnotgz",
+    "invalid_utf8_error": b"HTTP/1.1 500 X\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAW_RESPONSES))
+async def test_malformed_http_from_a_miner_is_the_miners_failure(name: str) -> None:
+    """Bytes below SSE (the HTTP layer itself) are the miner's too: never an exception."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # the request (small, sent at once)
+        writer.write(RAW_RESPONSES[name])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        answer_ = await ask(f"http://127.0.0.1:{port}")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert answer_.cause in (Cause.HTTP_ERROR, Cause.BAD_SIGNATURE, Cause.FORMAT_SCHEMA)
+    assert counts_toward_ema(Role.MINER, answer_.cause), answer_.detail
