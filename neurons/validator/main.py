@@ -117,6 +117,15 @@ class Validator:
             store = Store(Path(vc.state_dir).expanduser() / "validator.sqlite")
             stack.callback(store.close)
             store.set_meta("config", config_json(self.cfg))
+            # before the (minutes-long) teacher load: a busy port fails at once
+            await stack.enter_async_context(
+                serve_metrics(
+                    self.metrics,
+                    vc.metrics_host,
+                    vc.metrics_port,
+                    keys="validator.metrics_host/metrics_port",
+                )
+            )
             teacher = await _load(vc.engine, vc.teacher)
             stack.push_async_callback(teacher.close)
             models = ModelCache(
@@ -134,14 +143,6 @@ class Validator:
                 models.pin(ident.digest, engine)
                 baseline = Baseline(engine, ident.format(), ident.digest)
             session = await stack.enter_async_context(aiohttp.ClientSession())
-            await stack.enter_async_context(
-                serve_metrics(
-                    self.metrics,
-                    vc.metrics_host,
-                    vc.metrics_port,
-                    keys="validator.metrics_host/metrics_port",
-                )
-            )
             await self._log_start()
             ctx = StepContext(
                 self.cfg,
