@@ -61,9 +61,52 @@ def _tiny(out: Path, force: bool) -> int:
 # --- the miner's toolkit: targets, train, eval (distill/targets.py, train.py, evaluate.py) ---
 
 
-def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+# Help for every TargetsConfig / TrainConfig field (the dataclasses stay torch-free and plain).
+FIELD_HELP = {
+    "targets": {
+        "k": "teacher top-K logprobs kept per position; the validator asks for at most this",
+        "max_tokens": "longest teacher completion per prompt",
+        "temperature": "teacher sampling temperature (0 = its greedy answers)",
+        "seed": "sampling seed; prompt i uses seed + i (ignored when greedy)",
+        "shard_size": "prompts per shard file (an interrupted run resumes per shard)",
+        "batch": "prompts per teacher engine call",
+    },
+    "train": {
+        "steps": "optimizer steps in all (a resumed run continues to this)",
+        "batch": "sequences per step",
+        "lr": "peak learning rate (linear warm-up, cosine decay to lr * min-lr-frac)",
+        "warmup": "warm-up steps",
+        "min_lr_frac": "final learning rate as a fraction of --lr",
+        "weight_decay": "AdamW weight decay",
+        "beta2": "AdamW beta2",
+        "grad_clip": "largest global gradient norm (<= 0 disables clipping)",
+        "k": "teacher top-K used per position, the rest joins one tail bucket (0 = all stored)",
+        "ce_weight": "weight of cross-entropy on the teacher's tokens, in [0, 1]",
+        "seed": "model init (for a weightless student) and batch order",
+        "device": "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu or cuda",
+        "threads": "CPU threads (0 = all); results are bit-exact for a given count",
+        "eval_sequences": "sequences held out from the end of the targets for evaluation",
+        "eval_every": "evaluate every N steps (-1 = only at the end)",
+        "save_every": "checkpoint every N steps (-1 = only at the end)",
+        "keep_checkpoints": "checkpoints kept on disk (the newest)",
+    },
+}
+
+
+def _field_flags(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str]) -> None:
     from dataclasses import fields
 
+    for f in fields(cls):
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            metavar=f.name.upper(),
+            help=f"{helps[f.name]} (default: {f.default})",
+        )
+
+
+def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from distill.targets import TargetsConfig
     from distill.train_config import TrainConfig
 
@@ -76,14 +119,13 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "or tasks:N[:SEED[:fam1,fam2]] for seeded tasks",
     )
     t.add_argument("--out", type=Path, required=True, help="targets folder (resumes if partial)")
-    t.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
-    for f in fields(TargetsConfig):
-        t.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=type(f.default),
-            default=f.default,
-            help=f"(default {f.default})",
-        )
+    t.add_argument(
+        "--engine",
+        choices=("vllm", "hf"),
+        default="vllm",
+        help="engine the teacher runs on (default: vllm)",
+    )
+    _field_flags(t, TargetsConfig, FIELD_HELP["targets"])
 
     r = sub.add_parser("train", help="train a student on teacher targets (resumes from --out)")
     r.add_argument(
@@ -94,13 +136,7 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     r.add_argument("--targets", type=Path, required=True, help="folder from `distill targets`")
     r.add_argument("--out", type=Path, required=True, help="output folder (HF + identity)")
-    for f in fields(TrainConfig):
-        r.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=type(f.default),
-            default=f.default,
-            help=f"(default {f.default})",
-        )
+    _field_flags(r, TrainConfig, FIELD_HELP["train"])
 
     e = sub.add_parser("eval", help="the validator's numbers for students vs a teacher")
     e.add_argument(
@@ -110,15 +146,25 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         required=True,
         help="student folder (repeat for several)",
     )
-    e.add_argument("--teacher", type=Path, required=True)
+    e.add_argument("--teacher", type=Path, required=True, help="teacher model folder (HF)")
     e.add_argument(
         "--tasks",
         default="tasks:200:12345",
-        help="prompt file (JSONL, Parquet, datasets folder) or tasks:N[:SEED[:families]]",
+        help="prompt file (JSONL, Parquet, datasets folder) or tasks:N[:SEED[:families]] "
+        "(default: tasks:200:12345)",
     )
-    e.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
-    e.add_argument("--k", type=int, default=16)
-    e.add_argument("--max-tokens", type=int, default=24)
+    e.add_argument(
+        "--engine",
+        choices=("vllm", "hf"),
+        default="vllm",
+        help="engine every model runs on (default: vllm)",
+    )
+    e.add_argument(
+        "--k", type=int, default=16, help="top-K logprobs compared per position (default: 16)"
+    )
+    e.add_argument(
+        "--max-tokens", type=int, default=24, help="tokens per student answer (default: 24)"
+    )
 
 
 def _toolkit(args: argparse.Namespace) -> int:
@@ -143,6 +189,7 @@ def _toolkit(args: argparse.Namespace) -> int:
                 engine_kind=args.engine,
                 source=args.prompts,
                 progress=sys.stderr.isatty(),
+                log=None if sys.stderr.isatty() else log,  # a bar on a terminal, lines elsewhere
             )
         )
         print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")

@@ -35,7 +35,7 @@ class EvalResult:
     topk_overlap: float
     reference_likelihood: float  # s_ll in (0, 1]: teacher likelihood vs its own answer
     correctness: float  # share of tasks with ground truth answered exactly (nan if none)
-    tokens_per_s: float  # student generation throughput over the whole batch
+    tokens_per_s: float  # student generation throughput over the whole batch (after warm-up)
 
     def row(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -66,6 +66,11 @@ async def evaluate_student(
         )
     score_cfg = ScoreConfig()
     greedy = SamplingParams(max_tokens=max_tokens, temperature=0.0, top_logprobs=k)
+    # Warm-up, untimed: an engine's first call (vLLM's graph capture and allocator, torch's
+    # kernels) cost 100x the steady state and flipped which model looked faster.
+    await student.generate(
+        [prompts[0]], SamplingParams(max_tokens=min(2, max_tokens), temperature=0.0, top_logprobs=k)
+    )
     t0 = time.perf_counter()
     answers = await student.generate(prompts, greedy)
     elapsed = time.perf_counter() - t0

@@ -193,8 +193,12 @@ async def _write_targets(
     engine: Engine,
     source: str = "",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write (or finish) targets for ``tasks`` into ``out`` with ``engine``."""
+    """Write (or finish) targets for ``tasks`` into ``out`` with ``engine``.
+
+    ``log`` (when given) gets one line at the start and one per shard written: where there is
+    no terminal for the progress bar (a log file, a pipe) the run still shows progress."""
     teacher, out = Path(teacher), Path(out)
     if not tasks:
         raise TargetsError("no prompts")
@@ -216,6 +220,12 @@ async def _write_targets(
     manifest = _start_manifest(out, teacher, _request(teacher, prompts, cfg, source), info)
     done = {int(s["index"]) for s in manifest["shards"]}
     todo = [i for i in range(manifest["num_shards"]) if i not in done]
+    if log is not None:
+        log(
+            f"targets: {len(prompts)} prompts in {manifest['num_shards']} shards "
+            f"({len(done)} already written), k={cfg.k}, max_tokens={cfg.max_tokens}, "
+            f"{engine.info.provenance.engine} engine"
+        )
 
     from rich.progress import Progress, TextColumn
 
@@ -244,6 +254,14 @@ async def _write_targets(
                 [*manifest["shards"], write_shard(out, index, examples)], key=lambda s: s["index"]
             )
             write_json_atomic(out / MANIFEST, manifest)
+            if log is not None:
+                written = sum(s["sequences"] for s in manifest["shards"])
+                elapsed = time.monotonic() - started
+                log(
+                    f"targets: shard {index + 1}/{manifest['num_shards']} written, "
+                    f"{written}/{len(prompts)} sequences, "
+                    f"{tokens / max(elapsed, 1e-9):,.0f} tok/s, {elapsed:.0f} s"
+                )
     manifest["complete"] = True
     manifest["sequences"] = sum(s["sequences"] for s in manifest["shards"])
     manifest["positions"] = sum(s["positions"] for s in manifest["shards"])
@@ -261,6 +279,7 @@ async def build_targets(
     engine: Engine | None = None,
     source: str = "",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write (or finish) targets for ``tasks`` into ``out``; return the final manifest.
 
@@ -268,7 +287,7 @@ async def build_targets(
     """
     if engine is not None:
         return await _write_targets(
-            teacher, tasks, out, cfg, engine=engine, source=source, progress=progress
+            teacher, tasks, out, cfg, engine=engine, source=source, progress=progress, log=log
         )
     from subnet.engine import load_engine
 
@@ -279,7 +298,7 @@ async def build_targets(
     )
     try:
         return await _write_targets(
-            teacher, tasks, out, cfg, engine=owned, source=source, progress=progress
+            teacher, tasks, out, cfg, engine=owned, source=source, progress=progress, log=log
         )
     finally:
         await owned.close()

@@ -45,7 +45,10 @@ class ChainConfig:
 class WalletConfig:
     name: str = param("default", "wallet (coldkey) name")
     hotkey: str = param("default", "hotkey name inside the wallet")
-    path: str = param("~/.bittensor/wallets", "folder holding wallets")
+    path: str = param(
+        "~/.bittensor/wallets",
+        "folder holding wallets (left at this default on a devnet: the devnet's own wallets/)",
+    )
     password_file: str = param("", "file with the coldkey password (else BT_WALLET_PASSWORD)")
 
 
@@ -59,7 +62,10 @@ class MinerConfig:
     external_ip: str = param(
         "", "IP announced on chain; empty: 127.0.0.2 on local/devnet networks, else required"
     )
-    state_dir: str = param(".miner", "folder for node state (the replay-protection store)")
+    state_dir: str = param(
+        "~/.local/share/distill-subnet/miner",
+        "folder for node state (replay-protection store, per-hotkey lock, log file)",
+    )
     max_body_bytes: int = param(1 << 20, "largest request body accepted (413 above)", lo=1024)
     max_tokens: int = param(1024, "largest max_tokens a request may ask for", lo=1)
     max_logprobs: int = param(20, "largest logprobs k a request may ask for", lo=0, hi=1000)
@@ -75,6 +81,29 @@ class MinerConfig:
     auth_max_age: float = param(10.0, "btauth/1 freshness window in seconds", lo=0.1)
     auth_allowed_skew: float = param(2.0, "btauth/1 forward clock skew allowed, seconds", lo=0.0)
     request_timeout: float = param(120.0, "seconds a request may take end to end", lo=0.1)
+    header_timeout: float = param(
+        10.0, "seconds a connection has to send complete request headers (408 after)", lo=0.1
+    )
+    body_timeout: float = param(
+        10.0, "seconds a request has to send its whole body, before auth (408 after)", lo=0.1
+    )
+    keepalive_timeout: float = param(
+        75.0, "seconds an idle kept-alive connection stays open", lo=0.1
+    )
+    max_connections: int = param(1024, "open connections at once (503 and close above)", lo=1)
+    max_connections_per_source: int = param(
+        128, "open connections at once from one source address (503 and close above)", lo=1
+    )
+    metrics_host: str = param("127.0.0.1", "address the Prometheus /metrics port binds")
+    metrics_port: int = param(
+        0, "Prometheus /metrics port, separate from the serving port (0 = off)", lo=0, hi=65535
+    )
+    endpoint_check: float = param(
+        60.0,
+        "least seconds between re-announcements when the chain shows another endpoint for this "
+        "hotkey (checked at every metagraph refresh)",
+        lo=1.0,
+    )
     metagraph_refresh: float = param(12.0, "seconds between caller-policy metagraph reads", lo=0.1)
     shutdown_grace: float = param(30.0, "seconds to finish in-flight requests on shutdown", lo=0.0)
 
@@ -85,7 +114,10 @@ class ValidatorConfig:
 
     teacher: str = param("", "teacher model: a local HF folder (required to run)")
     engine: str = param("vllm", "engine of teacher and spot checks", choices=("vllm", "hf"))
-    state_dir: str = param(".validator", "folder for the state database (scores, EMA, evidence)")
+    state_dir: str = param(
+        "~/.local/share/distill-subnet/validator",
+        "folder for the state database (scores, EMA, evidence) and the log file",
+    )
     tasks_per_step: int = param(4, "prompts per step; each miner answers all", lo=1, hi=4096)
     # The names of distill.tasks.FAMILIES (the validator checks them when it starts; the shared
     # plumbing cannot import distill, which builds on it).
@@ -154,6 +186,7 @@ class ValidatorConfig:
     )
     baseline: str = param("", "reference student folder scored every step as a sanity baseline")
     metrics_port: int = param(0, "Prometheus /metrics port (0 = off)", lo=0, hi=65535)
+    metrics_host: str = param("127.0.0.1", "address the Prometheus /metrics port binds")
     shutdown_grace: float = param(30.0, "seconds to finish the step in flight on shutdown", lo=0.0)
     export_port: int = param(
         0, "public score export: GET /scores, per-step CSV, HTML page (0 = off)", lo=0, hi=65535

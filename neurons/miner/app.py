@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from bittensor.http_auth import Caller, NonceStore
 
+from neurons.miner.connections import ConnectionGuard
 from neurons.miner.errors import HttpError, HttpFailure, to_failure
 from neurons.miner.policy import (
     CallerInfo,
@@ -54,8 +55,10 @@ class Gate:
     auth_allowed_skew: float = 2.0
     max_body_bytes: int = 1 << 20
     request_timeout: float = 120.0
+    body_timeout: float = 10.0  # the whole body must arrive this fast (before auth)
 
     def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        auth.check_single_auth_headers(request.headers)  # before the SDK flattens them
         return auth.verify_request(
             request.headers,
             body,
@@ -71,6 +74,7 @@ class Gate:
 SERVICE = web.AppKey("service", MinerService)
 GATE = web.AppKey("gate", Gate)
 METRICS = web.AppKey("metrics", MinerMetrics)
+GUARD = web.AppKey("guard", ConnectionGuard)
 _BODY = web.RequestKey("body", bytes)
 _CALLER = web.RequestKey("caller", Caller)
 _INFO = web.RequestKey("caller_info", CallerInfo)
@@ -113,17 +117,26 @@ def build_app(
     directory: Directory | None = None,
     fetch_callers: Callable[[], Awaitable[Mapping[str, CallerInfo]]] | None = None,
     refresh_interval: float = 12.0,
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
-    """The app; with ``fetch_callers`` a background task keeps ``directory`` fresh."""
+    """The app; with ``fetch_callers`` a background task keeps ``directory`` fresh.
+
+    ``/metrics`` is not served here (the public port): ``subnet.metrics.serve_metrics`` serves
+    it on its own, loopback-by-default port. With ``guard`` (served by a
+    :class:`~neurons.miner.connections.GuardedRunner`), each request tells it when its headers
+    were complete and when it ended.
+    """
     app = web.Application(middlewares=[_guard], client_max_size=gate.max_body_bytes + 1)
     app[SERVICE], app[GATE], app[METRICS] = service, gate, metrics
     metrics.queue_depth.set_function(lambda: gate.limiter.waiting)
     metrics.in_flight.set_function(lambda: gate.limiter.active)
+    if guard is not None:
+        app[GUARD] = guard
+        metrics.connections.set_function(lambda: guard.open)
     app.router.add_post(protocol.COMPLETIONS_PATH, completions)
     app.router.add_post(protocol_chat.CHAT_PATH, chat_completions)
     app.router.add_get(protocol_chat.MODELS_PATH, models)
     app.router.add_get(protocol.HEALTH_PATH, health)
-    app.router.add_get(protocol.METRICS_PATH, prometheus)
     if fetch_callers is not None and directory is not None:
         app.cleanup_ctx.append(_refresher(directory, fetch_callers, refresh_interval, metrics))
     return app
@@ -182,13 +195,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
     gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
     deadline = asyncio.get_running_loop().time() + gate.request_timeout
-    try:  # before auth: a caller trickling its body must not hold the connection forever
-        async with asyncio.timeout_at(deadline):
+    body_wait = min(gate.body_timeout, gate.request_timeout)
+    try:  # before auth: a caller trickling its body must not hold the connection long
+        async with asyncio.timeout(body_wait):
             body = await _read_body(request, gate.max_body_bytes)
     except TimeoutError:
-        raise HttpError(
-            408, "body_timeout", f"body not received within {gate.request_timeout:g}s"
-        ) from None
+        raise HttpError(408, "body_timeout", f"body not received within {body_wait:g}s") from None
+    except ConnectionError:  # the caller hung up mid-body: nobody to answer, nothing to log
+        raise HttpError(499, "client_gone", "the caller closed the connection") from None
     request[_BODY] = body
     caller = gate.authenticate(request, body)
     request[_CALLER] = caller
@@ -321,11 +335,6 @@ async def models(request: web.Request) -> web.Response:
     return web.Response(body=protocol.dumps(body), content_type="application/json")
 
 
-async def prometheus(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
-
-
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing (413) as soon as it is known to exceed ``limit``."""
     if request.content_length is not None and request.content_length > limit:
@@ -353,6 +362,21 @@ async def _guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     t0 = time.perf_counter()
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        guard.request_started(request.transport)
+    try:
+        return await _guarded(request, handler, t0)
+    finally:
+        if guard is not None:
+            guard.request_finished(request.transport)
+
+
+async def _guarded(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    t0: float,
+) -> web.StreamResponse:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     failure: HttpFailure | None = None
@@ -414,7 +438,7 @@ def _record(request: web.Request, route: str, status: int, cause: str, t0: float
         metrics.tokens_per_second.observe(completion_tokens / max(elapsed, 1e-6))
     if ttft is not None:
         metrics.ttft.observe(ttft)
-    if route == protocol.METRICS_PATH or (route == protocol.HEALTH_PATH and status == 200):
+    if route == protocol.HEALTH_PATH and status == 200:
         return
     access_log.info(
         json.dumps(

@@ -201,7 +201,16 @@ def _q(x: np.ndarray, q: float) -> str:
     return f"{float(np.quantile(x, q)):.3g}" if x.size else "-"
 
 
-def report(cal: Calibration, *, model: str, against: str | None, provenance: str) -> str:
+def report(
+    cal: Calibration,
+    *,
+    model: str,
+    against: str | None,
+    provenance: str,
+    config_path: str | None = None,
+) -> str:
+    """The calibration as Markdown; ``config_path`` is where the tolerance was written (None:
+    nowhere, and the report says how to write it)."""
     dps, agr = cal.dps(), cal.agreements()
     enough = len(cal.samples) >= math.ceil(1 / cal.fpr)
     lines = [
@@ -253,7 +262,12 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
             "",
         ]
     lines += [
-        "## Chosen tolerance (written to the config)",
+        "## Chosen tolerance "
+        + (
+            f"(written to `{config_path}`)"
+            if config_path
+            else "(not written to any config: pass `--write-config subnet.toml`)"
+        ),
         "",
         "```toml",
         "[verify]",

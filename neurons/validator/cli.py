@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 
-from subnet.cli import config_flag, wallet_flags
+from subnet.cli import config_flag, configure_logging, wallet_flags
 from subnet.errors import ConfigError
 
 
@@ -44,6 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     config_flag(parser, "--metrics-port", "validator.metrics_port")
     config_flag(parser, "--export-port", "validator.export_port")
     config_flag(parser, "--export-host", "validator.export_host")
+    config_flag(parser, "--metrics-host", "validator.metrics_host")
     config_flag(parser, "--spot-check-fraction", "verify.spot_check_fraction")
     parser.add_argument(
         "--max-steps",
@@ -57,54 +57,109 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="register the hotkey if it is not (pays the burn); without it an unregistered "
         "hotkey stops the validator at start",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging (start, step and weight lines are logged at INFO without it)",
+    )
     sub = parser.add_subparsers(dest="validator_command", metavar="SUBCOMMAND")
+    st = sub.add_parser(
+        "status",
+        help="read a validator's state dir: last steps, per-miner EMA and causes, last weights",
+        description="read a validator's state dir: last steps, per-miner EMA and causes, "
+        "last weights (read-only; safe while the validator runs)",
+    )
+    config_flag(st, "--state-dir", "validator.state_dir")
+    st.add_argument("--steps", type=int, default=5, help="how many recent steps to show")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
     cal = sub.add_parser(
         "calibrate",
         help="measure honest claimed-vs-recomputed error and "
         "write the spot-check tolerance for a target false-positive rate",
     )
+    config_flag(cal, "--state-dir", "validator.state_dir")
     cal.add_argument("--model", required=True, help="an honest miner's model folder")
     cal.add_argument(
         "--against",
         default=None,
         help="a different model, to report how far its claims land (optional)",
     )
-    cal.add_argument("--engines", default="hf", help="recompute engines, e.g. hf,vllm")
     cal.add_argument(
-        "--miner-engine", default="hf", help="engines the honest miner generates with, e.g. hf,vllm"
+        "--engines", default="hf", help="recompute engines, e.g. hf,vllm (default: hf)"
+    )
+    cal.add_argument(
+        "--miner-engine",
+        default="hf",
+        help="engines the honest miner generates with, e.g. hf,vllm (default: hf)",
     )
     cal.add_argument(
         "--dtype", default=None, help="load every engine in this dtype (default: the checkpoint's)"
     )
-    cal.add_argument("--batch-sizes", type=_ints, default=[1, 4, 16])
-    cal.add_argument("--seeds", type=_ints, default=[0, 1, 2])
-    cal.add_argument("--tasks", type=int, default=32, help="prompts per seed")
-    cal.add_argument("--max-tokens", type=int, default=16)
-    cal.add_argument("--k", type=int, default=20)
-    cal.add_argument("--temperature", type=float, default=1.0)
-    cal.add_argument("--fpr", type=float, default=0.001, help="target false-positive rate")
-    cal.add_argument("--margin", type=float, default=2.0, help="safety factor on the quantile")
-    cal.add_argument("--report", default="docs/calibration.md")
+    cal.add_argument(
+        "--batch-sizes",
+        type=_ints,
+        default=[1, 4, 16],
+        help="batch sizes claims are generated and recomputed in (default: 1,4,16)",
+    )
+    cal.add_argument(
+        "--seeds", type=_ints, default=[0, 1, 2], help="sampling seeds (default: 0,1,2)"
+    )
+    cal.add_argument("--tasks", type=int, default=32, help="prompts per seed (default: 32)")
+    cal.add_argument(
+        "--max-tokens", type=int, default=16, help="tokens per honest answer (default: 16)"
+    )
+    cal.add_argument(
+        "--k", type=int, default=20, help="top-k logprobs claimed per position (default: 20)"
+    )
+    cal.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)"
+    )
+    cal.add_argument(
+        "--fpr", type=float, default=0.001, help="target false-positive rate (default: 0.001)"
+    )
+    cal.add_argument(
+        "--margin", type=float, default=2.0, help="safety factor on the quantile (default: 2.0)"
+    )
+    cal.add_argument(
+        "--report",
+        default=None,
+        metavar="PATH",
+        help="Markdown report to write (default: calibration.md in the validator's state dir)",
+    )
     cal.add_argument(
         "--write-config",
-        default="subnet.toml",
-        help="TOML file whose [verify] tolerance is updated ('' = none)",
+        default="",
+        metavar="TOML",
+        help="TOML file whose [verify] tolerance is updated (default: none; the report only)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(asctime)s %(name)s %(message)s",
-    )
+    if getattr(args, "validator_command", None) == "status":
+        return _status(args)
     if getattr(args, "validator_command", None) == "calibrate":
+        configure_logging(verbose=getattr(args, "verbose", False))
         return asyncio.run(_calibrate(args))
     from neurons.validator.main import serve
 
     if not args.config.validator.teacher:
         raise ConfigError("validator.teacher is required: pass --teacher PATH")
+    state = Path(args.config.validator.state_dir).expanduser()
+    configure_logging(verbose=args.verbose, log_file=state / "validator.log")
     return asyncio.run(serve(args.config, args.max_steps, register=args.register))
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from neurons.validator.status import read_status, render_status
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {args.steps}")
+    status = read_status(args.config.validator.state_dir, last=args.steps)
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
 
 
 def _engines(text: str) -> list[str]:
@@ -160,10 +215,30 @@ async def _calibrate(args: argparse.Namespace) -> int:
         f"{e.info.provenance.dtype} on {e.info.provenance.device}"
         for n, e in engines.items()
     )
-    text = report(cal, model=str(model), against=args.against, provenance=prov)
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report).write_text(text)
-    if args.write_config:
-        write_config(Path(args.write_config), cal)
+    text = report(
+        cal,
+        model=str(model),
+        against=args.against,
+        provenance=prov,
+        config_path=args.write_config or None,
+    )
+    out = (
+        Path(args.report)
+        if args.report
+        else Path(args.config.validator.state_dir).expanduser() / "calibration.md"
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        if args.write_config:
+            write_config(Path(args.write_config), cal)
+    except OSError as e:
+        raise ConfigError(f"cannot write {e.filename}: {e.strerror or e}") from None
     print(text)
+    print(f"report written to {out}")
+    print(
+        f"tolerance written to [verify] of {args.write_config}"
+        if args.write_config
+        else "no config changed (pass --write-config subnet.toml to apply the tolerance)"
+    )
     return 0

@@ -32,11 +32,11 @@ import functools
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-
-from aiohttp import web
 
 from distill.identity import identity_for
 from distill.prompts import file_kind
@@ -52,12 +52,15 @@ from neurons.validator.startup import PermitWatch, check_standing
 from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.verifier import build_fetcher, build_verifier
-from neurons.validator.weights import WeightSetter, compute_weights
+from neurons.validator.weights import WeightOutcome, WeightSetter, compute_weights
+from subnet.chain.network import wallet_folder
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, load_engine
+from subnet.engine.types import MIN_TEMPERATURE
 from subnet.errors import ChainError, ConfigError, StateError
+from subnet.metrics import serve_metrics
 from subnet.state_lock import StateLock
 from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address, load_wallet
@@ -94,26 +97,6 @@ async def _load(kind: str, path: str | Path) -> Engine:
     return await asyncio.to_thread(load_engine, kind, path)  # type: ignore[arg-type]
 
 
-@contextlib.asynccontextmanager
-async def metrics_server(metrics: ValidatorMetrics, port: int) -> AsyncIterator[None]:
-    if port <= 0:
-        yield
-        return
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-
-
 def check_config(cfg: SubnetConfig) -> None:
     """What the validator needs from its config before it loads anything (one-line errors)."""
     vc = cfg.validator
@@ -129,6 +112,10 @@ def check_config(cfg: SubnetConfig) -> None:
                 file_kind(spec.name)
             except ValueError as e:
                 raise ConfigError(f"validator.prompt_sources: {e}") from e
+    if 0 < vc.temperature < MIN_TEMPERATURE:  # miners would refuse every query (400)
+        raise ConfigError(
+            f"validator.temperature: {vc.temperature} is below {MIN_TEMPERATURE} (0 = greedy)"
+        )
 
 
 class Validator:
@@ -149,7 +136,7 @@ class Validator:
         self.wallet = wallet or load_wallet(
             cfg.wallet.name,
             cfg.wallet.hotkey,
-            cfg.wallet.path,
+            wallet_folder(cfg.chain.network, cfg.wallet.path),
             password_file=cfg.wallet.password_file or None,
         )
         self.hotkey = hotkey_address(self.wallet)
@@ -177,6 +164,15 @@ class Validator:
             stack.callback(store.close)
             store.set_meta("config", config_json(self.cfg))
             tokenizer = ModelTokenizer(vc.teacher)
+            # before the (minutes-long) teacher load: a busy port fails at once
+            await stack.enter_async_context(
+                serve_metrics(
+                    self.metrics,
+                    vc.metrics_host,
+                    vc.metrics_port,
+                    keys="validator.metrics_host/metrics_port",
+                )
+            )
             teacher = await _load(vc.engine, vc.teacher)
             stack.push_async_callback(teacher.close)
             prompts = await asyncio.to_thread(
@@ -207,7 +203,6 @@ class Validator:
             verifier = await build_verifier(
                 self.cfg, self.chain, store, models, fetcher, self.metrics
             )
-            await stack.enter_async_context(metrics_server(self.metrics, vc.metrics_port))
             await stack.enter_async_context(
                 export_server(
                     store.path,
@@ -218,6 +213,7 @@ class Validator:
                     netuid=self.netuid,
                 )
             )
+            await self._log_start()
             ctx = StepContext(
                 self.cfg,
                 self.chain,
@@ -249,6 +245,32 @@ class Validator:
             await self._loop(ctx, setter, max_steps)
         return 0
 
+    async def _log_start(self) -> None:
+        """One INFO line: who this validator is on chain and what it will ask."""
+        vc = self.cfg.validator
+        mg = await self._read("read the metagraph", lambda: self.chain.metagraph(self.netuid))
+        me = mg.by_hotkey(self.hotkey)
+        who = (
+            f"uid {me.uid}, stake {me.stake:,.2f}, permit {'yes' if me.validator_permit else 'no'}"
+            if me is not None
+            else "NOT REGISTERED (weights will be refused)"
+        )
+        log.info(
+            "validator %s on %s netuid %d: %s; teacher %s (%s engine); %d prompts per step "
+            "from %s (synthetic families %s); %d miners with an endpoint; state %s",
+            self.hotkey,
+            self.chain.network,
+            self.netuid,
+            who,
+            vc.teacher,
+            vc.engine,
+            vc.tasks_per_step,
+            vc.prompt_sources,
+            ",".join(vc.task_families),
+            sum(1 for n in mg.neurons if n.axon is not None and n.hotkey != self.hotkey),
+            Path(vc.state_dir).expanduser(),
+        )
+
     async def _loop(self, ctx: StepContext, setter: WeightSetter, max_steps: int | None) -> None:
         vc = self.cfg.validator
         last = ctx.store.last_step()
@@ -266,6 +288,7 @@ class Validator:
                 break
             block, seed = start
             self.metrics.block.set(block)
+            t0 = time.perf_counter()
             task = asyncio.create_task(run_step(ctx, step, block, seed))
             try:
                 result = await self._finish(task)
@@ -286,13 +309,7 @@ class Validator:
             if result is None:
                 break
             self.results.append(result)
-            log.info(
-                "step %d block %d: %d answers, means %s",
-                step,
-                block,
-                result.n_answers,
-                {u: round(v, 3) for u, v in result.means.items()},
-            )
+            log.info(step_line(result, time.perf_counter() - t0))
             step, next_block, ran = step + 1, block + vc.step_blocks, ran + 1
             try:
                 await self._set_weights_if_due(setter, block, result)
@@ -331,6 +348,7 @@ class Validator:
         outcome = await setter.set(block, result.step, weights)
         if outcome.success:
             setter.winner = winner
+        log.info(weights_line(outcome))
 
     async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """A chain read the loop cannot go on without: any ChainError is retried with backoff
@@ -387,6 +405,32 @@ class Validator:
                     await task
                 return None
         return task.result()
+
+
+def step_line(r: StepResult, seconds: float, top: int = 3) -> str:
+    """One step in one line: answers, failures by cause, the best EMAs, its duration."""
+    causes = Counter(c for cs in r.causes.values() for c in cs)
+    ok = causes.pop("ok", 0)
+    failed = ", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none"
+    best = sorted(((v, u) for u, v in r.ema.items() if v > 0), reverse=True)[:top]
+    leaders = ", ".join(f"uid {u} {v:.3f}" for v, u in best) or "none yet"
+    base = "" if r.baseline_score is None else f"; baseline {r.baseline_score:.3f}"
+    return (
+        f"step {r.step} block {r.block}: {r.n_answers} answers from {len(r.causes)} miners, "
+        f"{ok} ok, failed: {failed}; top EMA: {leaders}{base}; {seconds:.1f} s"
+    )
+
+
+def weights_line(o: WeightOutcome, top: int = 3) -> str:
+    if not o.success:
+        return f"weights NOT set at block {o.block} after {o.attempts} attempt(s): {o.error}"
+    best = sorted(((w, u) for u, w in o.weights.items()), reverse=True)[:top]
+    shown = ", ".join(f"uid {u} {w:.3f}" for w, u in best) or "none"
+    read_back = {True: "read back equal", False: "read back DIFFERENT", None: "not read back"}
+    return (
+        f"weights set at block {o.block}: {len(o.weights)} uids ({shown}), "
+        f"{read_back[o.matches]}, {o.attempts} attempt(s)"
+    )
 
 
 def install_signals(stop: asyncio.Event) -> None:

@@ -159,9 +159,20 @@ async def query(
     buf = bytearray()
     try:
         async with asyncio.timeout(timeout):
+            # Never follow a redirect: it would re-send the signed body and btauth headers
+            # (307/308) or the headers (302) to any host the miner names.
             async with session.post(
-                target.url + path, data=body, headers=headers, trace_request_ctx=sent
+                target.url + path,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                trace_request_ctx=sent,
             ) as resp:
+                if 300 <= resp.status < 400:
+                    where = resp.headers.get("Location", "")[:100]
+                    return _fail(
+                        base, Cause.HTTP_ERROR, f"redirect {resp.status} to {where!r} refused"
+                    )
                 if resp.status != 200:
                     text = (await resp.content.read(2048)).decode("utf-8", "replace")
                     return _fail(base, Cause.HTTP_ERROR, f"status {resp.status}: {text[:200]}")
@@ -196,7 +207,7 @@ async def query(
             caller=caller_hotkey,
             request_nonce=nonce,
         )
-    except (ProtocolError, ValueError, TypeError, KeyError, OverflowError) as e:
+    except Exception as e:  # only the miner's bytes are read here: any failure is the miner's
         return _fail(timed, Cause.BAD_SIGNATURE, f"{type(e).__name__}: {str(e)[:200]}")
     return parse_answer(timed, prefix)
 
@@ -230,7 +241,7 @@ def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
     sampled: list[float] = []
     for c in chunks:
         lp = c["choices"][0].get("logprobs") or {}
-        sampled.extend(float(x) for x in lp.get("token_logprobs") or [])
+        sampled.extend(protocol.wire_float(x) for x in lp.get("token_logprobs") or [])
     n = len(wire.token_ids)
     if not n:
         raise ProtocolError("no tokens")

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from subnet.engine.types import EngineInfo, EngineInputError, SamplingParams, TokenIds
+from subnet.engine.types import (
+    MIN_TEMPERATURE,
+    MIN_TOP_P,
+    EngineInfo,
+    EngineInputError,
+    SamplingParams,
+    TokenIds,
+)
 from subnet.errors import EngineError
 
 # Largest top-k the engines report unless told otherwise (vLLM's own default max_logprobs).
@@ -51,6 +58,25 @@ def _first_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def check_weight_files(path: Path) -> None:
+    """Every ``*.safetensors`` file's header and size are sound (reads headers only).
+
+    Both engines would otherwise fail deep inside their loaders (transformers with a
+    ``SafetensorError`` traceback, vLLM in its engine process) on a truncated or overwritten
+    file; this names the file instead.
+    """
+    from safetensors import safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "np"):
+                pass
+        except Exception as e:  # SafetensorError (a bare Exception subclass), OSError
+            raise EngineError(
+                f"{f} is not a readable safetensors file ({e}): copy the model again"
+            ) from None
+
+
 def _int_list(value: object) -> tuple[int, ...] | None:
     """An int or a list of ints (``eos_token_id`` takes both forms); None if absent or bad."""
     items = value if isinstance(value, list) else [value]
@@ -60,7 +86,7 @@ def _int_list(value: object) -> tuple[int, ...] | None:
 
 
 def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -> ModelFacts:
-    """Vocabulary, EOS ids and context length of an HF-format model directory.
+    """Vocabulary, EOS ids and context length of an HF-format model directory (weights checked).
 
     EOS ids are those ``generation_config.json`` stops on (what transformers' ``generate`` and
     vLLM stop on), else ``config.json``'s; either may hold one id or a list.
@@ -69,6 +95,7 @@ def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -
     config = _read_json(path / "config.json")
     if not config:
         raise EngineError(f"{path} is not an HF model directory (no readable config.json)")
+    check_weight_files(path)
     text = config.get("text_config")
     if isinstance(text, dict):  # multimodal wrappers nest the language model config
         config = {**config, **text}
@@ -121,10 +148,11 @@ def validate_generate(
     _check_k(info, params.top_logprobs)
     if isinstance(params.max_tokens, bool) or params.max_tokens < 1:
         raise EngineInputError(f"max_tokens {params.max_tokens!r} must be >= 1")
-    if not (math.isfinite(params.temperature) and params.temperature >= 0):
-        raise EngineInputError(f"temperature {params.temperature!r} must be finite and >= 0")
-    if not (math.isfinite(params.top_p) and 0 < params.top_p <= 1):
-        raise EngineInputError(f"top_p {params.top_p!r} outside (0, 1]")
+    t = params.temperature
+    if not (math.isfinite(t) and (t == 0 or t >= MIN_TEMPERATURE)):
+        raise EngineInputError(f"temperature {t!r} must be 0 (greedy) or >= {MIN_TEMPERATURE}")
+    if not (math.isfinite(params.top_p) and MIN_TOP_P <= params.top_p <= 1):
+        raise EngineInputError(f"top_p {params.top_p!r} outside [{MIN_TOP_P:g}, 1]")
     if params.seed is not None and not 0 <= params.seed < 2**63 - 2**20:
         raise EngineInputError(f"seed {params.seed!r} outside [0, 2**63 - 2**20)")
     for i, prompt in enumerate(prompts):

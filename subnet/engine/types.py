@@ -64,6 +64,13 @@ class EngineInfo:
     provenance: Provenance
 
 
+# Sampling floors both engines honour. Below 0.01 vLLM silently raises the temperature to 0.01
+# while transformers' softmax of logits / 1e-300 overflows to NaN; a top_p below float32's
+# range rounds to 0 and masks every token. Requests outside them are refused (400), not clamped.
+MIN_TEMPERATURE = 0.01  # a positive temperature must be at least this (0 = greedy)
+MIN_TOP_P = 1e-6
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample. The reported distributions ignore temperature/top_p (always raw)."""

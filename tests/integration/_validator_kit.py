@@ -77,6 +77,7 @@ class Subnet:
     engines: list[Engine] = field(default_factory=list)
     runners: list[web.AppRunner] = field(default_factory=list)
     gates: dict[str, Gate] = field(default_factory=dict)
+    metrics: dict[str, MinerMetrics] = field(default_factory=dict)
 
     @property
     def network(self) -> str:
@@ -152,7 +153,8 @@ async def running_miners(
                 request_timeout=120.0,
             )
             sub.gates[name] = gate
-            app = build_app(service, gate, MinerMetrics())
+            sub.metrics[name] = MinerMetrics()
+            app = build_app(service, gate, sub.metrics[name])
             add_routes(app, ModelFiles(sub.zoo[name], manifest, PriorityLimiter(2, 16)))
             runner = web.AppRunner(app)
             await runner.setup()

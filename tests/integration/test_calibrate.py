@@ -164,3 +164,44 @@ async def test_recompute_engines_of_mixed_precision_are_refused(tiny: TinyWorld)
     finally:
         await full.close()
         await half.close()
+
+
+def test_calibrate_cli_writes_its_report_in_the_state_dir_and_says_what_it_wrote(
+    tiny: TinyWorld, tmp_path
+) -> None:
+    """Run from a checkout's root it must not overwrite the tracked docs/calibration.md nor
+    touch ./subnet.toml, and it claims a config write only when it made one (issue 17)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cwd = tmp_path / "checkout"
+    (cwd / "docs").mkdir(parents=True)
+    (cwd / "docs" / "calibration.md").write_text("tracked\n")
+    (cwd / "subnet.toml").write_text("[verify]\nmax_mean_abs_dp = 0.5\n")
+    argv = [sys.executable, "-m", "subnet.cli", "validator", "calibrate"]
+    argv += ["--model", str(tiny.undistilled), "--batch-sizes", "1", "--seeds", "0"]
+    argv += ["--tasks", "2", "--max-tokens", "4", "--state-dir", str(tmp_path / "vs")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (cwd / "docs" / "calibration.md").read_text() == "tracked\n"
+    assert (cwd / "subnet.toml").read_text() == "[verify]\nmax_mean_abs_dp = 0.5\n"
+    report_file = tmp_path / "vs" / "calibration.md"
+    assert f"report written to {report_file}" in out.stdout
+    assert "no config changed" in out.stdout and "not written to any config" in (
+        report_file.read_text()
+    )
+    # with --write-config, it writes and says so
+    out = subprocess.run(
+        [*argv, "--write-config", "subnet.toml"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tolerance written to [verify] of subnet.toml" in out.stdout
+    assert "max_mean_abs_dp = 0.5" not in (cwd / "subnet.toml").read_text()

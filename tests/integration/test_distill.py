@@ -186,3 +186,98 @@ async def test_tiny_world_distilled_student_tracks_the_teacher(tiny: TinyWorld) 
     )
     assert d.forward_kl <= 0.7 * ce.forward_kl, (d, ce)
     assert abs(d.correctness - teacher.correctness) <= 0.10, (d, teacher)
+
+
+def test_a_refused_resume_names_the_setting_that_differs(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=4, save_every=1)
+    train(world["student"], world["targets"], tmp_path / "o", cfg, progress=False)
+    other = TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=4, save_every=1, lr=0.01)
+    with pytest.raises(TargetsError, match=r"config\.lr: 0\.003 -> 0\.01"):
+        train(world["student"], world["targets"], tmp_path / "o", other, progress=False)
+
+
+def test_distill_targets_cli_reports_progress_without_a_terminal(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Progress lines on a pipe (no terminal for the bar), ``--set`` taken by the subcommand,
+    and the trained weights readable by others (a miner serves them)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "subnet.cli",
+            "distill",
+            "targets",
+            "--teacher",
+            str(world["teacher"]),
+            "--prompts",
+            "tasks:6:3",
+            "--out",
+            str(tmp_path / "t"),
+            "--engine",
+            "hf",
+            "--k",
+            "4",
+            "--max-tokens",
+            "4",
+            "--shard-size",
+            "2",
+            "--batch",
+            "2",
+            "--set",
+            "chain.netuid=3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "targets: 6 prompts in 3 shards (0 already written)" in out.stderr
+    for i in (1, 2, 3):
+        assert f"targets: shard {i}/3 written" in out.stderr
+
+
+def test_trained_weights_are_readable_by_others(world: dict[str, Path], tmp_path: Path) -> None:
+    import stat
+
+    cfg = TrainConfig(steps=1, batch=4, warmup=1, eval_sequences=4, save_every=-1)
+    train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False)
+    mode = stat.S_IMODE((tmp_path / "s" / "model.safetensors").stat().st_mode)
+    assert mode == 0o644, oct(mode)
+
+
+async def test_eval_warms_the_student_up_before_timing_it(world: dict[str, Path]) -> None:
+    """The first engine call (kernels, caches, vLLM's graphs) is not counted in tokens/s: a
+    small untimed call comes first, then the timed batch of every prompt (issue 17)."""
+    from distill.evaluate import evaluate_student
+    from distill.targets import load_prompts
+    from subnet.engine import load_engine
+
+    engine = load_engine("hf", world["teacher"])
+    calls: list[int] = []
+
+    class Recording:
+        info = engine.info
+
+        async def generate(self, prompts, params):
+            calls.append(len(prompts))
+            return await engine.generate(prompts, params)
+
+    tasks = load_prompts("tasks:5:1")
+    prompts = [[1, 2, 3, 4]] * len(tasks)
+    result = await evaluate_student(
+        Recording(),  # type: ignore[arg-type]
+        engine,
+        tasks,
+        prompts,
+        lambda ids: "",
+        name="s",
+        k=4,
+        max_tokens=4,
+    )
+    assert calls == [1, 5] and result.tokens_per_s > 0
+    await engine.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,9 +25,11 @@ import pytest_asyncio
 from aiohttp import web
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
+from multidict import CIMultiDict
 
 from distill.tiny import TinyWorld
 from neurons.miner.app import Gate, build_app
+from neurons.miner.connections import ConnectionGuard, ConnectionLimits, GuardedRunner
 from neurons.miner.policy import (
     CallerInfo,
     CallerPolicy,
@@ -38,7 +42,7 @@ from subnet import auth, protocol, protocol_chat
 from subnet.chat import parse_messages
 from subnet.engine import load_engine
 from subnet.engine.types import Completion, Engine, SamplingParams, StreamingEngine
-from subnet.metrics import MinerMetrics
+from subnet.metrics import MinerMetrics, serve_metrics
 from subnet.tokenizer import ModelTokenizer
 from tests.harness.chat_model import chat_model
 
@@ -107,6 +111,7 @@ async def server(engine: Engine, model_dir: Path, tmp_path: Path) -> AsyncIterat
             limiter=PriorityLimiter(limits.pop("concurrency", 8), limits.pop("queue", 64)),
             max_body_bytes=limits.pop("max_body", 64 * 1024),
             request_timeout=limits.pop("timeout", 60.0),
+            body_timeout=limits.pop("body_timeout", 30.0),
         )
         service = MinerService(
             limits.pop("engine", engine),
@@ -117,7 +122,17 @@ async def server(engine: Engine, model_dir: Path, tmp_path: Path) -> AsyncIterat
             max_logprobs=5,
         )
         metrics = MinerMetrics()
-        runner = web.AppRunner(build_app(service, gate, metrics))
+        conn_limits: ConnectionLimits | None = limits.pop("connections", None)
+        if conn_limits is None:
+            runner = web.AppRunner(build_app(service, gate, metrics))
+        else:
+            guard = ConnectionGuard(
+                conn_limits,
+                on_refused=lambda reason: metrics.connections_refused.labels(reason).inc(),
+                on_timeout=metrics.header_timeouts.inc,
+            )
+            runner = GuardedRunner(build_app(service, gate, metrics, guard=guard), guard)
+        assert not limits, f"unknown server options {sorted(limits)}"
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -129,6 +144,12 @@ async def server(engine: Engine, model_dir: Path, tmp_path: Path) -> AsyncIterat
     yield start
     for r in runners:
         await r.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def body(**kw: Any) -> bytes:
@@ -334,6 +355,12 @@ async def test_bad_requests_name_the_field(server: Server) -> None:
         (body(prompt=[1, 10**6]), "prompt"),
         (body(n=2), "n"),
         (b"[]", None),
+        # issue 17: these reached the tokenizer or the sampler and came back as 500s
+        (body(prompt="\ud800"), "prompt"),
+        (body(temperature=1e-300), "temperature"),
+        (body(temperature=4.9e-324), "temperature"),
+        (body(top_p=4.9e-324), "top_p"),
+        (body(top_p=1e-300), "top_p"),
     ]
     async with aiohttp.ClientSession() as s:
         for data, param in cases:
@@ -403,14 +430,20 @@ async def test_200_concurrent_requests_fail_only_with_429(server: Server) -> Non
 
 
 async def test_health_and_metrics(server: Server) -> None:
-    base, _, _ = await server()
+    base, _, metrics = await server()
     async with aiohttp.ClientSession() as s:
         async with s.get(base + protocol.HEALTH_PATH) as r:
             h = await r.json()
         assert h["identity"] == IDENTITY and h["engine"]["engine"] == "hf"
         assert h["capacity"]["max_concurrency"] == 8 and h["hotkey"] == MINER.ss58_address
         await post(s, base, body())
+        # /metrics is not on the public serving port (issue 17): it has a loopback port of its own
         async with s.get(base + protocol.METRICS_PATH) as r:
+            assert r.status == 404
+        async with (
+            serve_metrics(metrics, "127.0.0.1", free_port(), keys="test") as port,
+            s.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
             text = await r.text()
     assert 'miner_caller_requests_total{uid="0"} 1.0' in text
     assert "miner_request_seconds_bucket" in text and "miner_queue_depth" in text
@@ -759,3 +792,132 @@ async def test_models_lists_the_served_model(server: Server) -> None:
     [m] = page.data
     assert m.id == "tiny" and m.object == "model" and m.owned_by == "subnet-miner"
     assert m.model_extra is not None and m.model_extra["subnet"]["identity"] == IDENTITY
+
+
+# -- issue 17: hostile connections before auth --------------------------------------------
+
+
+async def test_a_caller_hanging_up_mid_body_is_a_499_without_a_traceback(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _, metrics = await server()
+    port = int(base.rsplit(":", 1)[1])
+    caplog.set_level("DEBUG")
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\n\r\n{{".encode()
+        )
+        await writer.drain()
+        writer.close()  # hangs up with 999 body bytes outstanding
+    line = 'miner_requests_total{cause="client_gone",route="/v1/completions",status="499"} 3.0'
+    await _until(lambda: line in metrics.render().decode())
+    text = metrics.render().decode()
+    assert 'status="500"' not in text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize("header", [http_auth.HEADER_SIGNATURE, http_auth.HEADER_HOTKEY])
+async def test_a_btauth_header_sent_twice_is_refused(server: Server, header: str) -> None:
+    """Whichever copy a proxy in front would read, the miner never picks one: 400."""
+    base, _, metrics = await server()
+    data = body()
+    signed = http_auth.sign(
+        VALI, method="POST", path=PATH, body=data, receiver_ss58=MINER.ss58_address
+    )
+    other = http_auth.sign(
+        VALI2, method="POST", path=PATH, body=data, receiver_ss58=MINER.ss58_address
+    )
+    for first, second in ((other[header], signed[header]), (signed[header], other[header])):
+        headers = CIMultiDict(signed)
+        headers.popall(header)
+        headers.add(header, first)
+        headers.add(header, second)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(base + PATH, data=data, headers=headers) as r,
+        ):
+            assert r.status == 400, await r.text()
+            assert (await r.json())["error"]["code"] == "auth_duplicate_header"
+    assert (
+        'miner_auth_failures_total{cause="auth_duplicate_header"} 2.0' in metrics.render().decode()
+    )
+
+
+async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes (the bound only stops a hang)."""
+    async with asyncio.timeout(60):
+        return await reader.read()
+
+
+async def test_slow_headers_are_cut_off_and_connections_are_capped(server: Server) -> None:
+    limits = ConnectionLimits(header_timeout=0.5, max_connections=100, max_per_source=3)
+    base, _, metrics = await server(connections=limits)
+    port = int(base.rsplit(":", 1)[1])
+    trickling = True
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode())
+        with contextlib.suppress(ConnectionError):
+            while trickling and not writer.is_closing():
+                writer.write(b"X-Slow: a\r\n")  # a header line every 50 ms, never the blank one
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    tasks = [asyncio.create_task(trickle(w)) for _, w in conns]
+    # a fourth from the same source is refused at once; another source is still welcome
+    r4, w4 = await asyncio.open_connection("127.0.0.1", port)
+    assert (await _read_until_closed(r4)).startswith(b"HTTP/1.1 503 ")
+    r5, w5 = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+    w5.write(
+        f"GET {protocol.HEALTH_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert (await _read_until_closed(r5)).startswith(b"HTTP/1.1 200 ")
+    # the trickling ones are closed with 408 however busily they trickle
+    for reader, _ in conns:
+        assert (await _read_until_closed(reader)).startswith(b"HTTP/1.1 408 ")
+    trickling = False
+    await asyncio.gather(*tasks)
+    for w in (w4, w5, *(w for _, w in conns)):
+        w.close()
+    text = metrics.render().decode()
+    assert "miner_header_timeouts_total 3.0" in text
+    assert 'miner_connections_refused_total{reason="max_per_source"} 1.0' in text
+    # their slots are free again; a kept-alive connection idle past the header deadline is not
+    # cut (the clock starts at a request's first byte)
+    async with aiohttp.ClientSession() as s:
+        assert (await post(s, base, body(max_tokens=1)))[0] == 200
+        await asyncio.sleep(1.0)
+        assert (await post(s, base, body(max_tokens=1)))[0] == 200
+    assert "miner_header_timeouts_total 3.0" in metrics.render().decode()
+
+
+async def test_total_connections_are_capped(server: Server) -> None:
+    limits = ConnectionLimits(header_timeout=30.0, max_connections=2, max_per_source=100)
+    base, _, metrics = await server(connections=limits)
+    port = int(base.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.3", 0))
+    assert (await _read_until_closed(reader)).startswith(b"HTTP/1.1 503 ")
+    writer.close()
+    assert 'miner_connections_refused_total{reason="max_connections"} 1.0' in (
+        metrics.render().decode()
+    )
+    for _, w in held:
+        w.close()
+
+
+async def test_a_body_trickled_before_auth_gets_the_short_body_deadline(server: Server) -> None:
+    base, _, _ = await server(timeout=60.0, body_timeout=0.5)
+    port = int(base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\n\r\n{{".encode()
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 30)  # well before the 60 s timeout
+    assert b" 408 " in status_line
+    writer.close()

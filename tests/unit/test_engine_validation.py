@@ -111,6 +111,9 @@ GOOD = SamplingParams(max_tokens=4, top_logprobs=2)
         ([[1]], SamplingParams(temperature=float("nan")), "temperature"),
         ([[1]], SamplingParams(top_p=0.0), "top_p"),
         ([[1]], SamplingParams(top_p=1.5), "top_p"),
+        ([[1]], SamplingParams(temperature=1e-300), "temperature"),
+        ([[1]], SamplingParams(temperature=0.005), "temperature"),
+        ([[1]], SamplingParams(top_p=4.9e-324), "top_p"),
         ([[1]], SamplingParams(seed=-1), "seed"),
     ],
 )
