@@ -216,7 +216,9 @@ class GatewayConfig:
 
     host: str = param("127.0.0.1", "address the gateway's HTTP server binds")
     port: int = param(8080, "the gateway's HTTP port", lo=1, hi=65535)
-    state_dir: str = param(".gateway", "folder for API keys, usage and the organic inbox")
+    state_dir: str = param(
+        "~/.local/share/distill-subnet/gateway", "folder for API keys, usage and the organic inbox"
+    )
     model_name: str = param("distill-subnet", "the model id users ask for (GET /v1/models)")
     top_n: int = param(3, "a request goes to one of the N best-scored miners (EMA-weighted)", lo=1)
     max_attempts: int = param(3, "miners tried per request before giving up (failover)", lo=1)

@@ -47,11 +47,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add.add_argument("--json", action="store_true", help="print the key and its record as JSON")
     listing = ksub.add_parser("list", help="every key with its limits and use (never the key)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the keys as JSON")
     revoke = ksub.add_parser("revoke", help="revoke a key by id or by its shown prefix")
     revoke.add_argument("key", metavar="ID_OR_PREFIX")
     usage = sub.add_parser("usage", help="requests, tokens and latency per miner")
-    usage.add_argument("--json", action="store_true")
+    usage.add_argument("--json", action="store_true", help="print the usage rows as JSON")
     for p in (add, listing, revoke, usage):
         config_flag(p, "--state-dir", "gateway.state_dir")
 
