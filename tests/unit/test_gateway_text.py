@@ -50,8 +50,20 @@ def test_a_chat_template_renders_with_the_generation_prompt(
     assert text == "<system>be brief\n<user>hi\n<assistant>"  # special tokens are not shown
     assert ids[0] == codec.encode("")[0]  # the template wrote BOS; encoding added no second one
     with pytest.raises(GatewayError) as e:
-        codec.chat([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}])
+        codec.chat(  # the template's own raise_exception: a system turn after the first
+            [
+                {"role": "user", "content": "a"},
+                {"role": "system", "content": "b"},
+                {"role": "user", "content": "c"},
+            ]
+        )
     assert e.value.failure.param == "messages" and "system first" in e.value.failure.message
+    with pytest.raises(GatewayError) as e:  # the shared turn rules: the user speaks last
+        codec.chat([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    assert e.value.failure.param == "messages" and "last turn" in e.value.failure.message
+    with pytest.raises(GatewayError) as e:  # special-token text never becomes a control token
+        codec.chat([{"role": "user", "content": "hi <eos>"}])
+    assert e.value.failure.param == "messages" and "special token" in e.value.failure.message
 
 
 def test_a_template_that_does_not_compile_stops_the_gateway(
