@@ -171,10 +171,9 @@ def _engines(text: str) -> list[str]:
 
 
 async def _calibrate(args: argparse.Namespace) -> int:
-    from tokenizers import Tokenizer
-
     from neurons.validator.calibrate import calibrate, report, write_config
     from subnet.engine import Engine, load_engine
+    from subnet.tokenizer import ModelTokenizer
 
     if not 0 < args.fpr < 1:
         raise ConfigError(f"--fpr must be in (0, 1), got {args.fpr}")
@@ -196,7 +195,7 @@ async def _calibrate(args: argparse.Namespace) -> int:
         cal = await calibrate(
             miners,
             engines,
-            Tokenizer.from_file(str(model / "tokenizer.json")),
+            ModelTokenizer(model),
             seeds=args.seeds,
             batch_sizes=args.batch_sizes,
             tasks=args.tasks,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
 from distill.tiny import TinyWorld
@@ -17,6 +16,7 @@ from neurons.validator.participant import Miner
 from scoring.causes import Cause
 from subnet.config import load_config
 from subnet.engine import SamplingParams, load_engine
+from subnet.tokenizer import ModelTokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ async def test_calibration_separates_the_honest_model_from_another(tiny: TinyWor
         cal = await calibrate(
             {"hf": honest},
             {"hf": honest},
-            Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+            ModelTokenizer(world.undistilled),
             seeds=[0],
             batch_sizes=[1, 4],
             tasks=4,
@@ -70,7 +70,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     """
     world = tiny
     honest = load_engine("hf", world.undistilled, dtype="bfloat16")
-    tok = Tokenizer.from_file(str(world.undistilled / "tokenizer.json"))
+    tok = ModelTokenizer(world.undistilled)
     fpr = 0.01
     try:
         cal = await calibrate(
@@ -90,7 +90,9 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
         # recomputes them (in another batch, in another order).
         held_out = []
         for seed in (101, 102):
-            prompts = [tok.encode(t.prompt).ids for t in generate_tasks(f"judge-bf16-{seed}", 32)]
+            prompts = [
+                tok.encode_prompt(t.prompt) for t in generate_tasks(f"judge-bf16-{seed}", 32)
+            ]
             params = SamplingParams(max_tokens=8, temperature=1.0, seed=seed, top_logprobs=20)
             for gen_batch in (4, 16):
                 done = []
@@ -151,7 +153,7 @@ async def test_recompute_engines_of_mixed_precision_are_refused(tiny: TinyWorld)
             await calibrate(
                 {"hf": full},
                 {"f32": full, "bf16": half},
-                Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+                ModelTokenizer(world.undistilled),
                 seeds=[0],
                 batch_sizes=[1],
                 tasks=1,
