@@ -95,7 +95,7 @@ class Scored:
     top_ids: IntArray  # [P, k]
     top_logprobs: FloatArray  # [P, k] sorted descending
     target_logprobs: FloatArray  # [P] logprob of the given token
-    target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
+    target_ranks: IntArray  # [P] 1-based rank of the given token (ties: ranked last)
     eos_logprobs: FloatArray  # [P] logprob of EOS at that position
     provenance: Provenance
 
