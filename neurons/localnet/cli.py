@@ -13,7 +13,7 @@ from subnet.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, Options
+    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, WORLDS, Options
 
     d = Options()
     parser.add_argument(
@@ -40,6 +40,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=ENGINES,
         default=d.validator_engine,
         help=f"engine of the validator's teacher and spot checks (default {d.validator_engine})",
+    )
+    parser.add_argument(
+        "--world",
+        choices=WORLDS,
+        default=d.world,
+        help="the built-in world the miners and the validator run: tiny (a 279-id tokenizer, "
+        "synthetic tasks) or real (DeepSeek-V4's 129,280-id tokenizer, a chat template, "
+        f"questions about the standard library) (default {d.world})",
     )
     parser.add_argument(
         "--dir",
@@ -114,6 +122,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         engine=args.engine,
         validator_engine=args.validator_engine,
+        world=getattr(args, "world", "tiny"),
         json_out=args.json_out,
         tempo=args.tempo,
         block_time=args.block_time,

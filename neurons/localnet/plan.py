@@ -25,6 +25,7 @@ ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "advers
 # transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
 DEFAULT_MINERS = "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
 ENGINES = ("vllm", "hf")
+WORLDS = ("tiny", "real")  # distill.tiny / distill.real_world
 MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
@@ -45,6 +46,7 @@ class Options:
     epochs: int = 6
     engine: str = "vllm"
     validator_engine: str = "hf"
+    world: str = "tiny"  # the built-in world whose teacher and students the miners serve
     json_out: Path | None = None
     chart_out: Path | None = None
     tempo: int = 20
