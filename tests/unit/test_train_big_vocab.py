@@ -25,7 +25,9 @@ def model() -> LlamaForCausalLM:
         head_dim=32,
         max_position_embeddings=64,
     )
-    return LlamaForCausalLM(cfg).eval()  # type: ignore[no-untyped-call]
+    model = LlamaForCausalLM(cfg)
+    model.eval()
+    return model
 
 
 def _examples(k: int) -> list[Example]:
