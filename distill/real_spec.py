@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from distill import real_chat
-from distill.stdlib_corpus import corpus_version
+from distill.stdlib_corpus import PROMPT_HOLDOUT_MOD, corpus_version
 from distill.tiny_spec import ModelSpec, TrainSpec
 
 #: Bumped whenever the build code changes what it produces, so stale caches are not reused.
@@ -39,7 +39,8 @@ class RealRecipe:
     """Everything that determines the world's bytes; its hash names the cache directory."""
 
     max_positions: int = 512
-    holdout_mod: int = 10  # items whose name hashes to 0 mod this are never trained on
+    # Names hashing to 0 mod this are never trained on; the pydoc-chat family asks those.
+    holdout_mod: int = PROMPT_HOLDOUT_MOD
     # Llama, tied input/output embeddings (the 129,280 x hidden table is most of the weights).
     # head_dim = hidden / heads = 32: vLLM's CPU attention needs >= 32.
     teacher: ModelSpec = _TEACHER
