@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -18,17 +19,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="distill_command", required=True, metavar="COMMAND")
     tiny = sub.add_parser(
         "tiny",
-        help="build (or reuse) the tiny tokenizer, teacher, undistilled and distilled students",
-        description="Build the deterministic tiny world into the user cache ($SUBNET_CACHE "
-        "overrides it) and copy it to --out. A second call reuses the cache.",
+        help="build (or reuse) a built-in world: tokenizer, teacher, undistilled and distilled "
+        "students",
+        description="Build a deterministic built-in world into the user cache ($SUBNET_CACHE "
+        "overrides it) and copy it to --out. A second call reuses the cache. --world tiny: a "
+        "home-made 300-id tokenizer and synthetic tasks; --world real: DeepSeek-V4's 129,280-id "
+        "tokenizer, a chat template, models trained on the standard library's docstrings.",
     )
     tiny.add_argument("--out", type=Path, required=True, help="directory to copy the world to")
     tiny.add_argument("--force", action="store_true", help="rebuild even if it is cached")
+    tiny.add_argument(
+        "--world", choices=("tiny", "real"), default="tiny", help="which world (default tiny)"
+    )
     _configure_toolkit(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.distill_command == "tiny":
+        if getattr(args, "world", "tiny") == "real":
+            return _real(args.out, args.force)
         return _tiny(args.out, args.force)
     if args.distill_command in ("targets", "train", "eval"):
         return _toolkit(args)
@@ -55,6 +64,34 @@ def _tiny(out: Path, force: bool) -> int:
         print(f"  {out / name}: held-out accuracy {acc['all']:.0%} {acc}")
     print(f"  {out / 'student-distilled'}: distilled from the teacher")
     print(f"  {out / 'tokenizer'}")
+    return 0
+
+
+def _real(out: Path, force: bool) -> int:
+    from distill.real_distilled import STATS_FILE, ensure_real_distilled
+    from distill.real_world import build_real_world
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: exists and is not an empty directory")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    world = build_real_world(force=force, log=log)
+    distilled = asyncio.run(ensure_real_distilled(world, log=log))
+    shutil.copytree(world.root, out, dirs_exist_ok=True)
+    info = world.info()
+    base = info["baselines"]
+    print(f"real world {info['hash']} ({'built' if world.built else 'cached'}: {world.root})")
+    print(
+        f"  held-out loss, nats per answer token: uniform {base['uniform_loss']:.2f}, "
+        f"unigram {base['unigram_loss']:.2f}"
+    )
+    for name, stats in info["stats"].items():
+        print(f"  {out / name}: {stats['heldout_loss']:.3f} ({stats['parameters']:,} parameters)")
+    d_stats = json.loads((distilled / STATS_FILE).read_text())
+    print(f"  {out / distilled.name}: {d_stats['heldout_loss']:.3f} (distilled from the teacher)")
+    print(f"  {out / 'tokenizer'}; held-out chat prompts: {out / 'prompts.jsonl'}")
     return 0
 
 

@@ -15,7 +15,7 @@ STATUS_JSON = "-"  # ``--json`` given without a path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, Options
+    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, WORLDS, Options
 
     d = Options()
     parser.add_argument(
@@ -63,6 +63,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SOURCE",
         help="what a validator-copier copies: validators (their stake-weighted mean), consensus, "
         f"or uid:N (default {d.copy_from})",
+    )
+    parser.add_argument(
+        "--world",
+        choices=WORLDS,
+        default=d.world,
+        help="the built-in world the miners and the validator run: tiny (a 279-id tokenizer, "
+        "synthetic tasks) or real (DeepSeek-V4's 129,280-id tokenizer, a chat template, "
+        f"questions about the standard library) (default {d.world})",
     )
     parser.add_argument(
         "--dir",
@@ -147,6 +155,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         engine=args.engine,
         validator_engine=args.validator_engine,
+        world=getattr(args, "world", "tiny"),
         json_out=None if args.json_out in (None, STATUS_JSON) else args.json_out,
         tempo=args.tempo,
         block_time=args.block_time,

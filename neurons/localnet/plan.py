@@ -35,6 +35,7 @@ DEFAULT_MINERS = (
     "adversary-selective:hf"
 )
 ENGINES = ("vllm", "hf")
+WORLDS = ("tiny", "real")  # distill.tiny / distill.real_world
 MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
@@ -55,6 +56,7 @@ class Options:
     epochs: int = 6
     engine: str = "vllm"
     validator_engine: str = "hf"
+    world: str = "tiny"  # the built-in world whose teacher and students the miners serve
     json_out: Path | None = None
     chart_out: Path | None = None
     tempo: int = 20

@@ -1,7 +1,8 @@
 """``subnet localnet``: the whole subnet on one machine, as real processes on the devnet.
 
 Phases, each timed: **setup** (create or reuse a wall-clock devnet with its wallets, through
-``subnet devnet init``), **tiny world** (teacher and students, built once and cached),
+``subnet devnet init``), **tiny world** or **real world** (``--world``: teacher and students,
+built once and cached),
 **engine starts** (the miners as separate OS processes until each answers ``/v1/health``,
 then the validator processes until each has set weights from a warmed-up EMA, or copied
 some), **epochs** (watch N chain epochs, one table per epoch). Then the summary, its JSON and a
@@ -134,7 +135,7 @@ class Localnet:
     async def _run(self, sup: Supervisor) -> int:
         with self.phase("setup"):
             manifest = await self._devnet()
-        with self.phase("tiny world"):
+        with self.phase(f"{self.o.world} world"):
             models = await self._models()
         plans = self._plans(manifest)
         self.vplans = vals.validator_plans(self.o, self.folder, manifest)
@@ -200,13 +201,22 @@ class Localnet:
 
     async def _models(self) -> dict[str, Path]:
         from distill.distilled import ensure_distilled
+        from distill.real_distilled import ensure_real_distilled
+        from distill.real_world import build_real_world
         from distill.tiny import build_tiny_world
 
-        world = await asyncio.to_thread(build_tiny_world)
-        self.families = tuple(world.info()["recipe"]["families"])
+        def log(message: str) -> None:
+            self.print(f"   {message}", markup=False)
+
+        real = self.o.world == "real"
+        if real:
+            self.print("   the real world (built once per machine, minutes; cached) ...")
+        world = await asyncio.to_thread(build_real_world if real else build_tiny_world, log=log)
+        # The real world's questions: its held-out chat prompts (the ``pydoc-chat`` family).
+        self.families = ("pydoc-chat",) if real else tuple(world.info()["recipe"]["families"])
         if world.distilled is None:
             self.print("   training the distilled student (once; cached with the world) ...")
-        distilled = await ensure_distilled(world, log=lambda m: self.print(f"   {m}", markup=False))
+        distilled = await (ensure_real_distilled if real else ensure_distilled)(world, log=log)
         models = {
             "teacher": world.teacher,
             "undistilled": world.undistilled,
@@ -221,7 +231,9 @@ class Localnet:
             ("adversary-selective", world.undistilled),
         ):
             models[role] = model_variant(base, self.folder / "models" / role, role)
-        self.print(f"   tiny world {world.root}" + (" (built now)" if world.built else ""))
+        self.print(
+            f"   {self.o.world} world {world.root}" + (" (built now)" if world.built else "")
+        )
         return models
 
     def _plans(self, manifest: dict[str, Any]) -> list[MinerPlan]:

@@ -40,6 +40,9 @@ class ModelFacts:
     # one generated token after a scored sequence, so it runs with max_model_len + 1.
     max_model_len: int
     dtype: str  # checkpoint dtype ("float32", "bfloat16"), the default for both engines
+    # Gemma 2's attention-logit soft cap: transformers' SDPA attention ignores it (the hf
+    # engine runs eager attention for such models; vLLM applies it).
+    attn_softcap: float | None = None
 
 
 def _read_json(path: Path) -> dict[str, object]:
@@ -115,7 +118,14 @@ def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -
             raise EngineError(f"max_model_len {max_model_len} outside [2, {limit}] for {path}")
         limit = max_model_len
     dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-    return ModelFacts(vocab_size=vocab, eos_token_ids=eos, max_model_len=limit, dtype=str(dtype))
+    softcap = config.get("attn_logit_softcapping")
+    return ModelFacts(
+        vocab_size=vocab,
+        eos_token_ids=eos,
+        max_model_len=limit,
+        dtype=str(dtype),
+        attn_softcap=float(softcap) if isinstance(softcap, int | float) and softcap else None,
+    )
 
 
 def _check_ids(info: EngineInfo, ids: TokenIds, what: str) -> None:

@@ -104,7 +104,14 @@ class _Decode:
     @torch.inference_mode()
     def step(self, model: Any) -> Step:
         if self.last is None:
-            out = model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.positions)
+            # Only the last position's logits: the prompt's would be [B, T, V] (gigabytes at a
+            # 129k-id vocabulary) and the head over them most of the prefill's compute.
+            out = model(
+                input_ids=self.ids,
+                attention_mask=self.mask,
+                position_ids=self.positions,
+                logits_to_keep=1,
+            )
         else:
             ones = torch.ones((len(self.last), 1), dtype=self.mask.dtype, device=self.mask.device)
             self.mask = torch.cat([self.mask, ones], 1)
@@ -148,8 +155,13 @@ class HFEngine:
         if not isinstance(torch_dtype, torch.dtype):
             raise EngineError(f"unknown dtype {dtype!r}")
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # SDPA attention silently drops attention-logit soft-capping (Gemma 2: logprobs off by
+        # ~3e-2); eager attention applies it, as vLLM does.
+        attention = "eager" if facts.attn_softcap else None
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(model_path), dtype=torch_dtype, attn_implementation=attention
+            )
         except (OSError, ValueError) as e:
             raise EngineError(f"cannot load {model_path} with transformers: {e}") from e
         self._model = model.to(self._device).eval()  # type: ignore[arg-type]
@@ -288,7 +300,9 @@ class HFEngine:
             logprobs = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(completion, dtype=torch.long, device=self._device)
             target_lp = logprobs.gather(-1, target[:, None])
-            ranks = 1 + (logprobs > target_lp).sum(-1)
+            # vLLM's convention: the count of tokens at least as likely (a tie ranks the
+            # given token last), so both engines agree where logits tie exactly.
+            ranks = (logprobs >= target_lp).sum(-1)
             values, indices = logprobs.topk(k, dim=-1)
             results.append(
                 Scored(

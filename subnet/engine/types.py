@@ -103,7 +103,7 @@ class Scored:
     top_ids: IntArray  # [P, k]
     top_logprobs: FloatArray  # [P, k] sorted descending
     target_logprobs: FloatArray  # [P] logprob of the given token
-    target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
+    target_ranks: IntArray  # [P] 1-based rank of the given token (ties: ranked last)
     # [P] log of the total probability of the EOS set at that position (logsumexp over
     # ``EngineInfo.eos_token_ids``): the probability that the model stops there.
     eos_logprobs: FloatArray

@@ -46,6 +46,21 @@ def test_model_facts_come_from_the_checkpoint(tmp_path: Path) -> None:
         "bfloat16",
     )
     assert read_model_facts(path, max_model_len=100).max_model_len == 100
+    assert facts.attn_softcap is None
+
+
+def test_attention_soft_capping_is_read_so_the_hf_engine_can_honour_it(tmp_path: Path) -> None:
+    # Gemma 2: transformers' SDPA attention drops the cap, so the hf engine runs eager attention
+    # when this is set (tests/integration/test_model_families.py holds it to vLLM's logprobs).
+    config = {"vocab_size": 9, "eos_token_id": 1, "max_position_embeddings": 8}
+    path = _model_dir(tmp_path, {**config, "attn_logit_softcapping": 50.0})
+    assert read_model_facts(path).attn_softcap == 50.0
+    assert (
+        read_model_facts(
+            _model_dir(tmp_path, {**config, "attn_logit_softcapping": None})
+        ).attn_softcap
+        is None
+    )
 
 
 @pytest.mark.parametrize(
