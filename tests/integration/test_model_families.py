@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from distill.model_families import FAMILIES, build_family
 from subnet.engine import SamplingParams, load_engine
 from subnet.errors import EngineError
+from subnet.tokenizer import ModelTokenizer
 from tests.integration._engine_kit import assert_same_greedy_path
 
 pytestmark = [pytest.mark.slow]
@@ -44,10 +44,9 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _prompts(model: Path) -> list[list[int]]:
-    from distill.real_chat import chat_prompt_ids
-
-    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
-    return [chat_prompt_ids(tok.encode(q).ids) for q in QUESTIONS]
+    """The questions as validators send them (the family's folder's chat template)."""
+    tok = ModelTokenizer(model)
+    return [tok.encode_prompt(q) for q in QUESTIONS]
 
 
 def test_every_family_is_a_distinct_architecture_with_the_real_tokenizer(
