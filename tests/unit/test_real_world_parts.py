@@ -26,6 +26,14 @@ def tok() -> Tokenizer:
     return Tokenizer.from_file(str(real_chat.tokenizer_json()))
 
 
+def _hf_prompt_ids(tok: Any, conversation: list[dict[str, str]]) -> list[int]:
+    """transformers' ids for a conversation with the generation prompt (what validators send)."""
+    out = tok.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(out["input_ids"])
+
+
 def test_corpus_is_fixed_named_once_and_holds_out_a_slice() -> None:
     items = stdlib_items()
     assert len(items) > 2000
@@ -111,11 +119,7 @@ def test_our_chat_rendering_is_transformers_apply_chat_template(
         conversation, tokenize=False, add_generation_prompt=generation_prompt
     )
     if generation_prompt:  # what validators and miners send
-        assert ours.encode_chat(turns) == list(
-            theirs.apply_chat_template(
-                conversation, add_generation_prompt=True, tokenize=True, return_dict=True
-            )["input_ids"]
-        )
+        assert ours.encode_chat(turns) == _hf_prompt_ids(theirs, conversation)
 
 
 def test_rendering_matches_transformers_on_the_held_out_questions(tmp_path: Path) -> None:
@@ -129,10 +133,8 @@ def test_rendering_matches_transformers_on_the_held_out_questions(tmp_path: Path
     assert len(questions) > 100
     for q in questions:
         msgs = [{"role": "user", "content": q}]
-        want = theirs.apply_chat_template(
-            msgs, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
-        assert ours.encode_prompt(q) == ours.encode_chat(parse_messages(msgs)) == list(want), q
+        want = _hf_prompt_ids(theirs, msgs)
+        assert ours.encode_prompt(q) == ours.encode_chat(parse_messages(msgs)) == want, q
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ and applies the old public selection rule, so it knows exactly what that rule wo
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from tokenizers import Tokenizer
 
@@ -15,7 +16,13 @@ from neurons.validator.judge import query_seed
 FAMILIES = ("add", "sort", "reverse", "count", "copy")
 
 
-def _chain(hashes: dict[int, str]) -> tuple:
+def _chain(
+    hashes: dict[int, str],
+) -> tuple[
+    Callable[[], Awaitable[int]],
+    Callable[[int], Awaitable[str | None]],
+    Callable[[], Awaitable[int]],
+]:
     async def head() -> int:
         return max(hashes)
 
