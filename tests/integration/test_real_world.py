@@ -31,7 +31,8 @@ from subnet.errors import ConfigError
 from subnet.tokenizer import ModelTokenizer
 from tests.integration._engine_kit import assert_same_greedy_path
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.slow
+ASYNC = pytest.mark.asyncio(loop_scope="module")  # the async tests share the module's engines
 
 # Largest |Δ logprob| allowed between vLLM and transformers on the float32 real teacher. A
 # 129,280-way log-softmax in float32: observed (printed by the score test) on the 2-core box.
@@ -118,6 +119,7 @@ def test_the_models_learned_from_the_text(real: TinyWorld) -> None:
     assert all(s["teacher"].strip() for s in info["samples"])
 
 
+@ASYNC
 async def test_the_distilled_student_tracks_the_teacher_closer(
     real: TinyWorld, hf_engine: StreamingEngine
 ) -> None:
@@ -162,6 +164,7 @@ def test_cli_copies_the_cached_real_world(real: TinyWorld, tmp_path: Path) -> No
         cli.run(parser.parse_args(["tiny", "--world", "real", "--out", str(out)]))
 
 
+@ASYNC
 async def test_targets_store_k_columns_whatever_the_vocabulary(
     real: TinyWorld, hf_engine: StreamingEngine, tmp_path: Path
 ) -> None:
@@ -211,6 +214,7 @@ async def vllm_engine(real: TinyWorld) -> AsyncIterator[StreamingEngine]:
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_logprobs=K)
 
 
+@ASYNC
 @pytest.mark.vllm
 async def test_engines_agree_on_the_real_teacher(
     hf_engine: StreamingEngine, vllm_engine: StreamingEngine, prompts: list[list[int]]
