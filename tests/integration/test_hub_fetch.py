@@ -105,3 +105,47 @@ async def test_with_the_hub_switched_off_the_fetch_fails_offline_and_reaches_not
         )
     assert status.state is FetchState.FAILED and status.reason == "offline", status
     assert repo.requests == []
+
+
+_FETCH_WITH_ENV = """
+import asyncio, sys
+from pathlib import Path
+from distill.identity import ModelSource
+from neurons.validator.diskcache import DiskCache
+from neurons.validator.fetch import ModelFetcher
+from neurons.validator.sources import FetchTarget, HfSource
+
+async def main(cache, digest, repo, commit):
+    fetcher = ModelFetcher(DiskCache(Path(cache), 1 << 30), {"hf": HfSource("")})
+    target = FetchTarget(digest, ModelSource("hf", repo, commit))
+    fetcher.want(target)
+    await fetcher.wait([digest], 60)
+    status = fetcher.status(digest)
+    print(status.state.name, status.reason or "-", status.path)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_an_endpoint_left_empty_is_the_one_hf_endpoint_names(tiny, tmp_path):
+    """``validator.hf_endpoint = ""`` means what ``huggingface_hub`` reads from ``HF_ENDPOINT``
+    (a mirror) when it is imported: a fresh process with only the variable set fetches from it."""
+    import asyncio
+    import os
+    import sys
+
+    repo = _repo(tiny, tmp_path)
+    digest = model_digest(repo.folder)
+    async with serve_hub(repo) as endpoint:
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"}
+        args = [str(tmp_path / "cache"), digest, repo.repo_id, COMMIT]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _FETCH_WITH_ENV, *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    state, reason, path = out.decode().split()
+    assert (state, reason) == ("READY", "-"), out
+    assert model_digest(Path(path)) == digest
+    assert ("GET", f"/api/models/{repo.repo_id}/tree/{COMMIT}") in repo.requests
