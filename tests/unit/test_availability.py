@@ -164,3 +164,38 @@ def test_apply_verdicts_zeroes_only_the_miner_past_its_window() -> None:
     apply_verdicts([a, b], verdicts)
     assert a.cause is Cause.MODEL_UNAVAILABLE and b.ok
     assert b.provenance["model"] == "unverified, grace 1/3"
+
+
+async def test_an_unavailable_model_is_never_silent(tmp_path: Path, caplog) -> None:
+    """A WARNING when the miner's state changes and every ``log_every`` (10) steps while it
+    lasts, not every step; the metric counts every step."""
+    import logging
+
+    avail, fetcher, source, clock, mg, tok = _world(tmp_path, {})
+    digest = "c" * 64
+    warned: dict[int, list[str]] = {}
+    for step in range(1, 17):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            await _step(avail, fetcher, mg, _commit(digest, tok), step)
+            clock.t += 1000  # past the fetcher's retry backoff (it warns of each attempt)
+        lines = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING and r.getMessage().startswith("uid 1: model")
+        ]
+        if lines:
+            warned[step] = lines
+    changes = [s for s in warned if "zeroed" in warned[s][0]]
+    assert changes == [4, 14], warned  # grace 3 steps: zeroed from step 4, repeated 10 later
+    assert all(
+        len(v) == 1 and v[0].startswith(f"uid 1: model {digest[:12]}") for v in warned.values()
+    )
+    assert "answers zeroed (model_unavailable)" in warned[4][0] and "refused" in warned[4][0]
+    assert all("answers scored unverified" in warned[s][0] for s in warned if s < 4)
+    # Within the grace: at first sight (queued) and when the reason changed (refused); then
+    # silence but for the state change at 4 and its reminder 10 steps later.
+    assert sorted(warned) == [1, 2, 4, 14], warned
+    exported = avail.metrics.render().decode()
+    assert 'validator_model_ready{uid="1"} 0.0' in exported
+    assert 'validator_model_unavailable_steps_total{reason="refused",uid="1"}' in exported
