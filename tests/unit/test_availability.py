@@ -171,7 +171,7 @@ async def test_an_unavailable_model_is_never_silent(tmp_path: Path, caplog) -> N
     lasts, not every step; the metric counts every step."""
     import logging
 
-    avail, fetcher, source, clock, mg, tok = _world(tmp_path, {})
+    avail, fetcher, _source, clock, mg, tok = _world(tmp_path, {})
     digest = "c" * 64
     warned: dict[int, list[str]] = {}
     for step in range(1, 17):
