@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from subnet.errors import ConfigError
@@ -93,6 +94,20 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     r.add_argument("--targets", type=Path, required=True, help="folder from `distill targets`")
     r.add_argument("--out", type=Path, required=True, help="output folder (HF + identity)")
+    r.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (torchrun-style; one per GPU). "
+        "Across machines run `torchrun ... -m subnet.cli distill train ...` instead",
+    )
+    r.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="teacher model folder that scores the student's samples (--onpolicy-ratio > 0)",
+    )
+    r.add_argument("--engine", choices=("vllm", "hf"), default="vllm", help="teacher engine")
     for f in fields(TrainConfig):
         r.add_argument(
             f"--{f.name.replace('_', '-')}",
@@ -145,17 +160,7 @@ def _toolkit(args: argparse.Namespace) -> int:
         print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")
         return 0
     if args.distill_command == "train":
-        from distill.train import TrainConfig, train
-
-        cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-        res = train(
-            args.student, args.targets, args.out, cfg, log=log, progress=sys.stderr.isatty()
-        )
-        print(
-            f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
-            f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}"
-        )
-        return 0
+        return _train(args, log)
     from distill.evaluate import evaluate, format_table
 
     results = asyncio.run(
@@ -170,3 +175,65 @@ def _toolkit(args: argparse.Namespace) -> int:
     )
     print(format_table(results))
     return 0
+
+
+def _train(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """One process, N local ranks (``--nproc``), or one rank of a torchrun launch."""
+    import os
+    from dataclasses import fields
+
+    from distill.train_config import TrainConfig
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    under_torchrun = "WORLD_SIZE" in os.environ
+    if args.nproc > 1 and not under_torchrun:
+        from distill.launch import launch
+
+        return launch(args.nproc, _rank_argv(args), what=f"training into {args.out}")
+    if args.nproc > 1 and int(os.environ["WORLD_SIZE"]) != args.nproc:
+        raise ConfigError(f"--nproc {args.nproc} but torchrun started {os.environ['WORLD_SIZE']}")
+    if cfg.onpolicy_ratio > 0:
+        from distill.live_teacher import train_with_teacher
+
+        job = train_with_teacher(
+            args.student,
+            args.targets,
+            args.out,
+            cfg,
+            teacher=args.teacher,
+            engine_kind=args.engine,
+            log=log,
+            progress=sys.stderr.isatty(),
+        )
+        res = asyncio.run(job)
+    else:
+        from distill.train import train
+
+        progress = sys.stderr.isatty()
+        res = train(args.student, args.targets, args.out, cfg, log=log, progress=progress)
+    if os.environ.get("RANK", "0") == "0":
+        print(
+            f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
+            f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}"
+        )
+    return 0
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """The command each rank runs: this one, without ``--nproc``."""
+    from dataclasses import fields
+
+    from distill.train_config import TrainConfig
+
+    head = ["distill"]
+    if args.config_path:
+        head += ["--config", str(args.config_path)]
+    for pair in args.config_set:
+        head += ["--set", pair]
+    body = ["train", "--student", str(args.student), "--targets", str(args.targets)]
+    body += ["--out", str(args.out), "--engine", args.engine]
+    if args.teacher is not None:
+        body += ["--teacher", str(args.teacher)]
+    for f in fields(TrainConfig):
+        body += [f"--{f.name.replace('_', '-')}", str(getattr(args, f.name))]
+    return head + body
