@@ -116,7 +116,15 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             help=f"(default {f.default})",
         )
 
-    e = sub.add_parser("eval", help="the validator's numbers for students vs a teacher")
+    e = sub.add_parser(
+        "eval",
+        help="the validator's score for students vs a teacher (s_kl, s_ref, speed, score)",
+        description="Each student answers like a miner (streamed, sampled at the validator's "
+        "temperature, raw top-k) after an untimed warm-up; the teacher judges every answer "
+        "with the validator's own gates and scores. k, max tokens and temperature default to "
+        "the [validator] config, weights and scales to [scoring]/[speed]/[verify] (--config, "
+        "--set). Speed is relative to the fastest valid answer among the students given.",
+    )
     e.add_argument(
         "--student",
         type=Path,
@@ -129,8 +137,17 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--tasks", default="tasks:200:12345", help="JSONL prompt file or tasks:N[:SEED[:families]]"
     )
     e.add_argument("--engine", choices=("vllm", "hf"), default="vllm")
-    e.add_argument("--k", type=int, default=16)
-    e.add_argument("--max-tokens", type=int, default=24)
+    e.add_argument("--k", type=int, default=None, help="top-k (default: validator.top_k)")
+    e.add_argument(
+        "--max-tokens", type=int, default=None, help="answer length (default: validator.max_tokens)"
+    )
+    e.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="students' sampling temperature (default: validator.temperature)",
+    )
+    e.add_argument("--seed", type=int, default=0, help="sampling seeds of the prompts")
 
 
 def _toolkit(args: argparse.Namespace) -> int:
@@ -163,14 +180,20 @@ def _toolkit(args: argparse.Namespace) -> int:
         return _train(args, log)
     from distill.evaluate import evaluate, format_table
 
+    cfg, vc = args.config, args.config.validator
     results = asyncio.run(
         evaluate(
             args.student,
             args.teacher,
             load_prompts(args.tasks),
             engine_kind=args.engine,
-            k=args.k,
-            max_tokens=args.max_tokens,
+            k=args.k if args.k is not None else vc.top_k,
+            max_tokens=args.max_tokens if args.max_tokens is not None else vc.max_tokens,
+            temperature=args.temperature if args.temperature is not None else vc.temperature,
+            seed=args.seed,
+            score_cfg=cfg.scoring,
+            speed_cfg=cfg.speed,
+            verify_cfg=cfg.verify,
         )
     )
     print(format_table(results))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from distill.chat import ChatTask, load_prompt_file, render_chat
 from distill.identity import identity_for
 from distill.shards import (
     FORMAT,
@@ -34,7 +35,7 @@ from distill.shards import (
     write_json_atomic,
     write_shard,
 )
-from distill.tasks import Task, generate_tasks, load_jsonl
+from distill.tasks import Task, generate_tasks
 
 if TYPE_CHECKING:
     from subnet.engine import Engine
@@ -58,7 +59,8 @@ class TargetsConfig:
 
 
 def load_prompts(spec: str) -> list[Task]:
-    """Tasks from ``spec``: a JSONL file path, or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
+    """Tasks from ``spec``: a JSONL file path (``prompt`` or chat ``messages`` lines:
+    :mod:`distill.chat`), or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
 
     Raises TargetsError (an empty or malformed file, a bad spec), naming the problem.
     """
@@ -79,20 +81,28 @@ def load_prompts(spec: str) -> list[Task]:
     if not Path(spec).exists():
         raise TargetsError(f"prompts {spec!r}: no such file (or use tasks:N[:SEED])")
     try:
-        return load_jsonl(spec)
+        return load_prompt_file(spec)
     except ValueError as e:
         raise TargetsError(str(e)) from e
 
 
 def encode_prompts(teacher: Path, tasks: Sequence[Task]) -> list[list[int]]:
-    """Prompt ids with the teacher's own tokenizer (BOS included, as the validator sends)."""
+    """Prompt ids with the teacher's own tokenizer (BOS included, as the validator sends);
+    chat tasks through the teacher's chat template."""
     from tokenizers import Tokenizer
 
     path = Path(teacher) / "tokenizer.json"
     if not path.is_file():
         raise TargetsError(f"{teacher}: no tokenizer.json (the targets need a fast tokenizer)")
     tok = Tokenizer.from_file(str(path))
-    return [list(tok.encode(t.prompt).ids) for t in tasks]
+    chats = [t for t in tasks if isinstance(t, ChatTask)]
+    try:
+        rendered = iter(render_chat(teacher, chats) if chats else [])
+    except ValueError as e:
+        raise TargetsError(str(e)) from e
+    return [
+        next(rendered) if isinstance(t, ChatTask) else list(tok.encode(t.prompt).ids) for t in tasks
+    ]
 
 
 def _request(

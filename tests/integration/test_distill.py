@@ -156,6 +156,67 @@ def test_truncated_shard_is_refused(world: dict[str, Path], tmp_path: Path) -> N
         train(world["student"], bad, tmp_path / "o", TrainConfig(steps=2), progress=False)
 
 
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def test_chat_prompts_are_rendered_with_the_teachers_template(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Targets from a ``messages`` file: the prompt ids are exactly what the teacher's template
+    renders (one BOS, from the template), and a student trains on them."""
+    import asyncio
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from distill.targets import TargetsConfig, build_targets, load_prompts
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(world["teacher"], teacher)
+    config = json.loads((teacher / "tokenizer_config.json").read_text())
+    (teacher / "tokenizer_config.json").write_text(
+        json.dumps({**config, "chat_template": CHAT_TEMPLATE})
+    )
+    turns = [[{"role": "user", "content": f"add {i} {i + 1} ="}] for i in range(12)] + [
+        [{"role": "system", "content": "sort"}, {"role": "user", "content": "sort 3 1 ="}]
+    ]
+    prompts = tmp_path / "chat.jsonl"
+    prompts.write_text("".join(json.dumps({"messages": m}) + "\n" for m in turns))
+    out = tmp_path / "targets"
+    cfg = TargetsConfig(k=8, max_tokens=4, shard_size=8, batch=8)
+    tasks = load_prompts(str(prompts))
+    asyncio.run(build_targets(teacher, tasks, out, cfg, engine_kind="hf", progress=False))
+
+    from distill.shards import TargetSet
+
+    tok = AutoTokenizer.from_pretrained(str(teacher))
+    made = TargetSet(out)
+    for i, m in enumerate(turns):
+        text = tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+        want = tok(text, add_special_tokens=False)["input_ids"]
+        got = made[i].tokens[: made[i].prompt_len].tolist()
+        assert got == want and got.count(tok.bos_token_id) == 1, (got, want)
+    assert text.startswith("<bos><system>sort\n<user>sort 3 1 =\n<assistant>")
+    result = train(
+        world["student"],
+        out,
+        tmp_path / "s",
+        TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=2, save_every=-1),
+        progress=False,
+        log=lambda _: None,
+    )
+    assert result.eval_kl >= 0
+
+    # A teacher without a template cannot render chat prompts: one clear error, no targets.
+    with pytest.raises(TargetsError, match="has no chat template"):
+        asyncio.run(build_targets(world["teacher"], tasks, tmp_path / "t2", cfg, engine_kind="hf"))
+    assert not (tmp_path / "t2" / "manifest.json").exists()
+
+
 @pytest.mark.slow
 async def test_tiny_world_distilled_student_tracks_the_teacher(tiny: TinyWorld) -> None:
     """Done-when of issue 7, on the validator's own numbers (student answers, teacher-forced).

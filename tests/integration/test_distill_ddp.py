@@ -17,6 +17,7 @@ difference (3.7e-5 after step 2), and the gap levels off: 1.3e-4 at step 20, 1.5
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -48,8 +49,6 @@ CFG = TrainConfig(
     threads=1,
 )
 FLAGS = [
-    "--steps",
-    str(STEPS),
     "--batch",
     "4",
     "--lr",
@@ -84,7 +83,7 @@ def _env() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
-def _cli(kit: dict[str, Path], out: Path) -> list[str]:
+def _cli(kit: dict[str, Path], out: Path, steps: int = STEPS) -> list[str]:
     return [
         "distill",
         "train",
@@ -94,6 +93,8 @@ def _cli(kit: dict[str, Path], out: Path) -> list[str]:
         str(kit["targets"]),
         "--out",
         str(out),
+        "--steps",
+        str(steps),
         *FLAGS,
     ]
 
@@ -171,4 +172,22 @@ def test_two_ranks_match_one_process_and_resume_after_a_rank_is_killed(
         assert torch.equal(two[name], again[name]), name
     gap = max(float((two[n] - one[n]).abs().max()) for n in two)
     print(f"max |w_2proc - w_1proc| after {STEPS} steps: {gap:.3g}")
+    assert gap <= TOL, gap
+
+
+def test_fsdp_two_ranks_match_one_process(kit: dict[str, Path], tmp_path: Path) -> None:
+    """FSDP (sharded weights, gradients and optimizer state) under torchrun, gathered into one
+    checkpoint and one HF folder by rank 0: the same weights as one process, within ``TOL``."""
+    steps, cfg = 20, dataclasses.replace(CFG, steps=20, parallel="fsdp")
+    flags = [*_cli(kit, tmp_path / "fsdp", steps), "--parallel", "fsdp"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    proc = _start([*torchrun, "--nproc-per-node", "2", "-m", "subnet.cli", *flags])
+    train(kit["student"], kit["targets"], tmp_path / "one", cfg, progress=False, log=print)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "fsdp" / "checkpoints" / f"step_{steps:06d}" / "optim.pt").is_file()
+    sharded, one = _weights(tmp_path / "fsdp"), _weights(tmp_path / "one")
+    assert sharded.keys() == one.keys()
+    gap = max(float((sharded[n] - one[n]).abs().max()) for n in one)
+    print(f"FSDP: max |w_2proc - w_1proc| after {steps} steps: {gap:.3g}")
     assert gap <= TOL, gap
