@@ -196,7 +196,7 @@ def test_chat_prompts_are_rendered_with_the_teachers_template(
     tok = AutoTokenizer.from_pretrained(str(teacher))
     made = TargetSet(out)
     for i, m in enumerate(turns):
-        text = tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+        text = str(tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False))
         want = tok(text, add_special_tokens=False)["input_ids"]
         got = made[i].tokens[: made[i].prompt_len].tolist()
         assert got == want and got.count(tok.bos_token_id) == 1, (got, want)
