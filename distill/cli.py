@@ -208,9 +208,19 @@ def _train(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     from distill.train_config import TrainConfig
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     under_torchrun = "WORLD_SIZE" in os.environ
     if args.nproc > 1 and not under_torchrun:
         from distill.launch import launch
+        from distill.train import open_inputs
+
+        # Refuse here, once, what every rank would refuse (the ranks still check everything).
+        open_inputs(args.student, args.targets, cfg, verify=False)
+        if cfg.batch < args.nproc:
+            raise ConfigError(f"--batch {cfg.batch} is smaller than --nproc {args.nproc}")
+        if cfg.onpolicy_ratio > 0 and args.teacher is None:
+            raise ConfigError("--onpolicy-ratio > 0 needs --teacher (the model that scores)")
 
         return launch(args.nproc, _rank_argv(args), what=f"training into {args.out}")
     if args.nproc > 1 and int(os.environ["WORLD_SIZE"]) != args.nproc:

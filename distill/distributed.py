@@ -108,6 +108,11 @@ def local_rank_from_env() -> int:
     return _env_int("LOCAL_RANK", 0)
 
 
+def world_size_from_env() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 outside torchrun)."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def pick_device(preference: str, local_rank: int) -> Any:
     """``auto``: this rank's GPU if CUDA is available, else the CPU; else as asked."""
     import torch
@@ -129,8 +134,8 @@ def dist_session(device: str = "auto") -> Iterator[Dist]:
     import torch
     import torch.distributed as td
 
-    world = _env_int("WORLD_SIZE", 1)
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    world = world_size_from_env()
+    rank, local_rank = _env_int("RANK", 0), local_rank_from_env()
     if world < 1 or not 0 <= rank < world:
         raise ConfigError(f"RANK={rank} outside WORLD_SIZE={world}")
     dev = pick_device(device, local_rank)

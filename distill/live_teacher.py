@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distill.distributed import local_rank_from_env, pick_device
+from distill.distributed import local_rank_from_env, pick_device, world_size_from_env
 from distill.onpolicy import TeacherScore
 from distill.shards import TargetsError, TargetSet, tokenizer_hash
 from distill.train import train
@@ -59,8 +59,14 @@ async def train_with_teacher(
         from subnet.engine import load_engine
 
         kw: dict[str, Any] = {}
+        device = pick_device(cfg.device, local_rank_from_env())
         if engine_kind == "hf":
-            kw["device"] = str(pick_device(cfg.device, local_rank_from_env()))
+            kw["device"] = str(device)
+        elif device.type == "cuda" and world_size_from_env() > 1:
+            raise TargetsError(
+                "on-policy training with several GPU processes needs --engine hf (each rank "
+                "puts its teacher on its own GPU; a vLLM engine per rank would share the first)"
+            )
         owned = engine = load_engine(
             engine_kind,  # type: ignore[arg-type]
             teacher,

@@ -57,6 +57,20 @@ def check_compatible(student: Path, targets: TargetSet, k: int) -> None:
         raise TargetsError(f"k={k} is larger than the {targets.k} stored in {targets.root}")
 
 
+def open_inputs(
+    student: Path, targets_dir: str | Path, cfg: TrainConfig, verify: bool = True
+) -> tuple[TargetSet, int, int]:
+    """The targets, the k to train with and how many sequences train (the rest is held out);
+    every mismatch refused with one message before any compute."""
+    targets = TargetSet(targets_dir, verify=verify)
+    k = cfg.k or targets.k
+    check_compatible(Path(student), targets, k)
+    n_train = len(targets) - min(cfg.eval_sequences, len(targets) // 10)
+    if n_train < 1:
+        raise TargetsError(f"{targets_dir}: too few sequences to train on ({len(targets)})")
+    return targets, k, n_train
+
+
 def collate(examples: Sequence[Example], k: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Right-padded ids and mask, plus the teacher targets at the positions that predict them.
 
@@ -174,13 +188,7 @@ def train(
     """
     student, out = Path(student), Path(out)
     # Inputs: open and check everything before any compute.
-    targets = TargetSet(targets_dir, verify=True)
-    k = cfg.k or targets.k
-    check_compatible(student, targets, k)
-    n_eval = min(cfg.eval_sequences, len(targets) // 10)
-    n_train = len(targets) - n_eval
-    if n_train < 1:
-        raise TargetsError(f"{targets_dir}: too few sequences to train on ({len(targets)})")
+    targets, k, n_train = open_inputs(student, targets_dir, cfg)
     per_on = cfg.onpolicy_per_step
     if per_on and teacher_score is None:
         raise TargetsError("onpolicy_ratio > 0 needs a teacher to score the student's samples")

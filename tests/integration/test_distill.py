@@ -156,6 +156,35 @@ def test_truncated_shard_is_refused(world: dict[str, Path], tmp_path: Path) -> N
         train(world["student"], bad, tmp_path / "o", TrainConfig(steps=2), progress=False)
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--nproc", "0"], "--nproc must be >= 1"),
+        (["--nproc", "2", "--batch", "1"], "--batch 1 is smaller than --nproc 2"),
+        (["--nproc", "2", "--onpolicy-ratio", "0.5"], "needs --teacher"),
+        (["--onpolicy-ratio", "0.5"], "needs --teacher"),
+        (["--onpolicy-ratio", "1.5"], "onpolicy_ratio must be in [0, 1]"),
+        (["--parallel", "zero"], "parallel must be 'ddp' or 'fsdp'"),
+        (["--nproc", "2", "--k", "99"], "k=99 is larger than the 8 stored"),
+    ],
+)
+def test_train_cli_refuses_bad_runs_before_starting_anything(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    from subnet.cli import main
+
+    base = ["distill", "train", "--student", str(world["student"]), "--targets"]
+    code = main([*base, str(world["targets"]), "--out", str(tmp_path / "o"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}"
