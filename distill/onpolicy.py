@@ -134,13 +134,7 @@ class OnPolicy:
     """Builds and serves the on-policy share of each batch (see the module docstring)."""
 
     def __init__(
-        self,
-        score: TeacherScore,
-        targets: TargetSet,
-        n_prompts: int,
-        cfg: TrainConfig,
-        k: int,
-        per_step: int,
+        self, score: TeacherScore, targets: TargetSet, n_prompts: int, cfg: TrainConfig, k: int
     ) -> None:
         self.score, self.targets, self.n_prompts, self.cfg, self.k = (
             score,
@@ -149,7 +143,7 @@ class OnPolicy:
             cfg,
             k,
         )
-        self.per_step = per_step
+        self.per_step = cfg.onpolicy_per_step(cfg.onpolicy_start)
         self.max_tokens = cfg.onpolicy_max_tokens or int(
             targets.manifest["request"].get("max_tokens", 32)
         )
@@ -157,11 +151,11 @@ class OnPolicy:
 
     def examples(self, step: int, model: Any, dist: Dist, lockstep: bool) -> list[Example]:
         """The on-policy examples of global step ``step`` (refreshing the pool if due)."""
-        every = self.cfg.onpolicy_every
-        round_ = step // every
+        every, since = self.cfg.onpolicy_every, step - self.cfg.onpolicy_start
+        round_ = since // every
         if self.pool is None or self.pool.round != round_:
             self.pool = self._build(round_, model, dist, lockstep)
-        start = (step % every) * self.per_step
+        start = (since % every) * self.per_step
         return self.pool.examples[start : start + self.per_step]
 
     def _build(self, round_: int, model: Any, dist: Dist, lockstep: bool) -> Pool:

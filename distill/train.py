@@ -189,7 +189,7 @@ def train(
     student, out = Path(student), Path(out)
     # Inputs: open and check everything before any compute.
     targets, k, n_train = open_inputs(student, targets_dir, cfg)
-    per_on = cfg.onpolicy_per_step
+    per_on = cfg.onpolicy_per_step(cfg.steps - 1)
     if per_on and teacher_score is None:
         raise TargetsError("onpolicy_ratio > 0 needs a teacher to score the student's samples")
     held_out = [targets[i] for i in range(n_train, len(targets))]
@@ -210,7 +210,7 @@ def train(
         lockstep = dist.world > 1 and cfg.parallel == "fsdp"
         local = model if lockstep else raw
         onpolicy = (
-            OnPolicy(teacher_score, targets, n_train, cfg, k, per_on)
+            OnPolicy(teacher_score, targets, n_train, cfg, k)
             if per_on and teacher_score is not None
             else None
         )
@@ -271,10 +271,9 @@ def train(
                 # One step: the global batch (offline, then on-policy) is the same on every
                 # rank; each trains on its share, weighted so the average over ranks is the
                 # mean over every scored position of the global batch.
-                examples = [
-                    targets[i] for i in batch_indices(step, n_train, cfg.batch - per_on, cfg.seed)
-                ]
-                if onpolicy is not None:
+                offline = cfg.batch - cfg.onpolicy_per_step(step)
+                examples = [targets[i] for i in batch_indices(step, n_train, offline, cfg.seed)]
+                if onpolicy is not None and offline < cfg.batch:
                     examples += onpolicy.examples(step, local, dist, lockstep)
                 mine = dist.share(examples)
                 batch = collate(mine, k, device)
@@ -290,10 +289,9 @@ def train(
                     torch.ones_like(batch["targets"]),
                     cfg.ce_weight,
                 )
-                if dist.world > 1:
-                    loss = loss * share
+                shown = loss.item()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
+                (loss * share if dist.world > 1 else loss).backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
@@ -304,7 +302,7 @@ def train(
                 kl_global = dist.all_sum([float(kl) * share / dist.world])[0]
                 recent = [*recent[-max(1, cfg.steps // 10) + 1 :], kl_global]
                 rate = tokens / max(time.monotonic() - t0, 1e-9)
-                bar.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{rate:,.0f}")
+                bar.update(task, advance=1, loss=f"{shown:.4f}", rate=f"{rate:,.0f}")
 
         elapsed = time.monotonic() - t0
         meta["eval_forward_kl"] = eval_kl

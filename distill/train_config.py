@@ -25,6 +25,7 @@ class TrainConfig:
     # On-policy targets: the student samples, the teacher scores its samples (needs --teacher)
     onpolicy_ratio: float = 0.0  # share of each batch from the student's own samples, [0, 1]
     onpolicy_every: int = 50  # steps between refreshes of the on-policy samples
+    onpolicy_start: int = 0  # offline-only steps first (a student worth sampling from)
     onpolicy_temperature: float = 1.0  # the student's sampling temperature (the validator's)
     onpolicy_max_tokens: int = 0  # answer length limit (0 = the targets' max_tokens)
     # Runtime
@@ -43,6 +44,8 @@ class TrainConfig:
         for name in ("steps", "batch", "onpolicy_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.onpolicy_start < 0:
+            raise ConfigError(f"onpolicy_start must be >= 0, got {self.onpolicy_start}")
         for name in ("ce_weight", "onpolicy_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -51,10 +54,9 @@ class TrainConfig:
         if self.parallel not in ("ddp", "fsdp"):
             raise ConfigError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
 
-    @property
-    def onpolicy_per_step(self) -> int:
-        """Sequences of each global batch that come from the student's own samples."""
-        return round(self.onpolicy_ratio * self.batch)
+    def onpolicy_per_step(self, step: int) -> int:
+        """Sequences of step ``step``'s global batch that come from the student's own samples."""
+        return round(self.onpolicy_ratio * self.batch) if step >= self.onpolicy_start else 0
 
 
 @dataclass(frozen=True)

@@ -246,33 +246,63 @@ def test_chat_prompts_are_rendered_with_the_teachers_template(
     assert not (tmp_path / "t2" / "manifest.json").exists()
 
 
+#: World seeds of the quality test: seed 0 is the shipped world (the session's ``tiny``).
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def seeded_worlds(tiny: TinyWorld) -> dict[int, TinyWorld]:
+    """The tiny world at each of ``SEEDS`` (teacher, students): cached like the shipped one,
+    minutes each from a cold cache. Sync, like ``tiny``: the builds' own event loop never
+    nests in a test's."""
+    import asyncio
+
+    from distill.distilled import ensure_distilled
+    from distill.tiny import TinyRecipe, build_tiny_world
+
+    worlds = {0: tiny}
+    for seed in SEEDS[1:]:
+        world = build_tiny_world(TinyRecipe().with_seed(seed))
+        asyncio.run(ensure_distilled(world))
+        worlds[seed] = world
+    return worlds
+
+
 @pytest.mark.slow
-async def test_tiny_world_distilled_student_tracks_the_teacher(tiny: TinyWorld) -> None:
-    """Done-when of issue 7, on the validator's own numbers (student answers, teacher-forced).
+async def test_distilled_students_track_the_teacher_on_three_world_seeds(
+    seeded_worlds: dict[int, TinyWorld],
+) -> None:
+    """Done-when of issues 7 and 19, on the validator's own numbers (student answers,
+    teacher-forced), for three world seeds (every model's init and the students' batch order).
 
     The distilled student and the undistilled one share architecture, init seed and step count;
     only the training signal differs (teacher top-K vs task text). Held-out prompts come from
-    the world's own families, in the slice of prompt space neither ever trained on. Measured
-    at build: forward KL 0.055 distilled vs 0.153 cross-entropy, correctness 0.657 for both
-    the distilled student and the teacher.
+    the world's own families, in the slice of prompt space no model trained on. The bar: forward
+    KL along the students' greedy answers at least 30 % below cross-entropy's on the mean of the
+    seeds' ratios, below it on every seed, and correctness within 10 points of the teacher's on
+    every seed. Measured numbers: docs/benchmarks.md (distillation quality).
     """
-    import itertools
-
     from distill.evaluate import evaluate
-    from distill.tasks import iter_tasks
-    from distill.tiny import is_holdout
+    from distill.tiny import heldout_tasks
 
-    world = tiny
-    distilled = world.distilled
-    assert distilled is not None
-    recipe = world.info()["recipe"]
-    tasks = [
-        t
-        for t in itertools.islice(iter_tasks("issue-7/heldout", recipe["families"]), 5000)
-        if is_holdout(t, recipe["holdout_mod"])
-    ][:300]
-    d, ce, teacher = await evaluate(
-        [distilled, world.undistilled, world.teacher], world.teacher, tasks, engine_kind="hf", k=16
-    )
-    assert d.forward_kl <= 0.7 * ce.forward_kl, (d, ce)
-    assert abs(d.correctness - teacher.correctness) <= 0.10, (d, teacher)
+    ratios = {}
+    for seed, world in seeded_worlds.items():
+        assert world.distilled is not None
+        d, ce, teacher = await evaluate(
+            [world.distilled, world.undistilled, world.teacher],
+            world.teacher,
+            heldout_tasks(world),
+            engine_kind="hf",
+            k=16,
+            max_tokens=24,
+            temperature=0.0,
+        )
+        ratios[seed] = d.forward_kl / ce.forward_kl
+        print(
+            f"seed {seed}: forward KL distilled {d.forward_kl:.4f}, cross-entropy "
+            f"{ce.forward_kl:.4f} (ratio {ratios[seed]:.3f}); correct {d.correctness:.3f} "
+            f"vs teacher {teacher.correctness:.3f}"
+        )
+        assert ratios[seed] < 1.0, (seed, d, ce)
+        assert abs(d.correctness - teacher.correctness) <= 0.10, (seed, d, teacher)
+    assert sum(ratios.values()) / len(ratios) <= 0.7, ratios
