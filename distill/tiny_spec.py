@@ -53,8 +53,9 @@ class TinyRecipe:
 
     # add/sort/reverse only: there the teacher's uncertainty (on add) is something a 2-layer
     # student can copy, so distillation clearly beats cross-entropy (issue 19: held-out forward
-    # KL 0.052 vs 0.202 at seed 0, 14-26 % of cross-entropy's on seeds 0-2). On count/copy the student cannot compute what the teacher
-    # does, and the gap closes to seed noise. ``distill.tasks`` keeps all five families.
+    # KL 0.052 vs 0.202 at seed 0, 14-26 % of cross-entropy's on seeds 0-2). On count/copy the
+    # student cannot compute what the teacher does, and the gap closes to seed noise.
+    # ``distill.tasks`` keeps all five families.
     families: tuple[str, ...] = ("add", "sort", "reverse")
     tokenizer_seed: str = "tiny/tokenizer"
     tokenizer_texts: int = 20_000

@@ -4,12 +4,14 @@ For each seed the world is built (or found in the cache) with that seed; its tea
 over the world's training prompts are built once into ``--work``; then two students train from
 the same init with the same budget (the world's steps, batch and schedule): offline targets
 only, and with a share ``--ratio`` of every batch from the student's own samples scored by the
-teacher (refreshed every ``--every`` steps). The world's cross-entropy student is the third.
-Each is measured by the validator's own numbers on held-out prompts (``distill.evaluate``):
-``s_kl``, forward KL and the final score along temperature-1 answers (what the validator asks),
-and forward KL along greedy answers (the quality test's measure), with correctness.
+teacher (refreshed every ``--every`` steps, from step ``--start`` on). The world's
+cross-entropy student is the third. Each is measured by the validator's own numbers on
+held-out prompts (``distill.evaluate``): ``s_kl``, forward KL and the final score along
+temperature-1 answers (what the validator asks), and forward KL along greedy answers (the
+quality test's measure), with correctness.
 
-Usage: ``subnet bench onpolicy [--seeds 0,1,2] [--ratio 0.5] [--every 50] [--tasks 300]``.
+Usage: ``subnet bench onpolicy [--seeds 0,1,2] [--ratio 0.5] [--every 50] [--start 0]
+[--tasks 300] [--work DIR]``.
 Numbers go to docs/benchmarks.md; nothing here asserts.
 """
 
@@ -51,8 +53,14 @@ async def _seed(seed: int, args: argparse.Namespace, work: Path) -> list[dict[st
     students: dict[str, Path] = {}
     seconds: dict[str, float] = {}
     for name, ratio in (("offline", 0.0), ("onpolicy", args.ratio)):
-        out = root / f"{name}-r{ratio}-e{args.every}"
-        cfg = train_config(world, recipe, onpolicy_ratio=ratio, onpolicy_every=args.every)
+        out = root / (f"{name}-r{ratio}-e{args.every}-s{args.start}" if ratio else name)
+        cfg = train_config(
+            world,
+            recipe,
+            onpolicy_ratio=ratio,
+            onpolicy_every=args.every,
+            onpolicy_start=args.start,
+        )
         t0 = time.perf_counter()
         if not (out / "model.safetensors").is_file():
             await train_with_teacher(
@@ -92,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="world seeds, comma-separated")
     parser.add_argument("--ratio", type=float, default=0.5, help="on-policy share of a batch")
     parser.add_argument("--every", type=int, default=50, help="steps between refreshes")
+    parser.add_argument("--start", type=int, default=0, help="offline-only steps first")
     parser.add_argument("--tasks", type=int, default=300, help="held-out prompts per seed")
     parser.add_argument("--work", type=Path, default=None, help="keep targets/students here")
     args = parser.parse_args(argv)
