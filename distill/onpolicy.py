@@ -2,7 +2,8 @@
 
 The validator scores a miner on the teacher's distributions *along the miner's sampled answer*
 (temperature 1 by default). Offline targets only cover the teacher's own greedy answers, so a
-student trained on them never sees the prefixes it produces itself once it drifts. Here, every
+student trained on them never sees the prefixes it produces itself once it drifts. Here, from
+step ``onpolicy_start`` on (offline steps first give a student worth sampling from), every
 ``onpolicy_every`` steps the student (its current weights, in the trainer) samples answers to a
 fresh draw of the training prompts at the validator's temperature, the teacher teacher-forces
 them through the engine seam (``Engine.score``: vLLM or transformers) and the next steps train
