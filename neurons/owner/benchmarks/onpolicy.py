@@ -61,12 +61,12 @@ async def _seed(seed: int, args: argparse.Namespace, work: Path) -> list[dict[st
             onpolicy_every=args.every,
             onpolicy_start=args.start,
         )
-        t0 = time.perf_counter()
-        if not (out / "model.safetensors").is_file():
+        if not (out / "model.safetensors").is_file():  # else kept from an earlier run
+            t0 = time.perf_counter()
             await train_with_teacher(
                 init, targets, out, cfg, teacher=world.teacher, engine_kind="hf", progress=False
             )
-        seconds[name] = time.perf_counter() - t0
+            seconds[name] = time.perf_counter() - t0
         students[name] = out
     students["cross-entropy"] = world.undistilled
     students["teacher"] = world.teacher
