@@ -39,7 +39,7 @@ STATS_FILE = "distill_stats.json"
 
 @dataclass(frozen=True)
 class DistilledRecipe:
-    prompts: int = 16_000  # distinct training prompts the teacher answers (4 epochs of 1000x64)
+    prompts: int = 16_000  # distinct training prompts the teacher answers (6 epochs of 1500x64)
     k: int = 16
     max_tokens: int = 24
     ce_weight: float = 0.0

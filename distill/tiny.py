@@ -4,7 +4,7 @@ Tests, CI and the localnet need a real teacher that vLLM, transformers and the t
 like any Hugging Face model, without a model hub. :func:`tiny_world` builds one in a few
 minutes on 2 CPU cores the first time (byte-level BPE tokenizer, a ~0.9M-parameter 4-layer Llama
 teacher trained 600 steps on the add/sort/reverse families of :mod:`distill.tasks`, a
-~0.14M-parameter 2-layer "undistilled" student trained 1000 steps the same way, and the
+~0.14M-parameter 2-layer "undistilled" student trained 1500 steps the same way, and the
 distilled student) and returns
 instantly afterwards: the world lives in the user cache under the content hash of its recipe,
 outside any clone, so every checkout and CI run on a machine shares it. Anything that asks the
