@@ -9,9 +9,10 @@ setup:
 	@ENGINE=$(ENGINE) bash scripts/setup.sh
 
 # The whole subnet on this machine (subnet localnet): a fresh devnet in .localnet/ each time; the
-# tiny world is built once into the user cache. Ctrl-C stops every process it started.
+# tiny world is built once into the user cache; three validators with unequal stakes, one of
+# them a weight copier. Ctrl-C stops every process it started.
 demo: setup
-	$(VENV)/bin/subnet localnet --fresh
+	$(VENV)/bin/subnet localnet --fresh --validators validator,validator,validator-copier
 
 # What CI runs (.ci/run): every static check, then the whole suite (unit, integration, slow,
 # e2e) in a random order (pytest-randomly prints its seed; PYTEST_ARGS="--randomly-seed=N"

@@ -105,15 +105,33 @@ def _read_newest(out: Path, meta: dict[str, Any]) -> tuple[int, Path | None, str
         saved = json.loads((found[-1] / "meta.json").read_text())
     except (OSError, ValueError) as e:
         return 0, None, f"{found[-1]}: unreadable meta.json ({e}); delete that checkpoint"
-    diff = sorted(k for k in meta if saved.get(k) != meta[k])
+    diff = _differences(saved, meta)
     if diff:
         return (
             0,
             None,
-            f"{found[-1]} was made with different {', '.join(diff)}; "
-            "use another --out, or delete its checkpoints to start over",
+            f"{found[-1]} was made with different settings: {'; '.join(diff)}; "
+            "rerun with the saved values, use another --out, or delete its checkpoints",
         )
     return int(saved["step"]), found[-1], ""
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: saved -> now`` for every leaf that differs (nested dicts named by dotted keys),
+    so a refused resume names the flag to fix (``config.lr: 0.003 -> 0.01``)."""
+    out: list[str] = []
+    for key in sorted(now):
+        old, new = saved.get(key), now[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_checkpoint(
@@ -166,6 +184,8 @@ def save_final(
             fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
         fresh.load_state_dict({k: v.float() for k, v in model_sd.items()}, assign=True)
         fresh.save_pretrained(str(out), safe_serialization=True)
+        for weights in out.glob("*.safetensors"):  # transformers writes 0600: miners serve them
+            weights.chmod(0o644)
         for file_name in COPY_FILES:
             if (student / file_name).is_file():
                 shutil.copy2(student / file_name, out / file_name)

@@ -158,12 +158,12 @@ async def judge_answers(
         if reference.is_degenerate(c.token_ids, score_cfg):
             a.cause = Cause.DEGENERATE
             continue
-        eos = verify.eos_logprobs_from_topk(c.top_ids, c.top_logprobs, info.eos_token_id)
+        eos = verify.eos_logprobs_from_topk(c.top_ids, c.top_logprobs, info.eos_token_ids)
         cause = verify.check_eos(
             c.token_ids,
             c.sampled_logprobs,
             eos,
-            eos_token_id=info.eos_token_id,
+            eos_token_ids=info.eos_token_ids,
             max_tokens=max_tokens,
             cfg=verify_cfg,
         )
@@ -227,6 +227,63 @@ def summarize(
         ttft_s=_mean([a.ttft_s for a in answers]),
         gated=gated,
     )
+
+
+async def evaluate_student(
+    student: StreamingEngine,
+    teacher: Engine,
+    tasks: Sequence[Task],
+    prompts: Sequence[Sequence[int]],
+    decode: Callable[[list[int]], str],
+    *,
+    name: str,
+    k: int = 16,
+    max_tokens: int = 24,
+    temperature: float = 0.0,
+    seed: int = 0,
+    score_cfg: ScoreConfig | None = None,
+    speed_cfg: SpeedConfig | None = None,
+    verify_cfg: VerifyConfig | None = None,
+) -> EvalResult:
+    """One loaded student against a loaded teacher on already rendered ``prompts`` (greedy by
+    default); ``s_speed`` is relative to this student's own best answer."""
+    from scoring.speed import speed_scores
+    from subnet.engine import SamplingParams
+
+    if not tasks:
+        raise ValueError("no tasks to evaluate")
+    if student.info.vocab_size != teacher.info.vocab_size:
+        raise ValueError(
+            f"vocab mismatch: student {student.info.vocab_size}, teacher {teacher.info.vocab_size}"
+        )
+    score_cfg, speed_cfg = score_cfg or ScoreConfig(), speed_cfg or SpeedConfig()
+    verify_cfg = verify_cfg or VerifyConfig()
+    references = await teacher.generate(
+        prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    )
+    answers = await student_answers(
+        student, prompts, k=k, max_tokens=max_tokens, temperature=temperature, seed=seed
+    )
+    await judge_answers(
+        answers,
+        teacher,
+        tasks,
+        prompts,
+        references,
+        decode,
+        k=k,
+        max_tokens=max_tokens,
+        score_cfg=score_cfg,
+        verify_cfg=verify_cfg,
+    )
+    speed = speed_scores(
+        [len(a.completion.token_ids) for a in answers],
+        [a.ttft_s for a in answers],
+        [a.total_s for a in answers],
+        [a.cause.ok for a in answers],
+        speed_cfg,
+    )
+    return summarize(name, answers, speed, score_cfg)
 
 
 async def evaluate(

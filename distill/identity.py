@@ -1,10 +1,16 @@
 """Model identity: a digest of the files that decide a model's outputs, and its chain payload.
 
-A miner commits ``v1:<sha256 hex>:<name>:<revision>`` on chain (Commitments pallet); a
-validator that loads the committed files recomputes the digest and compares. The payload fits
-one ``Raw`` commitment field (the pallet's ``Data`` enum stops at ``Raw128``), so the
-commitment is a single field: :data:`MAX_PAYLOAD_BYTES` is 128 and the format keeps ~10 bytes
-spare.
+A miner commits its identity on chain (Commitments pallet, plaintext ``Raw`` fields of at most
+128 bytes, at most 3 of them: :data:`MAX_V2_BYTES`); a validator that loads the committed files
+recomputes the digest and compares. Two payload versions are read:
+
+* ``v1:<digest>:<name>:<revision>`` (one field, <= 128 bytes): where the files are is not said;
+  validators look under their local model roots and ask the miner itself.
+* ``v2:<digest>:<tokenizer digest>:<name>:<source>`` (up to three fields, <= 306 bytes with the
+  longest source): ``source`` is ``miner`` (the miner serves its committed files, content
+  addressed, to validators) or ``hf:<repo id>@<40-hex commit>`` (a Hugging Face repo at a
+  pinned revision); the tokenizer digest lets a validator refuse a student whose tokenizer is
+  not the teacher's before fetching anything (see :mod:`distill.manifest`).
 
 The digest covers, in sorted relative-path order, every ``*.safetensors`` file plus the config
 and tokenizer files that are present (:data:`METADATA_FILES`); each file contributes its path,
@@ -21,11 +27,17 @@ from pathlib import Path
 from subnet.errors import ProtocolError
 
 VERSION = "v1"
-MAX_PAYLOAD_BYTES = 128
+VERSION_2 = "v2"
+MAX_PAYLOAD_BYTES = 128  # one Raw field: a v1 payload
+MAX_V2_BYTES = 384  # three Raw fields (the Commitments pallet's limit on this chain)
 MAX_NAME = 32
 MAX_REVISION = 16
+MAX_REPO = 96  # the Hugging Face Hub's limit on "namespace/name"
+DIGEST_DOMAIN = b"distill-subnet model digest v1\n"
 _TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METADATA_FILES = (
     "config.json",
     "generation_config.json",
@@ -45,10 +57,57 @@ class IdentityError(ProtocolError):
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """Where a validator fetches the committed files: the miner itself, or a pinned HF repo."""
+
+    kind: str  # "miner" | "hf"
+    repo: str = ""  # hf: "namespace/name"
+    revision: str = ""  # hf: the 40-hex commit the files are pinned to
+
+    def __post_init__(self) -> None:
+        if self.kind == "miner":
+            if self.repo or self.revision:
+                raise IdentityError("a miner source names no repo or revision")
+            return
+        if self.kind != "hf":
+            raise IdentityError(
+                f"model source must be miner or hf:<repo>@<commit>, got {self.kind}"
+            )
+        if not (len(self.repo) <= MAX_REPO and _REPO.match(self.repo)):
+            raise IdentityError(
+                f"hf repo must be namespace/name of <= {MAX_REPO} characters, got {self.repo!r}"
+            )
+        if not _COMMIT.match(self.revision):
+            raise IdentityError(
+                f"hf revision must be a pinned 40-hex commit, got {self.revision!r}"
+            )
+
+    def format(self) -> str:
+        return "miner" if self.kind == "miner" else f"hf:{self.repo}@{self.revision}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSource:
+        if text == "miner":
+            return cls("miner")
+        kind, _, rest = text.partition(":")
+        repo, _, revision = rest.rpartition("@")
+        if kind != "hf" or not repo:
+            raise IdentityError(f"model source must be miner or hf:<repo>@<commit>, got {text!r}")
+        return cls("hf", repo, revision)
+
+
+MINER_SOURCE = ModelSource("miner")
+
+
+@dataclass(frozen=True)
 class ModelIdentity:
+    """A committed model: v1 (``tokenizer_digest`` and ``source`` None) or v2 (both set)."""
+
     digest: str  # sha256 hex of the model files
     name: str
     revision: str
+    tokenizer_digest: str | None = None  # v2: sha256 hex of the tokenizer files
+    source: ModelSource | None = None  # v2: where the files can be fetched
 
     def __post_init__(self) -> None:
         if not _DIGEST.match(self.digest):
@@ -61,21 +120,52 @@ class ModelIdentity:
                 raise IdentityError(
                     f"{label} must be 1..{limit} characters of [A-Za-z0-9._/+-], got {value!r}"
                 )
+        if (self.tokenizer_digest is None) != (self.source is None):
+            raise IdentityError("a v2 identity names both a tokenizer digest and a source")
+        if self.tokenizer_digest is not None and not _DIGEST.match(self.tokenizer_digest):
+            raise IdentityError("tokenizer digest must be 64 lowercase hex characters")
+
+    @property
+    def version(self) -> str:
+        return VERSION if self.source is None else VERSION_2
 
     def format(self) -> str:
         return format_identity(self)
 
+    def with_source(self, source: ModelSource, tokenizer_digest: str) -> ModelIdentity:
+        """The v2 identity of the same model, fetchable from ``source``."""
+        return ModelIdentity(self.digest, self.name, self.revision, tokenizer_digest, source)
+
 
 def format_identity(identity: ModelIdentity) -> str:
-    payload = f"{VERSION}:{identity.digest}:{identity.name}:{identity.revision}"
-    assert len(payload.encode()) <= MAX_PAYLOAD_BYTES  # guaranteed by the field limits
+    if identity.source is None:
+        payload = f"{VERSION}:{identity.digest}:{identity.name}:{identity.revision}"
+        assert len(payload.encode()) <= MAX_PAYLOAD_BYTES  # guaranteed by the field limits
+        return payload
+    payload = (
+        f"{VERSION_2}:{identity.digest}:{identity.tokenizer_digest}:{identity.name}:"
+        f"{identity.source.format()}"
+    )
+    assert len(payload.encode()) <= MAX_V2_BYTES  # guaranteed by the field limits
     return payload
 
 
 def parse_identity(payload: str) -> ModelIdentity:
-    """``v1:<digest>:<name>:<revision>`` -> ModelIdentity; IdentityError if malformed."""
-    if not isinstance(payload, str) or len(payload.encode()) > MAX_PAYLOAD_BYTES:
-        raise IdentityError(f"identity payload must be a string of <= {MAX_PAYLOAD_BYTES} bytes")
+    """``v1:<digest>:<name>:<revision>`` or ``v2:<digest>:<tokenizer>:<name>:<source>`` ->
+    ModelIdentity; IdentityError (one line) if malformed."""
+    if not isinstance(payload, str) or len(payload.encode()) > MAX_V2_BYTES:
+        raise IdentityError(f"identity payload must be a string of <= {MAX_V2_BYTES} bytes")
+    if payload.startswith(VERSION_2 + ":"):
+        parts = payload.split(":", 4)
+        if len(parts) != 5:
+            raise IdentityError(
+                f"identity payload must look like {VERSION_2}:<digest>:<tokenizer>:<name>:<source>"
+            )
+        source = ModelSource.parse(parts[4])
+        rev = source.revision[:MAX_REVISION] if source.kind == "hf" else "local"
+        return ModelIdentity(parts[1], parts[3], rev, parts[2], source)
+    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+        raise IdentityError(f"a v1 identity payload is <= {MAX_PAYLOAD_BYTES} bytes")
     parts = payload.split(":")
     if len(parts) != 4 or parts[0] != VERSION:
         raise IdentityError(f"identity payload must look like {VERSION}:<digest>:<name>:<rev>")
@@ -99,7 +189,7 @@ def model_files(model_dir: str | Path) -> list[Path]:
 def model_digest(model_dir: str | Path) -> str:
     """sha256 over (relative path, size, bytes) of each covered file, in sorted order."""
     root = Path(model_dir)
-    h = hashlib.sha256(b"distill-subnet model digest v1\n")
+    h = hashlib.sha256(DIGEST_DOMAIN)
     for path in model_files(root):
         rel = path.relative_to(root).as_posix().encode()
         h.update(len(rel).to_bytes(4, "big") + rel + path.stat().st_size.to_bytes(8, "big"))
@@ -119,12 +209,17 @@ def _token(text: str, limit: int) -> str:
 
 
 def identity_for(
-    model_dir: str | Path, name: str | None = None, revision: str = "local"
+    model_dir: str | Path,
+    name: str | None = None,
+    revision: str = "local",
+    *,
+    digest: str | None = None,
 ) -> ModelIdentity:
-    """The identity of a model folder; ``name`` defaults to the folder name."""
+    """The (v1) identity of a model folder; ``name`` defaults to the folder name. ``digest``:
+    already computed (:func:`distill.manifest.committed_identity` reads the files once)."""
     root = Path(model_dir)
     return ModelIdentity(
-        digest=model_digest(root),
+        digest=digest or model_digest(root),
         name=_token(name or root.resolve().name, MAX_NAME),
         revision=_token(revision, MAX_REVISION),
     )

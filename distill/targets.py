@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from distill.chat import ChatTask, load_prompt_file, render_chat
 from distill.identity import identity_for
+from distill.prompts import load_prompt_file
 from distill.shards import (
     FORMAT,
     MANIFEST,
@@ -59,8 +59,8 @@ class TargetsConfig:
 
 
 def load_prompts(spec: str) -> list[Task]:
-    """Tasks from ``spec``: a JSONL file path (``prompt`` or chat ``messages`` lines:
-    :mod:`distill.chat`), or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
+    """Tasks from ``spec``: a prompt file (JSONL, Parquet, a datasets ``save_to_disk``
+    folder: :mod:`distill.prompts`), or ``tasks:N[:SEED[:fam1,fam2]]`` (seeded).
 
     Raises TargetsError (an empty or malformed file, a bad spec), naming the problem.
     """
@@ -81,28 +81,28 @@ def load_prompts(spec: str) -> list[Task]:
     if not Path(spec).exists():
         raise TargetsError(f"prompts {spec!r}: no such file (or use tasks:N[:SEED])")
     try:
-        return load_prompt_file(spec)
+        return list(load_prompt_file(spec).tasks)
     except ValueError as e:
         raise TargetsError(str(e)) from e
 
 
 def encode_prompts(teacher: Path, tasks: Sequence[Task]) -> list[list[int]]:
-    """Prompt ids with the teacher's own tokenizer (BOS included, as the validator sends);
-    chat tasks through the teacher's chat template."""
-    from tokenizers import Tokenizer
+    """Prompt ids exactly as the validator sends them (the teacher's tokenizer rules: BOS,
+    chat template, no special-token text; :class:`subnet.tokenizer.ModelTokenizer`)."""
+    from subnet.errors import EngineError
+    from subnet.tokenizer import ModelTokenizer
 
-    path = Path(teacher) / "tokenizer.json"
-    if not path.is_file():
-        raise TargetsError(f"{teacher}: no tokenizer.json (the targets need a fast tokenizer)")
-    tok = Tokenizer.from_file(str(path))
-    chats = [t for t in tasks if isinstance(t, ChatTask)]
     try:
-        rendered = iter(render_chat(teacher, chats) if chats else [])
-    except ValueError as e:
-        raise TargetsError(str(e)) from e
-    return [
-        next(rendered) if isinstance(t, ChatTask) else list(tok.encode(t.prompt).ids) for t in tasks
-    ]
+        tok = ModelTokenizer(teacher)
+    except EngineError as e:
+        raise TargetsError(f"{teacher}: {e} (the targets need the teacher's tokenizer)") from e
+    out = []
+    for i, t in enumerate(tasks):
+        try:
+            out.append(tok.encode_prompt(t.content))
+        except ValueError as e:
+            raise TargetsError(f"prompt {i} ({t.task_id}): {e}") from e
+    return out
 
 
 def _request(
@@ -193,8 +193,12 @@ async def _write_targets(
     engine: Engine,
     source: str = "",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write (or finish) targets for ``tasks`` into ``out`` with ``engine``."""
+    """Write (or finish) targets for ``tasks`` into ``out`` with ``engine``.
+
+    ``log`` (when given) gets one line at the start and one per shard written: where there is
+    no terminal for the progress bar (a log file, a pipe) the run still shows progress."""
     teacher, out = Path(teacher), Path(out)
     if not tasks:
         raise TargetsError("no prompts")
@@ -210,12 +214,18 @@ async def _write_targets(
     out.mkdir(parents=True, exist_ok=True)
     info = {
         "vocab_size": engine.info.vocab_size,
-        "eos_token_id": engine.info.eos_token_id,
+        "eos_token_ids": list(engine.info.eos_token_ids),
         "engine": engine.info.provenance.to_dict(),
     }
     manifest = _start_manifest(out, teacher, _request(teacher, prompts, cfg, source), info)
     done = {int(s["index"]) for s in manifest["shards"]}
     todo = [i for i in range(manifest["num_shards"]) if i not in done]
+    if log is not None:
+        log(
+            f"targets: {len(prompts)} prompts in {manifest['num_shards']} shards "
+            f"({len(done)} already written), k={cfg.k}, max_tokens={cfg.max_tokens}, "
+            f"{engine.info.provenance.engine} engine"
+        )
 
     from rich.progress import Progress, TextColumn
 
@@ -244,6 +254,14 @@ async def _write_targets(
                 [*manifest["shards"], write_shard(out, index, examples)], key=lambda s: s["index"]
             )
             write_json_atomic(out / MANIFEST, manifest)
+            if log is not None:
+                written = sum(s["sequences"] for s in manifest["shards"])
+                elapsed = time.monotonic() - started
+                log(
+                    f"targets: shard {index + 1}/{manifest['num_shards']} written, "
+                    f"{written}/{len(prompts)} sequences, "
+                    f"{tokens / max(elapsed, 1e-9):,.0f} tok/s, {elapsed:.0f} s"
+                )
     manifest["complete"] = True
     manifest["sequences"] = sum(s["sequences"] for s in manifest["shards"])
     manifest["positions"] = sum(s["positions"] for s in manifest["shards"])
@@ -261,6 +279,7 @@ async def build_targets(
     engine: Engine | None = None,
     source: str = "",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write (or finish) targets for ``tasks`` into ``out``; return the final manifest.
 
@@ -268,7 +287,7 @@ async def build_targets(
     """
     if engine is not None:
         return await _write_targets(
-            teacher, tasks, out, cfg, engine=engine, source=source, progress=progress
+            teacher, tasks, out, cfg, engine=engine, source=source, progress=progress, log=log
         )
     from subnet.engine import load_engine
 
@@ -279,7 +298,7 @@ async def build_targets(
     )
     try:
         return await _write_targets(
-            teacher, tasks, out, cfg, engine=owned, source=source, progress=progress
+            teacher, tasks, out, cfg, engine=owned, source=source, progress=progress, log=log
         )
     finally:
         await owned.close()

@@ -1,4 +1,4 @@
-"""Seeded synthetic task families with ground truth, and user JSONL prompt files.
+"""Seeded synthetic task families with ground truth (prompt files: :mod:`distill.prompts`).
 
 Validators draw fresh prompts every step from a public seed (a block hash), so every validator
 asks the same questions and anyone can re-derive them. The families are ones a ~1M-parameter
@@ -9,7 +9,8 @@ starts with a space (``"add 12 34 ="`` -> ``" 46"``), so the tokenizer never mer
 boundary and a model stops after the answer with EOS. Lists are space-separated single symbols
 so each element is one token.
 
-Pure: no I/O except :func:`load_jsonl`, no globals beyond constant tables.
+Pure: no I/O, no globals beyond constant tables. (The real world's questions are a chat
+dataset file, ``prompts.jsonl`` in the world, asked through ``validator.prompt_sources``.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from subnet.chat import ChatMessage, messages_json
 
 #: Bumped when rendering or sampling changes, so old seeds never silently mean new prompts.
 TASKS_VERSION = "tasks/v1"
@@ -33,23 +35,34 @@ _LETTERS = "abcdefgh"
 
 @dataclass(frozen=True)
 class Task:
-    """One prompt; ``answer`` is the ground truth (None for open prompts from a JSONL file)."""
+    """One prompt: text (``prompt``) or chat turns (``messages``, then ``prompt`` is "").
 
-    family: str
+    ``answer`` is the ground truth (None for open prompts from a dataset file).
+    """
+
+    family: str  # a synthetic family, or the name of the prompt source it came from
     prompt: str
     answer: str | None
     task_id: str
+    messages: tuple[ChatMessage, ...] = ()
+
+    @property
+    def content(self) -> str | tuple[ChatMessage, ...]:
+        """What the model is asked: the turns of a chat prompt, else the text."""
+        return self.messages or self.prompt
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the content alone (not the family or answer): equal prompts are equal,
+        whichever source or family they came from."""
+        return hashlib.sha256(content_key(self.content).encode()).hexdigest()
 
 
-class TaskFileError(ValueError):
-    """A JSONL prompt file that cannot be used; the message names the file, line and reason."""
-
-    def __init__(self, path: str | Path, line: int, reason: str) -> None:
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {reason}")
-        self.path = str(path)
-        self.line = line
-        self.reason = reason
+def content_key(content: str | Sequence[ChatMessage]) -> str:
+    """Canonical text of a prompt's content (what ids and digests are derived from)."""
+    if isinstance(content, str):
+        return json.dumps({"prompt": content}, ensure_ascii=False)
+    return '{"messages":' + messages_json(content) + "}"
 
 
 # --- families: each draws (prompt, answer) from an rng ------------------------------------
@@ -189,58 +202,3 @@ def check_answer(task: Task, completion_text: str) -> bool:
     if task.answer is None:
         return False
     return completion_text.strip() == task.answer.strip()
-
-
-# --- user JSONL prompt files ---------------------------------------------------------------
-
-
-def parse_jsonl_line(line: str, path: str | Path, lineno: int) -> Task:
-    """One ``{"prompt": str, "answer": str?}`` object; TaskFileError names line and reason."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise TaskFileError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from e
-    if not isinstance(obj, dict):
-        raise TaskFileError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - {"prompt", "answer"})
-    if unknown:
-        raise TaskFileError(path, lineno, f"unknown keys {unknown}; allowed: prompt, answer")
-    prompt = obj.get("prompt")
-    if prompt is None:
-        raise TaskFileError(path, lineno, 'missing "prompt"')
-    if not isinstance(prompt, str):
-        raise TaskFileError(path, lineno, f'"prompt" must be a string, got {type(prompt).__name__}')
-    if not prompt.strip():
-        raise TaskFileError(path, lineno, '"prompt" is empty')
-    answer = obj.get("answer")
-    if answer is not None and not isinstance(answer, str):
-        raise TaskFileError(path, lineno, f'"answer" must be a string, got {type(answer).__name__}')
-    return Task("jsonl", prompt, answer, task_id("jsonl", prompt))
-
-
-def load_jsonl(path: str | Path) -> list[Task]:
-    """Tasks from a JSONL file, one object per line; blank lines are skipped.
-
-    Any bad line (bad JSON, not an object, unknown key, missing/empty/non-string prompt,
-    non-string answer, duplicate prompt) fails the whole file with TaskFileError naming the
-    line: a partly loaded dataset would silently change what validators ask.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaskFileError(path, 0, f"cannot read: {e}") from e
-    tasks: list[Task] = []
-    first_line: dict[str, int] = {}
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        task = parse_jsonl_line(line, path, i)
-        if task.prompt in first_line:
-            raise TaskFileError(
-                path, i, f"duplicate prompt (first on line {first_line[task.prompt]})"
-            )
-        first_line[task.prompt] = i
-        tasks.append(task)
-    if not tasks:
-        raise TaskFileError(path, 0, "no prompts (the file is empty)")
-    return tasks

@@ -100,10 +100,24 @@ def collate(examples: Sequence[Example], k: int, device: torch.device) -> dict[s
 
 
 def scored_logits(model: Any, batch: dict[str, torch.Tensor], autocast: bool) -> torch.Tensor:
+    """Logits ``[N, V]`` at the scored positions, in target order.
+
+    The LM head runs only on the columns where some row is scored (``logits_to_keep`` with
+    their indices): at a 129k-id vocabulary the head is most of the compute and the
+    ``[B, T, V]`` logits most of the memory, and prompt columns need neither.
+    """
+    keep = batch["scored"].any(dim=0).nonzero()[:, 0]
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        logits = model(input_ids=batch["ids"], attention_mask=batch["mask"]).logits
-    out: torch.Tensor = logits[batch["scored"]].float()  # [N, V], in target order
+        logits = model(
+            input_ids=batch["ids"], attention_mask=batch["mask"], logits_to_keep=keep
+        ).logits
+    out: torch.Tensor = logits[batch["scored"][:, keep]].float()
     return out
+
+
+#: Logits held at once by :func:`evaluate_kl` (floats): 64 sequences at the tiny world's
+#: vocabulary, a few at a 129k-id one, so held-out evaluation never needs gigabytes.
+EVAL_LOGITS_BUDGET = 1 << 25
 
 
 @torch.no_grad()
@@ -129,12 +143,15 @@ def evaluate_kl(
     n_real = len(mine)
     mine += mine[:1] * (-(-len(examples) // dist.world) - len(mine))
     model.eval()
+    width = max((len(e.tokens) for e in examples), default=1)
+    batch = max(1, min(batch, EVAL_LOGITS_BUDGET // (width * vocab_size)))
     per_answer: list[tuple[int, float]] = []
     for start in range(0, len(mine), batch):
         chunk = mine[start : start + batch]
         b = collate([e for _, e in chunk], k, device)
         logprobs = torch.log_softmax(scored_logits(model, b, autocast).double(), dim=-1)
         s_lp, s_ids = logprobs.topk(k, dim=-1)
+        del logprobs
         kl = forward_kl(
             b["top_ids"].cpu().numpy(),
             b["top_lp"].cpu().numpy(),

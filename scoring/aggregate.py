@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scoring.causes import Cause, Role, counts_toward_ema
+from scoring.causes import Cause, Role, counts_toward_ema, counts_toward_lie_check
 from scoring.config import ScoreConfig, WeightsConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -147,7 +147,7 @@ class RoundAnswer:
     cause: Cause
 
     def __post_init__(self) -> None:
-        if (self.role is Role.MINER) != (self.uid is not None):
+        if (self.role is Role.BASELINE) == (self.uid is not None):
             raise ValueError(f"a {self.role.value} answer with uid {self.uid!r}")
 
 
@@ -165,16 +165,22 @@ def score_round(answers: Sequence[RoundAnswer], n_uids: int) -> RoundScores:
 
     The validator's step and the replay of its database both reduce a round through here, so
     the answers left out (the baseline's, those the validator failed to score: see
-    :func:`scoring.causes.counts_toward_ema`) are the same in both.
+    :func:`scoring.causes.counts_toward_ema`) are the same in both. Organic answers only take
+    part in the lie check (:func:`scoring.causes.counts_toward_lie_check`).
     """
-    uids, scores, causes = [], [], []
+    uids, scores = [], []
+    lie_uids, lie_causes = [], []
     for a in answers:
-        if a.uid is not None and counts_toward_ema(a.role, a.cause):
+        if a.uid is None:
+            continue
+        if counts_toward_ema(a.role, a.cause):
             uids.append(a.uid)
             scores.append(a.score)
-            causes.append(a.cause)
+        if counts_toward_lie_check(a.role, a.cause):
+            lie_uids.append(a.uid)
+            lie_causes.append(a.cause)
     means, observed = round_means(uids, scores, n_uids)
-    return RoundScores(means, observed, proven_liars(uids, causes, n_uids))
+    return RoundScores(means, observed, proven_liars(lie_uids, lie_causes, n_uids))
 
 
 @dataclass(frozen=True)

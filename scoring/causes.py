@@ -42,6 +42,12 @@ class Cause(StrEnum):
     WRONG_MODEL = "wrong_model"  # answer names a model other than the one committed
     COPY = "copy"  # committed digest was first committed by another hotkey
 
+    # The committed model itself (fetched from its source, checked against its digest).
+    # Neither proves a lie: the miner's claims were never recomputed. Both zero every answer of
+    # the miner, because answers no validator can verify must not earn.
+    MODEL_UNAVAILABLE = "model_unavailable"  # not fetched, verified or loaded within the grace
+    WRONG_TOKENIZER = "wrong_tokenizer"  # the committed tokenizer is not the teacher's
+
     # Verification against the committed model (spot checks).
     DIST_MISMATCH = "dist_mismatch"  # claimed distributions differ from the recomputed ones
     FABRICATED = "fabricated"  # tokens implausible as samples of the committed model
@@ -82,6 +88,9 @@ class Role(StrEnum):
 
     MINER = "miner"  # a uid of the subnet, queried over the network; earns an EMA and weight
     BASELINE = "baseline"  # the validator's own reference student, answered locally; reported only
+    # A user's request the gateway routed to a miner and handed to the validator signed; it has
+    # no reference answer, so it never enters the mean, but a proven lie on it counts in full.
+    ORGANIC = "organic"
 
 
 def counts_toward_ema(role: Role, cause: Cause) -> bool:
@@ -94,3 +103,17 @@ def counts_toward_ema(role: Role, cause: Cause) -> bool:
     so the answer is skipped rather than zeroed.
     """
     return role is Role.MINER and cause is not Cause.VALIDATOR_ERROR
+
+
+def counts_toward_lie_check(role: Role, cause: Cause) -> bool:
+    """Whether an answer can prove its uid lied this round (if its cause ``proves_lie``).
+
+    Every miner answer that counts toward the EMA, and every organic one: an organic answer has
+    no teacher reference to score it against, so it is not averaged in (and a miner is not
+    docked for the traffic the gateway chose to send it), but a lie proven on it is the same
+    signed proof as on a synthetic prompt. It has to be: a miner that can tell user traffic
+    from the validator's prompts would otherwise serve honestly only where it is scored.
+    """
+    if role is Role.ORGANIC:
+        return cause is not Cause.VALIDATOR_ERROR
+    return counts_toward_ema(role, cause)

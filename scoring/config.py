@@ -60,8 +60,15 @@ class ScoreConfig:
 class VerifyConfig:
     """Format gate and spot-check verification of claimed distributions (to be calibrated)."""
 
+    # 0.5 (scoring/economics.py, README "cheating economics"): with 4 answers a round and a
+    # 20-round suspension, fabricating any fraction of answers earns less than honesty for every
+    # miner scoring above 0.02 honestly (0.15 at 0.1), and a miner fabricating on the answers
+    # it guesses unchecked is caught on a quarter of its answers, the most any guess allows.
     spot_check_fraction: float = param(
-        0.1, "fraction of answers recomputed with the miner's committed model", lo=0.0, hi=1.0
+        0.5,
+        "fraction of answers recomputed with the miner's committed model (drawn from a secret)",
+        lo=0.0,
+        hi=1.0,
     )
     # Calibrated (docs/calibration.md) per precision of the recompute, which is the committed
     # checkpoint's dtype. float32: honest claims recomputed across hf/vLLM and batch sizes differ

@@ -9,6 +9,8 @@ caught separately by the repeated n-gram share.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,8 +35,11 @@ def likelihood_score(
     return float(np.exp(min(0.0, gap) / tau_ref))
 
 
-def correctness(token_ids: npt.ArrayLike, answer_ids: npt.ArrayLike, eos_token_id: int) -> float:
-    """1.0 if the answer (EOS stripped) begins with the ground-truth ids, else 0.0.
+def correctness(
+    token_ids: npt.ArrayLike, answer_ids: npt.ArrayLike, eos_token_ids: Sequence[int]
+) -> float:
+    """1.0 if the answer (a final EOS, any of the ids, stripped) begins with the ground-truth
+    ids, else 0.0.
 
     Prefix, not substring: a substring test pays an answer that lists every candidate. Tasks
     whose truth needs parsing (numbers with formatting, multiple forms) judge it in text and pass
@@ -44,7 +49,7 @@ def correctness(token_ids: npt.ArrayLike, answer_ids: npt.ArrayLike, eos_token_i
     ans = np.asarray(answer_ids, dtype=np.int64)
     if ans.ndim != 1 or ans.size == 0:
         raise ValueError("answer_ids must be a non-empty [n] array")
-    if tok.size and tok[-1] == eos_token_id:
+    if tok.size and int(tok[-1]) in eos_token_ids:
         tok = tok[:-1]
     return float(tok.size >= ans.size and bool((tok[: ans.size] == ans).all()))
 

@@ -30,9 +30,11 @@ class MinerSpec:
 
     ``drift``: standard deviation per epoch of a random walk added to every component (models
     miners retraining, hardware changes). ``upgrade_at``/``upgrade_by``: a step change in quality
-    (a better model) at that epoch. ``cheat_caught``: if set, the miner fakes top answers and each
-    validator step catches it with this probability (its answer then scores 0, as a failed
-    verification does). ``arrive``/``depart``: epochs it starts and stops answering.
+    (a better model) at that epoch. ``cheat_caught``: if set, the miner fakes top answers on a
+    ``cheat_fraction`` of its answers and each validator step catches it with this probability
+    (its round then scores 0, as a failed verification does; scenarios compute it with
+    :func:`scoring.economics.round_catch_probability`, the validator's own selection rate).
+    ``arrive``/``depart``: epochs it starts and stops answering.
     """
 
     name: str
@@ -44,6 +46,7 @@ class MinerSpec:
     upgrade_at: int | None = None
     upgrade_by: float = 0.0
     cheat_caught: float | None = None
+    cheat_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.quality) != len(COMPONENTS):
@@ -56,6 +59,8 @@ class MinerSpec:
             raise ParamError(f"miner {self.name}", "need 0 <= arrive < depart")
         if self.cheat_caught is not None and not 0.0 <= self.cheat_caught <= 1.0:
             raise ParamError(f"miner {self.name}.cheat_caught", "a probability in [0, 1]")
+        if not 0.0 <= self.cheat_fraction <= 1.0:
+            raise ParamError(f"miner {self.name}.cheat_fraction", "a fraction in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,8 @@ def observe(
     comp = (truth.quality[epoch] + common)[None] + rng.normal(size=(v, m, 3)) * own[:, None, None]
     cause = np.zeros((v, m), dtype=np.int8)
     for k, s in enumerate(pop.miners):
-        if s.cheat_caught is not None:
-            comp[:, k, :] = 0.98
+        if s.cheat_caught is not None:  # fabricated answers score as the best (0.98)
+            comp[:, k, :] = (1.0 - s.cheat_fraction) * comp[:, k, :] + s.cheat_fraction * 0.98
             cause[rng.random(v) < s.cheat_caught, k] = 2
     cause[:, ~truth.online[epoch]] = 1
     return np.clip(comp, 0.0, 1.0), cause

@@ -10,9 +10,11 @@ validator. Each scenario then adds the one thing it is about and names what to w
   chain's copier lag; its dividend yield is the number to watch. Miners are equally good and
   noisy, so consensus moves every epoch (what makes stale weights cost something).
 * ``cabal``: the three smallest validators move half their weight to a weak miner of theirs.
-* ``cheater``: a miner fakes top answers; each validator step catches it with ``catch``
-  probability (the validator's spot-check rate); a catch resets that validator's EMA of it
-  and suspends it for ``weights.lie_penalty_steps`` rounds, as the validator does.
+* ``cheater``: a miner fakes top answers on a ``cheat_fraction`` of its ``answers`` answers a
+  step; each validator step catches it with the probability the validator's secret draw gives
+  at ``check`` (``verify.spot_check_fraction``): :func:`scoring.economics.round_catch_probability`,
+  the function the cheating-economics table is made with. A catch resets that validator's EMA
+  of it and suspends it for ``weights.lie_penalty_steps`` rounds, as the validator does.
 * ``offline``: the largest validator stops setting weights at ``event``.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scoring.economics import round_catch_probability
 from scoring.params import ParamError
 from scoring.sim_population import MinerSpec, Population, ValidatorSpec
 
@@ -51,7 +54,14 @@ def _miners(n: int, noise: float) -> list[MinerSpec]:
 
 
 def build(
-    name: str, *, validators: int = 8, miners: int = 32, epochs: int = 100, catch: float = 0.1
+    name: str,
+    *,
+    validators: int = 8,
+    miners: int = 32,
+    epochs: int = 100,
+    check: float = 0.5,
+    answers: int = 4,
+    cheat_fraction: float = 1.0,
 ) -> Scenario:
     """The named scenario sized to ``validators``/``miners``; events at a quarter of the run."""
     if name not in SCENARIOS:
@@ -84,7 +94,14 @@ def build(
         pop = Population(tuple(mins), tuple(vals))
         return Scenario(name, pop, 0, focus_validator=vals[-1].name, focus_miner="cabal_miner")
     if name == "cheater":
-        mins.append(MinerSpec("cheater", (0.3, 0.3, 0.3), cheat_caught=catch))
+        try:
+            catch = round_catch_probability(cheat_fraction, check, answers)
+        except ValueError as e:
+            raise ParamError("cheater", str(e)) from None
+        cheater = MinerSpec(
+            "cheater", (0.3, 0.3, 0.3), cheat_caught=catch, cheat_fraction=cheat_fraction
+        )
+        mins.append(cheater)
         return Scenario(name, Population(tuple(mins), tuple(vals)), 0, focus_miner="cheater")
     vals[0] = ValidatorSpec(vals[0].name, vals[0].stake, "offline", noise=0.02, offline_from=event)
     return Scenario(name, Population(tuple(mins), tuple(vals)), event, focus_validator="v0")

@@ -8,7 +8,7 @@ is a bug and raises ``ValueError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,13 +180,21 @@ def verify_distributions(
 
 
 def eos_logprobs_from_topk(
-    top_ids: npt.ArrayLike, top_logprobs: npt.ArrayLike, eos_token_id: int
+    top_ids: npt.ArrayLike, top_logprobs: npt.ArrayLike, eos_token_ids: Sequence[int]
 ) -> FloatArray:
-    """EOS logprob per position from top-k rows; -inf where EOS is not listed (below top-k)."""
+    """Log of the EOS set's listed probability per position, from top-k rows.
+
+    The logsumexp over the EOS ids a row lists; -inf where it lists none (all below the top-k).
+    A lower bound of the set's logprob when some EOS ids are unlisted, so a rule that fires on
+    a high EOS probability never fires on what the row does not show.
+    """
     ids = np.asarray(top_ids)
     lps = np.asarray(top_logprobs, dtype=np.float64)
-    listed = ids == eos_token_id
-    return np.where(listed.any(axis=1), np.where(listed, lps, 0.0).sum(axis=1), -np.inf)
+    listed = np.isin(ids, np.asarray(eos_token_ids, dtype=np.int64))
+    if ids.size == 0:
+        return np.full(ids.shape[:1], -np.inf)
+    out: FloatArray = np.logaddexp.reduce(np.where(listed, lps, -np.inf), axis=1)
+    return out
 
 
 def check_eos(
@@ -194,21 +202,22 @@ def check_eos(
     target_logprobs: npt.ArrayLike,
     eos_logprobs: npt.ArrayLike,
     *,
-    eos_token_id: int,
+    eos_token_ids: Sequence[int],
     max_tokens: int,
     cfg: VerifyConfig,
 ) -> Cause:
     """Termination rules, judged under one model's distributions along the answer.
 
-    ``token_ids`` ends with ``eos_token_id`` when the answer stopped (vLLM's convention);
-    ``target_logprobs[i]`` is the logprob of ``token_ids[i]`` and ``eos_logprobs[i]`` that of
-    EOS at position ``i`` (-inf if unknown), both from the committed model's recomputation or
-    from the miner's own (verified) claims.
+    ``token_ids`` ends with one of ``eos_token_ids`` when the answer stopped (vLLM's
+    convention; any of the model's EOS ids ends it); ``target_logprobs[i]`` is the logprob of
+    ``token_ids[i]`` and ``eos_logprobs[i]`` that of stopping (the EOS set) at position ``i``
+    (-inf if unknown), both from the committed model's recomputation or from the miner's own
+    (verified) claims.
 
-    * REFUSE_STOP: a token after an EOS, or at least ``cfg.refuse_stop_count`` positions where
-      p(EOS) >= ``cfg.refuse_stop_eos_prob`` yet another token was emitted. Honest sampling at
-      temperature <= 1 does that with probability <= (1 - prob)^count (1e-3 by default); a
-      miner ignoring EOS to pad its token rate does it at every such position.
+    * REFUSE_STOP: a token after an EOS (any of the ids), or at least ``cfg.refuse_stop_count``
+      positions where p(EOS) >= ``cfg.refuse_stop_eos_prob`` yet another token was emitted.
+      Honest sampling at temperature <= 1 does that with probability <= (1 - prob)^count (1e-3
+      by default); a miner ignoring EOS to pad its token rate does it at every such position.
     * PREMATURE_STOP: stopped with an EOS whose logprob is below ``cfg.premature_eos_logprob``
       (honest odds below e^-12), or ended without EOS before ``max_tokens``.
     """
@@ -219,7 +228,7 @@ def check_eos(
         raise ValueError(f"token_ids {tok.shape}, target {tgt.shape}, eos {eos.shape} must be [P]")
     if tok.size == 0:
         raise ValueError("an empty answer has no termination to judge")
-    is_eos = tok == eos_token_id
+    is_eos = np.isin(tok, np.asarray(eos_token_ids, dtype=np.int64))
     if is_eos[:-1].any():
         return Cause.REFUSE_STOP
     continued = ~is_eos & (eos >= np.log(cfg.refuse_stop_eos_prob))

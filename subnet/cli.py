@@ -47,6 +47,11 @@ COMMANDS: tuple[Command, ...] = (
         "neurons.validator.cli",
     ),
     Command(
+        "gateway",
+        "an OpenAI-compatible API for users, routed to the best-scored miners; API keys",
+        "neurons.gateway.cli",
+    ),
+    Command(
         "localnet",
         "run the whole subnet on this machine (embedded devnet, real processes)",
         "neurons.localnet.cli",
@@ -118,13 +123,15 @@ def wallet_flags(parser: argparse.ArgumentParser, *, password_file: bool = True)
         )
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """``--config`` and ``--set`` on every subcommand."""
+def add_config_options(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """``--config`` and ``--set`` on every subcommand, and on each of its own subcommands
+    (``subnet distill train --set ...``). Nested parsers leave the values unset unless given:
+    argparse copies a subparser's defaults over its parent's values."""
     group = parser.add_argument_group("configuration")
     group.add_argument(
         "--config",
         metavar="PATH",
-        default=None,
+        default=argparse.SUPPRESS if nested else None,
         dest="config_path",
         help="subnet.toml to load (default: $SUBNET_CONFIG, else ./subnet.toml if present)",
     )
@@ -132,10 +139,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         "--set",
         metavar="KEY=VALUE",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS if nested else [],
         dest="config_set",
         help="override any config key, e.g. --set weights.ema_alpha=0.2 (repeatable)",
     )
+    for action in parser._actions:  # argparse offers no public walk of subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                add_config_options(child, nested=True)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,11 +165,67 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("distill-subnet")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_BYTES = 10 << 20  # rotated at 10 MiB, 5 old files kept
+QUIET_LOGGERS = ("aiohttp.access", "httpx", "urllib3", "asyncio", "filelock")
+
+
+def configure_logging(
+    *, verbose: bool = False, log_file: str | os.PathLike[str] | None = None
+) -> None:
+    """The process's logging, set once by a node's CLI entry point (never by library code).
+
+    INFO to stderr and, when ``log_file`` is given, to that file as well, rotated at
+    :data:`LOG_FILE_BYTES`; ``verbose`` adds DEBUG from this project's own loggers
+    (``subnet.*``), never third-party debug chatter. A log file that cannot be opened is a
+    ConfigError.
+    """
+    import logging
+    import logging.handlers
+    from pathlib import Path
+
+    from subnet.errors import ConfigError
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        path = Path(log_file).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                logging.handlers.RotatingFileHandler(
+                    path, maxBytes=LOG_FILE_BYTES, backupCount=5, encoding="utf-8"
+                )
+            )
+        except OSError as e:
+            raise ConfigError(f"cannot write the log file {path}: {e.strerror or e}") from None
+    formatter = logging.Formatter(LOG_FORMAT)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for h in handlers:
+        h.setFormatter(formatter)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+    logging.getLogger("subnet").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    for name in QUIET_LOGGERS:  # third-party chatter stays out of an operator's INFO log
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="subnet",
         description="A Bittensor distillation subnet node: miners, validators, owner tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)

@@ -7,6 +7,10 @@ cause codes, uids), never hotkeys or free text.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,6 +35,35 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    metrics: NodeMetrics, host: str, port: int, *, keys: str
+) -> AsyncIterator[int | None]:
+    """Serve ``GET /metrics`` on ``host:port`` (port 0: off) for the body of the ``with``.
+
+    Yields the bound port (None when off). A port that cannot be bound is a ConfigError naming
+    ``keys`` (the config keys of the address).
+    """
+    from subnet.listen import bound_port, start_site
+
+    if port <= 0:
+        yield None
+        return
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await start_site(runner, host, port, keys=keys)
+        yield bound_port(runner)
+    finally:
+        await runner.cleanup()
 
 
 class MinerMetrics(NodeMetrics):
@@ -99,5 +132,27 @@ class MinerMetrics(NodeMetrics):
         self.metagraph_errors = Counter(
             "miner_metagraph_refresh_errors",
             "Failed caller-policy refreshes",
+            registry=r,
+        )
+        self.connections = Gauge(
+            "miner_open_connections",
+            "Open HTTP connections on the serving port",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "miner_connections_refused",
+            "Connections refused at accept (max_connections, max_per_source)",
+            ("reason",),
+            registry=r,
+        )
+        self.header_timeouts = Counter(
+            "miner_header_timeouts",
+            "Connections closed because their request headers came too slowly",
+            registry=r,
+        )
+        self.endpoint_announcements = Counter(
+            "miner_endpoint_announcements",
+            "Endpoint announcements on chain by reason (startup, changed)",
+            ("reason",),
             registry=r,
         )

@@ -8,8 +8,8 @@ Request (``POST /v1/completions``, JSON object)::
 
     prompt       list[int] | str | [list[int]] | [str]   one prompt (n=1); text is tokenized
     max_tokens   int, 1..limit (default 16)
-    temperature  number, 0..2 (default 1; 0 = greedy)
-    top_p        number, (0, 1] (default 1)
+    temperature  number, 0 or 0.01..2 (default 1; 0 = greedy)
+    top_p        number, 1e-6..1 (default 1)
     seed         int >= 0 | null
     logprobs     int, 0..limit | null   raw top-k reported per generated position
     stream       bool (default false)   SSE, ``data: <json>\\n\\n`` ... ``data: [DONE]\\n\\n``
@@ -34,13 +34,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from subnet.engine.types import Completion, SamplingParams
+from subnet.engine.types import MIN_TEMPERATURE, MIN_TOP_P, Completion, SamplingParams
 from subnet.errors import ProtocolError
 
 VERSION = 1
 COMPLETIONS_PATH = "/v1/completions"
 HEALTH_PATH = "/v1/health"
 METRICS_PATH = "/metrics"
+# The committed model's files, served to validators (btauth/1): the signed manifest (path, size,
+# sha256 of every file the digest covers) and each file by its sha256, with HTTP range requests.
+MODEL_MANIFEST_PATH = "/v1/model/manifest"
+MODEL_FILE_PATH = "/v1/model/files/{sha256}"
 TOKEN_PREFIX = "token_id:"
 LOGPROB_FLOOR = -1.0e4  # stands in for -inf (JSON has no infinities)
 MAX_TASK_ID_CHARS = 128
@@ -125,12 +129,26 @@ def parse_request(
     Raises :class:`RequestError` naming the field. Defaults: the request's value, else
     OpenAI's default (max_tokens 16, temperature 1, top_p 1, no logprobs).
     """
+    return request_from_fields(decode_body(body), limits, tokenize)
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or :class:`RequestError` (``malformed_json``)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise RequestError(f"body is not valid JSON: {_short(e)}", None, "malformed_json") from None
     if not isinstance(data, dict):
         raise RequestError("body must be a JSON object", None, "malformed_json")
+    return data
+
+
+def request_from_fields(
+    data: Mapping[str, Any],
+    limits: RequestLimits,
+    tokenize: Callable[[str], list[int]] | None = None,
+) -> CompletionRequest:
+    """:func:`parse_request` on a decoded body (the chat endpoint maps its fields onto these)."""
     for name, neutral in _NEUTRAL.items():
         if name in data and not neutral(data[name]):
             raise RequestError(f"{name} is not supported by this server", name, "unsupported")
@@ -144,9 +162,13 @@ def parse_request(
 
     max_tokens = _int(data, "max_tokens", 16, 1, limits.max_tokens)
     temperature = _float(data, "temperature", 1.0, 0.0, 2.0)
+    if 0.0 < temperature < MIN_TEMPERATURE:
+        raise RequestError(
+            f"temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and 2", "temperature"
+        )
     top_p = _float(data, "top_p", 1.0, 0.0, 1.0)
-    if top_p <= 0.0:
-        raise RequestError("top_p must be in (0, 1]", "top_p")
+    if top_p < MIN_TOP_P:
+        raise RequestError(f"top_p must be between {MIN_TOP_P:g} and 1", "top_p")
     seed = data.get("seed")
     if seed is not None:
         seed = _int(data, "seed", 0, 0, MAX_SEED)
@@ -160,7 +182,9 @@ def parse_request(
     if not isinstance(ext, dict):
         raise RequestError("subnet must be an object", "subnet")
     task_id = ext.get("task_id")
-    if task_id is not None and (not isinstance(task_id, str) or len(task_id) > MAX_TASK_ID_CHARS):
+    if task_id is not None and (
+        not isinstance(task_id, str) or len(task_id) > MAX_TASK_ID_CHARS or not _utf8(task_id)
+    ):
         raise RequestError(f"must be a string of <= {MAX_TASK_ID_CHARS} chars", "subnet.task_id")
     raw = ext.get("raw", True)
     ignore_eos = ext.get("ignore_eos", False)
@@ -205,6 +229,8 @@ def _prompt_ids(
             raise RequestError("text prompts are not supported here; send token ids", "prompt")
         if not prompt:
             raise RequestError("prompt is empty", "prompt")
+        if not _utf8(prompt):  # JSON allows "\\ud800"; no tokenizer can take it
+            raise RequestError("prompt is not valid Unicode (a lone surrogate)", "prompt")
         ids = list(tokenize(prompt))
     elif isinstance(prompt, list):
         if any(isinstance(p, list | str) for p in prompt):
@@ -225,6 +251,14 @@ def _prompt_ids(
     if bad is not None:
         raise RequestError(f"token id {bad} outside the vocabulary", "prompt")
     return ids
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _not_int(value: Any) -> bool:
@@ -422,12 +456,37 @@ def read_completion(body: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Wi
                 continue
             sub = chunk["subnet"]
             identity = sub.get("identity", identity)
-            ids.extend(int(t) for t in sub["token_ids"])
+            ids.extend(wire_int(t) for t in sub["token_ids"])
             topk = sub.get("top_k")
             if topk is not None:
-                top_ids.extend(tuple(int(t) for t in row) for row in topk["ids"])
-                top_lp.extend(tuple(float(x) for x in row) for row in topk["logprobs"])
+                top_ids.extend(tuple(wire_int(t) for t in row) for row in topk["ids"])
+                top_lp.extend(tuple(wire_float(x) for x in row) for row in topk["logprobs"])
             finish = chunk["choices"][0].get("finish_reason") or finish
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
-        raise ProtocolError(f"malformed completion response: {_short(e)}") from e
+    except ProtocolError:
+        raise
+    except Exception as e:  # a peer's shapes: KeyError, TypeError, RecursionError, ...
+        raise ProtocolError(
+            f"malformed completion response: {type(e).__name__}: {_short(e)}"
+        ) from e
     return WireCompletion(tuple(ids), tuple(top_ids), tuple(top_lp), finish, identity)
+
+
+def wire_int(value: Any) -> int:
+    """A token id exactly as JSON wrote it: an integer, never ``1.7``, ``"3"`` or ``true``."""
+    if type(value) is not int:
+        raise ProtocolError(f"token id {_short_repr(value)} is not a JSON integer")
+    return value
+
+
+def wire_float(value: Any) -> float:
+    """A logprob: a JSON number (integer or float, NaN kept for the format gate), never a
+    string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"logprob {_short_repr(value)} is not a JSON number")
+    return float(value)  # OverflowError for an integer beyond float: the caller's ProtocolError
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return type(value).__name__  # never repr a (possibly deeply nested) container
+    return repr(value)[:40]

@@ -74,3 +74,13 @@ def tiny() -> TinyWorld:
     from distill.tiny import tiny_world
 
     return asyncio.run(tiny_world())
+
+
+@pytest.fixture(scope="session")
+def real() -> TinyWorld:
+    """The real world (DeepSeek-V4 tokenizer, chat template, teacher and both students trained
+    on the standard library's docstrings), built once per session like :func:`tiny` (minutes
+    from a cold cache, instant from a warm one)."""
+    from distill.real_world import real_world
+
+    return asyncio.run(real_world())

@@ -10,6 +10,9 @@ unchanged (same HTTP app, same signatures, same committed identity):
 * ``garbage``: well-framed responses whose arrays are nonsense (ids outside the vocabulary,
   positive and unsorted logprobs).
 * ``slow``: correct answers, ``delay`` seconds late (past any sane validator timeout).
+* ``selective``: fabricates like ``fabricated``, but only on the answers it believes will not
+  be spot-checked (``oracle``: every piece of public information, the old public selection
+  rule included, see ``oracle.py``); elsewhere it answers honestly with its committed model.
 
 Fixtures for the validator's tests (ARCHITECTURE.md §5); never run them on a real network.
 """
@@ -18,14 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored
 from subnet.engine.types import TokenIds
 
-KINDS = ("wrong-model", "fabricated", "garbage", "slow")
+KINDS = ("wrong-model", "fabricated", "garbage", "slow", "selective")
+log = logging.getLogger("subnet.demo.adversary")
+
+
+class Oracle(Protocol):
+    async def believed_checked(
+        self, prompt_ids: Sequence[int], sampling_seed: int | None
+    ) -> bool | None: ...
 
 
 class _Wrapper:
@@ -98,6 +110,45 @@ class Fabricated(_Wrapper):
         )
 
 
+class Selective(Fabricated):
+    """Fabricates (the teacher's distributions) only where ``oracle`` says "not checked"."""
+
+    def __init__(self, engine: Engine, teacher: Engine | None, oracle: Oracle) -> None:
+        super().__init__(engine, teacher)
+        self.oracle = oracle
+        self.fabricated = self.honest = 0
+
+    async def generate(
+        self, prompts: Sequence[TokenIds], params: SamplingParams
+    ) -> list[Completion]:
+        out = await self.inner.generate(prompts, params)
+        k = params.top_logprobs
+        believed = [await self.oracle.believed_checked(list(p), params.seed) for p in prompts]
+        fake = [i for i, b in enumerate(believed) if b is False]
+        if self.teacher is None or k == 0 or not fake:
+            self.honest += len(out)
+            return out
+        scored = await self.teacher.score(
+            [prompts[i] for i in fake], [out[i].token_ids.tolist() for i in fake], k
+        )
+        for i, sc in zip(fake, scored, strict=True):
+            out[i] = self._claim(out[i], sc.top_ids, sc.top_logprobs.astype(np.float64))
+        self.fabricated += len(fake)
+        self.honest += len(out) - len(fake)
+        log.info(
+            "selective: fabricated %d of %d answers so far (believed unchecked)",
+            self.fabricated,
+            self.fabricated + self.honest,
+        )
+        return out
+
+    async def close(self) -> None:
+        closer = getattr(self.oracle, "close", None)
+        if closer is not None:
+            await closer()
+        await super().close()
+
+
 class Garbage(_Wrapper):
     """Ids outside the vocabulary and positive, unsorted logprobs in every top-k row."""
 
@@ -135,12 +186,22 @@ class WrongModel(_Wrapper):
 
 
 def wrap_engine(
-    kind: str, engine: Engine, *, other: Engine | None = None, delay: float = 60.0
+    kind: str,
+    engine: Engine,
+    *,
+    other: Engine | None = None,
+    delay: float = 60.0,
+    oracle: Oracle | None = None,
 ) -> Engine:
     """The adversary ``kind`` around ``engine``; ``other`` is the model ``wrong-model`` really
-    serves (required) and the teacher whose distributions ``fabricated`` reports (optional)."""
+    serves (required) and the teacher whose distributions ``fabricated`` and ``selective``
+    report (optional); ``oracle`` is what ``selective`` believes about checks (required)."""
     if kind == "fabricated":
         return Fabricated(engine, other)
+    if kind == "selective":
+        if oracle is None:
+            raise ValueError("selective needs an oracle of which answers are checked")
+        return Selective(engine, other, oracle)
     if kind == "garbage":
         return Garbage(engine)
     if kind == "slow":

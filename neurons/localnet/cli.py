@@ -11,9 +11,11 @@ from typing import Any
 
 from subnet.errors import ConfigError
 
+STATUS_JSON = "-"  # ``--json`` given without a path
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, Options
+    from neurons.localnet.plan import DEFAULT_MINERS, ENGINES, ROLES, WORLDS, Options
 
     d = Options()
     parser.add_argument(
@@ -42,6 +44,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"engine of the validator's teacher and spot checks (default {d.validator_engine})",
     )
     parser.add_argument(
+        "--validators",
+        default="1",
+        metavar="SPEC",
+        help="a number of honest validators, or roles each optionally role:engine (roles: "
+        "validator, validator-copier; the first honest), e.g. validator,validator,"
+        "validator-copier (default 1)",
+    )
+    parser.add_argument(
+        "--validator-stakes",
+        default=None,
+        metavar="A,B,...",
+        help="alpha staked on each validator, in order (default: 1000, 750, 500, 250, 250, ...)",
+    )
+    parser.add_argument(
+        "--copy-from",
+        default=d.copy_from,
+        metavar="SOURCE",
+        help="what a validator-copier copies: validators (their stake-weighted mean), consensus, "
+        f"or uid:N (default {d.copy_from})",
+    )
+    parser.add_argument(
+        "--world",
+        choices=WORLDS,
+        default=d.world,
+        help="the built-in world the miners and the validator run: tiny (a 279-id tokenizer, "
+        "synthetic tasks) or real (DeepSeek-V4's 129,280-id tokenizer, a chat template, "
+        f"questions about the standard library) (default {d.world})",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=d.folder,
@@ -50,10 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         type=Path,
+        nargs="?",
+        const=STATUS_JSON,
         default=None,
         dest="json_out",
         metavar="OUT",
-        help="summary JSON (default DIR/summary.json; the chart goes next to it)",
+        help="summary JSON (default DIR/summary.json; the chart goes next to it); with "
+        "--status and no OUT: print the state as JSON (its gateway URL and API key included)",
     )
     parser.add_argument("--tempo", type=int, default=d.tempo, help=f"blocks per epoch ({d.tempo})")
     parser.add_argument(
@@ -79,7 +113,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.warmup_steps,
         help="validator steps before emission is counted: every EMA starts at zero, so weights "
-        f"set from its first few answers reflect luck more than quality ({d.warmup_steps})",
+        "set from its first few answers reflect luck more than quality, and a cheat must have "
+        f"met a (drawn) spot check by then ({d.warmup_steps})",
     )
     parser.add_argument(
         "--ready-timeout",
@@ -100,7 +135,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
+    from neurons.demo_fixtures.copier import check_source
     from neurons.localnet.plan import Options, parse_miners
+    from neurons.localnet.validators import parse_stakes, parse_validators
 
     if args.epochs < 1 or args.tempo < 2 or args.block_time <= 0:
         raise ConfigError("need --epochs >= 1, --tempo >= 2 and --block-time > 0")
@@ -108,13 +145,18 @@ def options_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("need --tasks-per-step, --step-blocks and --max-tokens >= 1")
     if args.warmup_steps < 1:
         raise ConfigError("need --warmup-steps >= 1")
+    validators = parse_validators(args.validators, args.validator_engine)
     return Options(
         folder=args.dir,
         miners=parse_miners(args.miners, args.engine),
+        validators=validators,
+        validator_stakes=parse_stakes(args.validator_stakes, len(validators)),
+        copy_from=check_source(args.copy_from),
         epochs=args.epochs,
         engine=args.engine,
         validator_engine=args.validator_engine,
-        json_out=args.json_out,
+        world=getattr(args, "world", "tiny"),
+        json_out=None if args.json_out in (None, STATUS_JSON) else args.json_out,
         tempo=args.tempo,
         block_time=args.block_time,
         tasks_per_step=args.tasks_per_step,
@@ -135,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # logs and pipes: wide enough for the whole table
         console = Console(width=max(console.width, 150))
     if args.status:
+        if args.json_out is not None:
+            return status_json(args.dir)
         return status(args.dir, console)
     from neurons.localnet.run import Localnet
 
@@ -151,11 +195,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def status(folder: Path, console: Any) -> int:
-    """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
+def _read_state(folder: Path) -> dict[str, Any]:
     from neurons.localnet.run import STATE_FILE
-    from neurons.localnet.view import epoch_table
-    from neurons.localnet.watch import Snapshot
 
     path = folder.expanduser() / STATE_FILE
     try:
@@ -164,6 +205,25 @@ def status(folder: Path, console: Any) -> int:
         raise ConfigError(f"no localnet in {folder} (no {STATE_FILE})") from e
     except (OSError, ValueError) as e:
         raise ConfigError(f"unreadable localnet state {path}: {e}") from e
+    if not isinstance(state, dict):
+        raise ConfigError(f"unreadable localnet state {path}: not a JSON object")
+    return state
+
+
+def status_json(folder: Path) -> int:
+    """The state as one JSON object on stdout, with ``running``; 0 if it runs, 3 if not."""
+    state = _read_state(folder)
+    running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
+    print(json.dumps({"running": running, **state}, indent=2, default=str))
+    return 0 if running else 3
+
+
+def status(folder: Path, console: Any) -> int:
+    """Print a localnet's state from ``DIR/localnet.json``; 0 if it is running, 3 if not."""
+    from neurons.localnet.view import epoch_table
+    from neurons.localnet.watch import Snapshot
+
+    state = _read_state(folder)
     running = state.get("ended") is None and _pid_alive(int(state.get("pid", 0)))
     console.print(
         f"localnet {folder}: "
@@ -176,7 +236,9 @@ def status(folder: Path, console: Any) -> int:
     )
     if state.get("network"):
         console.print(f"  network {state['network']}  netuid {state.get('netuid')}")
-    procs = [("validator", state.get("validator") or {})]
+    procs = [
+        (f"{v['process']} uid {v['uid']} ({v['role']})", v) for v in state.get("validators", [])
+    ] or [("validator", state.get("validator") or {})]
     procs += [
         (f"{m['name']}-{m['role']} uid {m['uid']} :{m['port']}", m) for m in state.get("miners", [])
     ]
@@ -187,6 +249,11 @@ def status(folder: Path, console: Any) -> int:
                 f"  {name}: pid {info['pid']} {'alive' if alive else 'stopped'}"
                 f"  log {info.get('log')}"
             )
+    if state.get("gateway"):
+        g = state["gateway"]
+        console.print(
+            f"  gateway {g.get('url')}/v1  key {g.get('api_key')}  scores {g.get('scores_url')}"
+        )
     for death in state.get("deaths", []):
         console.print(f"  [yellow]{death['name']} {death['reason']} (log {death['log']})[/yellow]")
     epochs = state.get("epochs") or []

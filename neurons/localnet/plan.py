@@ -19,12 +19,23 @@ from neurons.localnet.procs import ProcSpec
 from neurons.validator.store import StoreReader
 from subnet.errors import ConfigError, StateError
 
-ROLES = ("teacher", "distilled", "undistilled", "adversary-wrong-model", "adversary-fabricated")
+ROLES = (
+    "teacher",
+    "distilled",
+    "undistilled",
+    "adversary-wrong-model",
+    "adversary-fabricated",
+    "adversary-selective",
+)
 # Honest miners serve on --engine (vLLM by default); the adversaries hold two models each and
-# the validator five (teacher + committed models for spot checks), so they default to the light
+# the validator six (teacher + committed models for spot checks), so they default to the light
 # transformers engine: one vLLM CPU engine costs ~2.3 GB and ~40 s of a 2-core machine.
-DEFAULT_MINERS = "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf"
+DEFAULT_MINERS = (
+    "distilled,undistilled,teacher,adversary-wrong-model:hf,adversary-fabricated:hf,"
+    "adversary-selective:hf"
+)
 ENGINES = ("vllm", "hf")
+WORLDS = ("tiny", "real")  # distill.tiny / distill.real_world
 MINER_IP = "127.0.0.2"  # the devnet rejects 127.0.0.1 as the real pallet does
 CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
@@ -45,6 +56,7 @@ class Options:
     epochs: int = 6
     engine: str = "vllm"
     validator_engine: str = "hf"
+    world: str = "tiny"  # the built-in world whose teacher and students the miners serve
     json_out: Path | None = None
     chart_out: Path | None = None
     tempo: int = 20
@@ -55,8 +67,20 @@ class Options:
     # Validator steps before emission is counted. Every EMA starts at zero and its first steps
     # average a handful of answers, so weights set then reflect luck more than quality; the
     # epochs are watched from the first weight set after this many steps (5 = 1 / ema_alpha
-    # at the default alpha: the EMA then weighs ~4 steps of answers, most of its ~9 at rest).
-    warmup_steps: int = 5
+    # at the default alpha would do for the ordering: the EMA then weighs ~4 steps of answers).
+    # Spot checks are drawn at the default fraction (0.5) from the validator's secret, so a
+    # cheat must be caught before the first counted weight set: the selective adversary
+    # fabricates on the half of its answers the old public rule calls unchecked and so is caught
+    # on 1/4 of its answers; 10 steps of 4 answers miss it with probability 0.75**40 = 1.0e-5
+    # (scoring.economics.escape_probability; every other adversary: 0.5**40 = 9e-13). After a
+    # catch the 20-step suspension is renewed by each further catch (0.68 a step), so the
+    # counted epochs find it suspended with probability 1 - 8e-11 a step.
+    warmup_steps: int = 10
+    # (role, engine) per validator, in wallet order (neurons.localnet.validators): the first is
+    # honest, and its scores fill the miners' table.
+    validators: tuple[tuple[str, str], ...] = (("validator", "hf"),)
+    validator_stakes: tuple[float, ...] = ()  # alpha per validator; () = the default spread
+    copy_from: str = "validators"  # what a validator-copier copies (demo_fixtures.copier)
     ready_timeout: float = 900.0
     fresh: bool = False
     config_path: str | None = None
@@ -177,7 +201,13 @@ def _base_argv(
 
 
 def miner_spec(
-    opts: Options, folder: Path, manifest: dict[str, Any], models: dict[str, Path], p: MinerPlan
+    opts: Options,
+    folder: Path,
+    manifest: dict[str, Any],
+    models: dict[str, Path],
+    p: MinerPlan,
+    families: Sequence[str] = (),
+    prompt_sources: Sequence[str] = (),
 ) -> ProcSpec:
     # Adversaries run the real miner node with a wrapped engine: wrong-model commits a small
     # student and answers as the teacher; fabricated samples its own tokens and reports the
@@ -202,8 +232,21 @@ def miner_spec(
         "--set",
         f"miner.state_dir={folder / 'miners' / p.name}",
     ]
+    if p.role == "adversary-selective":  # what a subnet.toml publishes: its oracle's inputs
+        argv += ["--set", f"validator.tasks_per_step={opts.tasks_per_step}"]
+        argv += _prompt_sets(families, prompt_sources)
     name = f"{p.name}-{p.role}"
     return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV)
+
+
+def _prompt_sets(families: Sequence[str], prompt_sources: Sequence[str]) -> list[str]:
+    """``--set`` flags for what validators ask: task families and/or prompt files."""
+    argv = []
+    if families:
+        argv += ["--set", f"validator.task_families={','.join(families)}"]
+    if prompt_sources:
+        argv += ["--set", f"validator.prompt_sources={','.join(prompt_sources)}"]
+    return argv
 
 
 def validator_spec(
@@ -212,24 +255,30 @@ def validator_spec(
     manifest: dict[str, Any],
     models: dict[str, Path],
     families: Sequence[str] = (),
+    *,
+    prompt_sources: Sequence[str] = (),
+    wallet: str | None = None,
+    state_dir: Path | None = None,
+    name: str = "validator",
+    engine: str | None = None,
 ) -> ProcSpec:
     """The validator's command line; ``families`` (the tiny world's) narrows its prompts to the
-    task families the teacher was trained on, so scores measure distillation, not guessing."""
-    argv = [*_base_argv(opts, "validator", manifest, manifest["validators"][0]), "-v"]
-    if families:
-        argv += ["--set", f"validator.task_families={','.join(families)}"]
+    task families the teacher was trained on, so scores measure distillation, not guessing;
+    ``prompt_sources`` (the real world's chat dataset file) replace the synthetic families.
+    Defaults: the first validator wallet, state in ``folder/validator``, process ``validator``."""
+    wallet = wallet or manifest["validators"][0]
+    argv = [*_base_argv(opts, "validator", manifest, wallet), "-v"]
+    argv += _prompt_sets(families, prompt_sources)
     for s in (
         f"validator.teacher={models['teacher']}",
-        f"validator.engine={opts.validator_engine}",
-        f"validator.state_dir={folder / 'validator'}",
-        f"validator.model_roots={models['teacher'].parent},{folder / 'models'}",
-        "validator.model_cache=4",
+        f"validator.engine={engine or opts.validator_engine}",
+        f"validator.state_dir={state_dir or folder / 'validator'}",
+        # Every committed model is fetched from the miner that committed it (no model roots)
+        # and checked at the default spot_check_fraction; all of them stay loaded.
+        f"validator.model_cache={max(2, len(opts.miners))}",
         f"validator.tasks_per_step={opts.tasks_per_step}",
         f"validator.step_blocks={opts.step_blocks}",
         f"validator.max_tokens={opts.max_tokens}",
-        "verify.spot_check_fraction=1.0",
-    ):  # every answer checked: cheats show at once
+    ):
         argv += ["--set", s]
-    return ProcSpec(
-        "validator", tuple(argv), folder / "logs" / "validator.log", CHILD_ENV, critical=True
-    )
+    return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV, critical=True)

@@ -102,9 +102,25 @@ def summarize(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
                 "final_weight": m.weight,
                 "final_incentive": m.incentive,
                 "alive": m.alive,
+                "model_source": m.model_source
+                or next((r.model_source for r in reversed(rows) if r.model_source), ""),
+                "spot_checks": spot_check_totals(rows),
             }
         )
     return out
+
+
+def spot_check_totals(rows: Sequence[MinerRow]) -> dict[str, int]:
+    """The drawn spot checks of a miner's windows: ``checked`` (recomputed, or attempted) =
+    ``passed`` + ``failed`` + ``unavailable`` (+ the validator's own errors); answers drawn
+    that had already failed a gate (``skipped``) are not checks."""
+    total: dict[str, int] = {}
+    for r in rows:
+        for outcome, n in r.spot_checks.items():
+            total[outcome] = total.get(outcome, 0) + n
+    keys = ("passed", "failed", "unavailable")
+    out = {k: total.get(k, 0) for k in keys}
+    return {"checked": sum(out.values()) + total.get("error", 0), **out}
 
 
 def _weighted(rows: list[MinerRow], total: int, attr: str) -> float | None:
@@ -128,6 +144,7 @@ def summary_table(miners: Sequence[dict[str, Any]], epochs: int) -> Any:
         "s_ref",
         "final EMA",
         "final weight",
+        "checks ok/failed/n.a.",
         "causes",
     ):
         table.add_column(
@@ -148,6 +165,7 @@ def summary_table(miners: Sequence[dict[str, Any]], epochs: int) -> Any:
             _f(m["mean_s_ref"]),
             _f(m["final_ema"]),
             _f(m["final_weight"]),
+            "{passed}/{failed}/{unavailable}".format(**m["spot_checks"]),
             _causes(m["causes"]),
         )
     return table

@@ -49,6 +49,8 @@ class MinerRow:
     emission_total: float  # alpha paid since the run started
     alive: bool = True
     suspended: int = 0  # validator rounds left without reward after a proven lie
+    spot_checks: dict[str, int] = field(default_factory=dict)  # outcome -> drawn checks
+    model_source: str = ""  # where its committed model is fetched from: "miner" | "hf"
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -103,6 +105,8 @@ class ValidatorView:
     weights: dict[int, float]
     weight_error: str = ""
     suspended: dict[int, int] = field(default_factory=dict)  # uid -> rounds left
+    checks: dict[int, dict[str, int]] = field(default_factory=dict)  # uid -> outcome -> n
+    sources: dict[str, str] = field(default_factory=dict)  # hotkey -> committed model's source
 
 
 def read_chain(devnet_file: Path, netuid: int) -> ChainView:
@@ -139,6 +143,8 @@ def read_validator(db_path: Path, after_step: int) -> ValidatorView:
         rows = db.ema()
         latest = db.last_weight_set()  # a failure shows its error ...
         good = db.last_weight_set(successful_only=True)  # ... over the weights still in force
+        checks = db.spot_check_counts(after_step=after_step, through_step=last)
+        sources = {w.hotkey: w.source for w in db.model_status()}  # latest commitment last
     return ValidatorView(
         last,
         answers,
@@ -146,6 +152,8 @@ def read_validator(db_path: Path, after_step: int) -> ValidatorView:
         dict(good.weights) if good is not None else {},
         latest.error if latest is not None and not latest.success else "",
         {e.uid: e.suspended for e in rows if e.suspended},
+        checks,
+        sources,
     )
 
 
@@ -222,4 +230,6 @@ class Watcher:
             emission_total=(stake - self.start_stake.get(m.uid, 0)) / RAO_PER_ALPHA,
             alive=alive,
             suspended=view.suspended.get(m.uid, 0),
+            spot_checks=dict(view.checks.get(m.uid, {})),
+            model_source=view.sources.get(m.hotkey, ""),
         )

@@ -1,10 +1,12 @@
 """The miner's aiohttp application: ``build_app`` and thin routes over ``MinerService``.
 
-Request pipeline for ``POST /v1/completions`` (each step's failure has its own status/cause):
-body size (413, before reading) -> btauth/1 (401/403) -> caller policy (403/429) -> request
-schema (400) -> stake-ordered engine slot (429) -> generate (504 on timeout) -> signed
-response. One middleware turns every exception into the OpenAI error shape, signs every
-non-streamed response, counts it and writes one access-log line.
+Request pipeline for ``POST /v1/completions`` and ``POST /v1/chat/completions`` (each step's
+failure has its own status/cause): body size (413, before reading) -> btauth/1 (401/403) ->
+caller policy (403/429) -> request schema (400; chat turns rendered with the model's template)
+-> stake-ordered engine slot (429) -> generate (504 on timeout) -> signed response. One
+middleware turns every exception into the OpenAI error shape, signs every non-streamed
+response, counts it and writes one access-log line. ``GET /v1/models`` and ``/v1/health`` are
+public (no engine work).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from bittensor.http_auth import Caller, NonceStore
 
+from neurons.miner.connections import ConnectionGuard
 from neurons.miner.errors import HttpError, HttpFailure, to_failure
 from neurons.miner.policy import (
     CallerInfo,
@@ -33,7 +36,7 @@ from neurons.miner.policy import (
     retry_after_header,
 )
 from neurons.miner.serving import MinerService
-from subnet import auth, protocol
+from subnet import auth, protocol, protocol_chat
 from subnet.metrics import MinerMetrics
 
 access_log = logging.getLogger("subnet.miner.access")
@@ -52,8 +55,10 @@ class Gate:
     auth_allowed_skew: float = 2.0
     max_body_bytes: int = 1 << 20
     request_timeout: float = 120.0
+    body_timeout: float = 10.0  # the whole body must arrive this fast (before auth)
 
     def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        auth.check_single_auth_headers(request.headers)  # before the SDK flattens them
         return auth.verify_request(
             request.headers,
             body,
@@ -69,12 +74,39 @@ class Gate:
 SERVICE = web.AppKey("service", MinerService)
 GATE = web.AppKey("gate", Gate)
 METRICS = web.AppKey("metrics", MinerMetrics)
+GUARD = web.AppKey("guard", ConnectionGuard)
 _BODY = web.RequestKey("body", bytes)
 _CALLER = web.RequestKey("caller", Caller)
 _INFO = web.RequestKey("caller_info", CallerInfo)
 _STATS = web.RequestKey("stats", tuple)  # (prompt tokens, completion tokens, ttft or None)
 _CAUSE = web.RequestKey("cause", str)  # a 200 stream that ended in an error or lost its caller
+_STARTED = int(time.time())  # "created" of the served model in /v1/models
 STREAM_TAIL_GRACE_S = 5.0  # error event + signature + DONE after the last token, at most
+
+
+@dataclass(frozen=True)
+class Api:
+    """How one generation endpoint reads its requests and shapes its answers."""
+
+    id_prefix: str
+    # body -> (the completion to run, the request its answer echoes)
+    parse: Callable[[MinerService, bytes], tuple[protocol.CompletionRequest, Any]]
+    body: Callable[..., dict[str, Any]]  # (rid, created, model, request, identity, piece)
+    chunk: Callable[..., dict[str, Any]]  # as body, plus finish_reason, completion_tokens
+
+
+def _parse_chat(service: MinerService, body: bytes) -> tuple[protocol.CompletionRequest, Any]:
+    chat = service.parse_chat(body)
+    return chat.completion, chat
+
+
+COMPLETIONS = Api(
+    "cmpl-",
+    lambda service, body: (req := service.parse(body), req),
+    protocol.completion_body,
+    protocol.stream_chunk,
+)
+CHAT = Api("chatcmpl-", _parse_chat, protocol_chat.chat_body, protocol_chat.chat_chunk)
 
 
 def build_app(
@@ -85,15 +117,26 @@ def build_app(
     directory: Directory | None = None,
     fetch_callers: Callable[[], Awaitable[Mapping[str, CallerInfo]]] | None = None,
     refresh_interval: float = 12.0,
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
-    """The app; with ``fetch_callers`` a background task keeps ``directory`` fresh."""
+    """The app; with ``fetch_callers`` a background task keeps ``directory`` fresh.
+
+    ``/metrics`` is not served here (the public port): ``subnet.metrics.serve_metrics`` serves
+    it on its own, loopback-by-default port. With ``guard`` (served by a
+    :class:`~neurons.miner.connections.GuardedRunner`), each request tells it when its headers
+    were complete and when it ended.
+    """
     app = web.Application(middlewares=[_guard], client_max_size=gate.max_body_bytes + 1)
     app[SERVICE], app[GATE], app[METRICS] = service, gate, metrics
     metrics.queue_depth.set_function(lambda: gate.limiter.waiting)
     metrics.in_flight.set_function(lambda: gate.limiter.active)
+    if guard is not None:
+        app[GUARD] = guard
+        metrics.connections.set_function(lambda: guard.open)
     app.router.add_post(protocol.COMPLETIONS_PATH, completions)
+    app.router.add_post(protocol_chat.CHAT_PATH, chat_completions)
+    app.router.add_get(protocol_chat.MODELS_PATH, models)
     app.router.add_get(protocol.HEALTH_PATH, health)
-    app.router.add_get(protocol.METRICS_PATH, prometheus)
     if fetch_callers is not None and directory is not None:
         app.cleanup_ctx.append(_refresher(directory, fetch_callers, refresh_interval, metrics))
     return app
@@ -128,40 +171,62 @@ def _refresher(
 # -- routes ---------------------------------------------------------------------------------
 
 
-async def completions(request: web.Request) -> web.StreamResponse:
-    gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
-    deadline = asyncio.get_running_loop().time() + gate.request_timeout
-    try:  # before auth: a caller trickling its body must not hold the connection forever
-        async with asyncio.timeout_at(deadline):
-            body = await _read_body(request, gate.max_body_bytes)
-    except TimeoutError:
-        raise HttpError(
-            408, "body_timeout", f"body not received within {gate.request_timeout:g}s"
-        ) from None
+def admit(request: web.Request, body: bytes) -> CallerInfo:
+    """btauth/1 over ``body``, then the caller policy (403/429 raise): who may call any route
+    but health and metrics (the completions route does the same inline)."""
+    gate, metrics = request.app[GATE], request.app[METRICS]
     request[_BODY] = body
     caller = gate.authenticate(request, body)
     request[_CALLER] = caller
     info = gate.policy.admit(caller.hotkey_ss58)
     request[_INFO] = info
     metrics.caller_requests.labels(str(info.uid)).inc()
-    req = service.parse(body)
+    return info
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, COMPLETIONS)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, CHAT)
+
+
+async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
+    gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
+    deadline = asyncio.get_running_loop().time() + gate.request_timeout
+    body_wait = min(gate.body_timeout, gate.request_timeout)
+    try:  # before auth: a caller trickling its body must not hold the connection long
+        async with asyncio.timeout(body_wait):
+            body = await _read_body(request, gate.max_body_bytes)
+    except TimeoutError:
+        raise HttpError(408, "body_timeout", f"body not received within {body_wait:g}s") from None
+    except ConnectionError:  # the caller hung up mid-body: nobody to answer, nothing to log
+        raise HttpError(499, "client_gone", "the caller closed the connection") from None
+    request[_BODY] = body
+    caller = gate.authenticate(request, body)
+    request[_CALLER] = caller
+    info = gate.policy.admit(caller.hotkey_ss58)
+    request[_INFO] = info
+    metrics.caller_requests.labels(str(info.uid)).inc()
+    req, echo = api.parse(service, body)
     if req.ignored:
         access_log.debug("ignored request fields: %s", ", ".join(req.ignored))
     async with asyncio.timeout_at(deadline):
         await gate.limiter.acquire(info.stake, timeout=gate.request_timeout)
     try:
         if req.stream:
-            return await _stream(request, req, deadline)
+            return await _stream(request, req, echo, deadline, api)
         async with asyncio.timeout_at(deadline):
             piece = await service.complete(req)
     finally:
         gate.limiter.release()
     request[_STATS] = (len(req.prompt_ids), len(piece.completion.token_ids), None)
-    out = protocol.completion_body(
-        rid=_rid(),
+    out = api.body(
+        rid=_rid(api.id_prefix),
         created=int(time.time()),
         model=service.model_name,
-        request=req,
+        request=echo,
         identity=service.identity,
         piece=piece,
     )
@@ -169,7 +234,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, req: protocol.CompletionRequest, deadline: float
+    request: web.Request, req: protocol.CompletionRequest, echo: Any, deadline: float, api: Api
 ) -> web.StreamResponse:
     """SSE: chunks as tokens arrive, then a signature event over all prior bytes, then DONE."""
     service, gate = request.app[SERVICE], request.app[GATE]
@@ -183,7 +248,7 @@ async def _stream(
     )
     await resp.prepare(request)
     digest = hashlib.sha256()
-    rid, created, total, ttft = _rid(), int(time.time()), 0, None
+    rid, created, total, ttft = _rid(api.id_prefix), int(time.time()), 0, None
 
     async def send(obj: Mapping[str, Any]) -> None:
         data = protocol.sse_event(obj)
@@ -196,11 +261,11 @@ async def _stream(
         # service's stream aborts the engine request before the slot is released.
         async with asyncio.timeout_at(deadline), contextlib.aclosing(service.stream(req)) as it:
             async for s in it:
-                chunk = protocol.stream_chunk(
+                chunk = api.chunk(
                     rid=rid,
                     created=created,
                     model=service.model_name,
-                    request=req,
+                    request=echo,
                     piece=s.piece,
                     finish_reason=s.finish_reason,
                     completion_tokens=s.total_tokens,
@@ -264,9 +329,10 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(body=protocol.dumps(body), content_type="application/json")
 
 
-async def prometheus(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+async def models(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = protocol_chat.models_body(service.model_name, service.identity, _STARTED)
+    return web.Response(body=protocol.dumps(body), content_type="application/json")
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -281,8 +347,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def _rid() -> str:
-    return "cmpl-" + secrets.token_hex(12)
+def _rid(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
 
 
 # -- the middleware -------------------------------------------------------------------------
@@ -296,6 +362,21 @@ async def _guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     t0 = time.perf_counter()
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        guard.request_started(request.transport)
+    try:
+        return await _guarded(request, handler, t0)
+    finally:
+        if guard is not None:
+            guard.request_finished(request.transport)
+
+
+async def _guarded(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    t0: float,
+) -> web.StreamResponse:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     failure: HttpFailure | None = None
@@ -357,7 +438,7 @@ def _record(request: web.Request, route: str, status: int, cause: str, t0: float
         metrics.tokens_per_second.observe(completion_tokens / max(elapsed, 1e-6))
     if ttft is not None:
         metrics.ttft.observe(ttft)
-    if route == protocol.METRICS_PATH or (route == protocol.HEALTH_PATH and status == 200):
+    if route == protocol.HEALTH_PATH and status == 200:
         return
     access_log.info(
         json.dumps(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bittensor.http_auth import AuthError
 
 from neurons.miner.policy import Denied
-from subnet.auth import auth_failure
+from subnet.auth import DuplicateAuthHeader, auth_failure
 from subnet.engine.types import EngineInputError
 from subnet.errors import EngineError, StateError
 from subnet.protocol import RequestError
@@ -44,6 +44,8 @@ def to_failure(e: BaseException) -> HttpFailure:
         return e.failure
     if isinstance(e, RequestError):
         return HttpFailure(400, e.code, e.message, e.param)
+    if isinstance(e, DuplicateAuthHeader):
+        return HttpFailure(400, "auth_duplicate_header", str(e))
     if isinstance(e, AuthError):
         a = auth_failure(e)
         return HttpFailure(a.status, a.cause, a.message)

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from subnet import protocol
+from subnet.chat import ChatMessage, PromptError
 from subnet.engine.types import Completion, Engine, SamplingParams
-from subnet.errors import EngineError
-from subnet.protocol import CompletionRequest, Piece, RequestLimits
+from subnet.protocol import CompletionRequest, Piece, RequestError, RequestLimits
+from subnet.protocol_chat import ChatRequest, parse_chat_request
+from subnet.tokenizer import ModelTokenizer
 
 log = logging.getLogger("subnet.miner.serving")
 FALLBACK_CHUNK = 1
@@ -32,26 +34,29 @@ FALLBACK_CHUNK = 1
 
 class TextCodec(Protocol):
     def encode(self, text: str) -> list[int]: ...
+    def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]: ...
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
 class TokenizersCodec:
-    """Text <-> ids with the model folder's ``tokenizer.json`` (the Rust ``tokenizers``)."""
+    """Text and chat turns <-> ids by the model folder's own rules (BOS, chat template, no
+    special-token text): the same :class:`~subnet.tokenizer.ModelTokenizer` the validator
+    renders its prompts with, so a chat sent here is the prompt a validator would send."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        from tokenizers import Tokenizer
-
-        path = Path(model_dir) / "tokenizer.json"
-        try:
-            self._tok = Tokenizer.from_file(str(path))
-        except Exception as e:  # the library raises a bare Exception on bad files
-            raise EngineError(f"cannot load tokenizer {path}: {e}") from e
+        self.tokenizer = ModelTokenizer(model_dir)
 
     def encode(self, text: str) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=False).ids)
+        try:
+            return self.tokenizer.encode_text(text)
+        except PromptError as e:
+            raise RequestError(str(e), "prompt", "invalid_prompt") from None
+
+    def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return self.tokenizer.encode_chat(messages)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(self._tok.decode(list(ids), skip_special_tokens=True))
+        return self.tokenizer.decode(ids)
 
 
 def load_codec(model_dir: str | Path) -> TextCodec | None:
@@ -129,6 +134,11 @@ class MinerService:
         return protocol.parse_request(
             body, self.limits, self.codec.encode if self.codec is not None else None
         )
+
+    def parse_chat(self, body: bytes) -> ChatRequest:
+        if self.codec is None:
+            raise RequestError("this model has no tokenizer: send token ids to /v1/completions")
+        return parse_chat_request(body, self.limits, self.codec.encode_chat)
 
     async def complete(self, req: CompletionRequest) -> Piece:
         [c] = await self.engine.generate([list(req.prompt_ids)], req.sampling)

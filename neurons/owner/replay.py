@@ -171,8 +171,7 @@ def run_replay(args: argparse.Namespace) -> int:
     key, values = sweep_values(args)
     if key is not None and not key.startswith("weights."):
         raise ConfigError("--replay sweeps weights.* keys only (the chain is not replayed)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rep.prepare_out(Path(args.out))
     runs = [_replay_run(out, "recorded", rec, rec.weights, reproduced, {})]
     for value in values:
         cfg = args.config.weights

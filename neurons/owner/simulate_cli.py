@@ -50,7 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
     parser.add_argument("--validators", type=int, default=8, help="validators (default 8)")
-    parser.add_argument("--miners", type=int, default=32, help="miners (default 32)")
+    parser.add_argument(
+        "--miners", type=int, default=32, help="miners in the simulated population (default 32)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--exact-checks",
@@ -98,14 +100,15 @@ def run(args: argparse.Namespace) -> int:
         return run_replay(args)
     base = base_config(args)
     key, values = sweep_values(args)
-    out = Path(args.out)
+    out = rep.prepare_out(Path(args.out))
     try:
         sc = build(
             args.scenario,
             validators=args.validators,
             miners=args.miners,
             epochs=args.epochs,
-            catch=args.config.verify.spot_check_fraction,
+            check=args.config.verify.spot_check_fraction,
+            answers=args.config.validator.tasks_per_step,
         )
     except ParamError as e:
         raise ConfigError(str(e)) from None
@@ -121,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
             except ParamError as e:
                 raise ConfigError(str(e)) from None
         params = {key: value} if key else {}
-        summary = rep.summarize(label, sc, result, params)
+        record = rep.config_record(
+            cfg, scenario=args.scenario, validators=args.validators, miners=args.miners
+        )
+        summary = rep.summarize(label, sc, result, params, record)
         summary["seconds"] = round(time.perf_counter() - started, 3)
         rep.write_tables(out, label, result, summary)
         runs.append(rep.RunReport(label, summary, rep.write_charts(out, label, sc, result)))

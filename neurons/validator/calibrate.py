@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
 from scoring import verify
 from scoring.config import VerifyConfig, is_full_precision
 from subnet.engine import Completion, Engine, SamplingParams, Scored
+from subnet.tokenizer import ModelTokenizer
 
 _LOOSE = VerifyConfig(max_mean_abs_dp=1.0, min_topk_agreement=0.0, min_sampled_logprob=-1e9)
 
@@ -152,7 +152,7 @@ def _error(claim: Completion, recomputed: Scored, k: int, vocab: int) -> tuple[f
 async def calibrate(
     miners: Mapping[str, Engine],
     recompute: Mapping[str, Engine],
-    tokenizer: Tokenizer,
+    tokenizer: ModelTokenizer,
     *,
     seeds: Sequence[int],
     batch_sizes: Sequence[int],
@@ -169,7 +169,10 @@ async def calibrate(
         raise ValueError(f"recompute engines mix precisions {dtypes}: calibrate one at a time")
     cal = Calibration(fpr, margin, dtype=dtypes[0])
     for seed in seeds:
-        prompts = [tokenizer.encode(t.prompt).ids for t in generate_tasks(f"calib-{seed}", tasks)]
+        # As the validator sends them: the teacher's BOS rule and chat template.
+        prompts = [
+            tokenizer.encode_prompt(t.prompt) for t in generate_tasks(f"calib-{seed}", tasks)
+        ]
         for miner_name, miner in miners.items():
             cal.samples += await measure(
                 miner,
@@ -201,7 +204,16 @@ def _q(x: np.ndarray, q: float) -> str:
     return f"{float(np.quantile(x, q)):.3g}" if x.size else "-"
 
 
-def report(cal: Calibration, *, model: str, against: str | None, provenance: str) -> str:
+def report(
+    cal: Calibration,
+    *,
+    model: str,
+    against: str | None,
+    provenance: str,
+    config_path: str | None = None,
+) -> str:
+    """The calibration as Markdown; ``config_path`` is where the tolerance was written (None:
+    nowhere, and the report says how to write it)."""
     dps, agr = cal.dps(), cal.agreements()
     enough = len(cal.samples) >= math.ceil(1 / cal.fpr)
     lines = [
@@ -253,7 +265,12 @@ def report(cal: Calibration, *, model: str, against: str | None, provenance: str
             "",
         ]
     lines += [
-        "## Chosen tolerance (written to the config)",
+        "## Chosen tolerance "
+        + (
+            f"(written to `{config_path}`)"
+            if config_path
+            else "(not written to any config: pass `--write-config subnet.toml`)"
+        ),
         "",
         "```toml",
         "[verify]",

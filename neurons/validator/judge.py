@@ -9,7 +9,6 @@ the answer scores 0; no gate raises on miner data.
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 from distill.identity import IdentityError, parse_identity
 from distill.tasks import Task
 from neurons.validator.miner_client import MinerAnswer
-from neurons.validator.participant import Miner, Participant
+from neurons.validator.participant import Miner
 from neurons.validator.store import AnswerRow, EvidenceRow
 from scoring import reference, verify
 from scoring.aggregate import AnswerScore, kl_score
@@ -26,6 +25,10 @@ from scoring.causes import Cause
 from scoring.config import ScoreConfig, VerifyConfig
 from scoring.divergence import divergence_stats
 from subnet.engine import Scored
+
+# An identity the miner sent in its answer is stored with the answer; a real one is <= 384 bytes
+# (distill.identity.MAX_V2_BYTES), anything longer is a hostile miner's filler.
+MAX_STORED_IDENTITY = 512
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Judged:
     tv: float | None = None
     overlap: float | None = None
     correct: float | None = None
-    spot_check: bool = False
+    spot_check: bool = False  # drawn for a spot check
+    check_outcome: str = ""  # passed | failed | unavailable | error, once drawn
     verified: bool = False
     verify_dp: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -69,15 +73,6 @@ def query_seed(seed: str, index: int) -> int:
     """The sampling seed asked of every miner for task ``index`` (same for all miners)."""
     h = hashlib.sha256(f"{seed}|sample|{index}".encode()).digest()
     return int.from_bytes(h[:4], "big")
-
-
-def spot_check_picked(seed: str, who: Participant, task_id: str, fraction: float) -> bool:
-    """Deterministic per (step seed, participant, task): every validator checks the same
-    answers of a miner (drawn by its uid)."""
-    if fraction >= 1.0:
-        return True
-    rng = random.Random(hashlib.sha256(f"{seed}|spot|{who.key}|{task_id}".encode()).digest())
-    return rng.random() < fraction
 
 
 def gate_format(j: Judged, *, vocab_size: int, k: int, max_tokens: int, cfg: VerifyConfig) -> None:
@@ -120,7 +115,7 @@ def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
 def gate_termination(
     j: Judged,
     *,
-    eos_token_id: int,
+    eos_token_ids: tuple[int, ...],
     max_tokens: int,
     score_cfg: ScoreConfig,
     verify_cfg: VerifyConfig,
@@ -132,12 +127,12 @@ def gate_termination(
     if reference.is_degenerate(a.token_ids, score_cfg):
         j.fail(Cause.DEGENERATE, "repeated n-gram share above the limit")
         return
-    eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_id)
+    eos = verify.eos_logprobs_from_topk(a.top_ids, a.top_logprobs, eos_token_ids)
     cause = verify.check_eos(
         a.token_ids,
         a.sampled_logprobs,
         eos,
-        eos_token_id=eos_token_id,
+        eos_token_ids=eos_token_ids,
         max_tokens=max_tokens,
         cfg=verify_cfg,
     )
@@ -176,7 +171,7 @@ def verify_against_committed(
     recomputed: Scored,
     *,
     vocab_size: int,
-    eos_token_id: int,
+    eos_token_ids: tuple[int, ...],
     max_tokens: int,
     cfg: VerifyConfig,
 ) -> None:
@@ -209,7 +204,7 @@ def verify_against_committed(
         a.token_ids,
         recomputed.target_logprobs,
         recomputed.eos_logprobs,
-        eos_token_id=eos_token_id,
+        eos_token_ids=eos_token_ids,
         max_tokens=max_tokens,
         cfg=cfg,
     )
@@ -239,7 +234,7 @@ def answer_row(j: Judged, s: AnswerScore) -> AnswerRow:
         total_s=a.total_s,
         verified=j.verified,
         verify_dp=j.verify_dp,
-        identity=a.identity,
+        identity=None if a.identity is None else a.identity[:MAX_STORED_IDENTITY],
         provenance=j.provenance,
     )
 

@@ -69,6 +69,30 @@ class ValidatorMetrics(NodeMetrics):
             ("outcome",),
             registry=r,
         )
+        self.spot_check_outcomes = Counter(
+            "validator_spot_check_outcomes",
+            "Drawn spot checks per miner by outcome (passed, failed, unavailable, error)",
+            ("uid", "outcome"),
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "validator_model_ready",
+            "1 when the miner's committed model is fetched and verified, else 0",
+            ("uid",),
+            registry=r,
+        )
+        self.model_unavailable = Counter(
+            "validator_model_unavailable_steps",
+            "Steps a miner's committed model could not be verified, by reason",
+            ("uid", "reason"),
+            registry=r,
+        )
+        self.model_cache_bytes = Gauge(
+            "validator_model_cache_bytes", "Bytes in the committed-model disk cache", registry=r
+        )
+        self.evidence_bytes = Gauge(
+            "validator_evidence_bytes", "Bytes of signed evidence kept in the state", registry=r
+        )
         self.step_seconds = Histogram(
             "validator_step_seconds",
             "Wall time of one step",
@@ -104,6 +128,13 @@ class ValidatorMetrics(NodeMetrics):
             registry=r,
         )
         self.block = Gauge("validator_block", "Chain head seen by the validator", registry=r)
+        self.organic = Counter(
+            "validator_organic_answers",
+            "Organic answers from the gateway's inbox by cause (skipped_*: not held against "
+            "the miner)",
+            ("cause",),
+            registry=r,
+        )
 
 
 def report_lies(

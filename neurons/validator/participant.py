@@ -9,8 +9,14 @@ says nothing; it commits nothing on chain, so the identity gates do not apply (t
 knows its digest and pins its engine in the model cache for spot checks); and it is never
 weighted, its mean score is only reported (``StepResult.baseline_score``).
 
+An :class:`OrganicMiner` is a miner answering a user's request that the gateway routed to it and
+handed to the validator with the miner's signature (``neurons/validator/organic.py``): the same
+uid and hotkey, the same identity gates and spot checks, but no reference answer to score it
+against and a request length the user chose, so neither its score nor its speed is compared.
+
 Which answers count toward an EMA is decided from the participant's role by
-:func:`scoring.causes.counts_toward_ema`, not here.
+:func:`scoring.causes.counts_toward_ema` (and which can prove a lie by
+:func:`scoring.causes.counts_toward_lie_check`), not here.
 """
 
 from __future__ import annotations
@@ -62,5 +68,27 @@ class BaselineStudent:
         return "baseline"
 
 
-Participant: TypeAlias = Miner | BaselineStudent
+@dataclass(frozen=True)
+class OrganicMiner:
+    """A miner's answer to a user's request, routed by the gateway (see the module docstring)."""
+
+    uid: int
+    hotkey: str
+    role: ClassVar[Role] = Role.ORGANIC
+    speed_scored: ClassVar[bool] = False  # the user chose the length; nothing to compare with
+    identity_gated: ClassVar[bool] = True  # must serve the model its hotkey committed
+
+    def __post_init__(self) -> None:
+        if self.uid < 0:
+            raise ValueError(f"a miner's uid is >= 0, got {self.uid}")
+
+    @property
+    def key(self) -> str:
+        return str(self.uid)
+
+    def __str__(self) -> str:
+        return f"uid {self.uid} (organic)"
+
+
+Participant: TypeAlias = Miner | BaselineStudent | OrganicMiner
 BASELINE = BaselineStudent()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,8 +44,14 @@ async def query_miners(
     targets: Sequence[Target],
     queries: Sequence[Query],
     vc: ValidatorConfig,
+    seed: str = "",
 ) -> list[MinerAnswer]:
-    """Every target answers every query: concurrent (``vc.concurrency``), streamed, signed."""
+    """Every target answers every query: concurrent (``vc.concurrency``), streamed, signed.
+
+    Requests go out in an order shuffled by the step's ``seed``, not by uid: whatever the
+    validator's own sending costs a request, no miner pays it every step. Answers come back in
+    (target, query) order.
+    """
     sem = asyncio.Semaphore(vc.concurrency)
 
     async def one(target: Target, q: Query) -> MinerAnswer:
@@ -68,7 +75,11 @@ async def query_miners(
                     detail=f"{type(e).__name__}: {str(e)[:200]}",
                 )
 
-    return list(await asyncio.gather(*(one(t, q) for t in targets for q in queries)))
+    pairs = [(t, q) for t in targets for q in queries]
+    order = list(range(len(pairs)))
+    random.Random(f"{seed}|dispatch").shuffle(order)
+    started = {i: asyncio.ensure_future(one(*pairs[i])) for i in order}  # in shuffled order
+    return list(await asyncio.gather(*(started[i] for i in range(len(pairs)))))
 
 
 async def baseline_answers(b: Baseline, queries: Sequence[Query]) -> list[MinerAnswer]:

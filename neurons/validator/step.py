@@ -1,11 +1,13 @@
 """One validator step, in the order the data flows (ARCHITECTURE.md §5).
 
-metagraph -> miners + seeded tasks -> teacher references -> signed streamed queries -> gates
--> one batched teacher ``score`` over every surviving answer -> spot checks with committed
-models -> answer scores -> per-miner means -> EMA -> one atomic commit.
+metagraph -> miners + seeded prompts (rendered to ids) -> teacher references -> signed
+streamed queries -> gates -> one batched teacher ``score`` over every surviving answer -> spot
+checks with committed models -> answer scores -> per-miner means -> EMA -> one atomic commit.
 
-Nothing is written before the final commit, so a step interrupted anywhere leaves no trace
-and is redone from the same block seed after a restart.
+Nothing of the step is written before the final commit, so a step interrupted anywhere leaves
+no trace and is redone from the same block seed after a restart. (The verifier's bookkeeping is
+not the step's: a draw secret published, a committed model first seen; both are idempotent,
+and the redone step draws the same checks with the same secret.)
 """
 
 from __future__ import annotations
@@ -15,27 +17,31 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
-from tokenizers import Tokenizer
 
-from distill.tasks import generate_tasks
 from neurons.validator import judge
+from neurons.validator.availability import apply_verdicts
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
 from neurons.validator.miner_client import Query, Target
+from neurons.validator.organic import CURSOR_KEY, organic_round
 from neurons.validator.participant import Miner
+from neurons.validator.prompts import PromptSelector
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
 from neurons.validator.spotcheck import ModelCache, spot_check
 from neurons.validator.store import EmaRow, StepRow, Store
+from neurons.validator.verifier import Verifier, check_rows
 from scoring import aggregate, speed, verify
 from scoring.causes import Role
 from subnet.chain.protocol import SubnetReads
-from subnet.chain.types import MetagraphView
+from subnet.chain.types import Commitment, MetagraphView
 from subnet.config import SubnetConfig
 from subnet.engine import Engine, SamplingParams
+from subnet.tokenizer import ModelTokenizer
 
 log = logging.getLogger("subnet.validator.step")
 
@@ -50,12 +56,15 @@ class StepContext:
     wallet: Any
     hotkey: str
     teacher: Engine
-    tokenizer: Tokenizer
+    tokenizer: ModelTokenizer  # the teacher's: renders prompts, decodes answers
     store: Store
     metrics: ValidatorMetrics
     models: ModelCache
     session: aiohttp.ClientSession
     baseline: Baseline | None = None
+    prompts: PromptSelector | None = None  # None: loaded from cfg.validator at the first step
+    organic_inbox: Path | None = None  # the gateway's signed organic answers (None: none)
+    verifier: Verifier | None = None  # secret draws, model fetching, bounded evidence
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class StepResult:
     teacher_seconds: float
     hotkeys: tuple[str, ...] = ()  # uid -> the hotkey ``ema[uid]`` was earned by
     baseline_causes: tuple[str, ...] = ()  # the baseline's answers' cause codes
+    organic_causes: tuple[tuple[int, str], ...] = ()  # (uid, cause) of organic answers judged
 
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
@@ -98,13 +108,16 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         ctx.metrics.phase_seconds.labels(name).set(now - since)
         return now
 
-    # 1. Who and what: the metagraph and the seeded, duplicate-free task set.
+    # 1. Who and what: the metagraph and the seeded, duplicate-free prompts (as token ids).
     mg = await ctx.chain.metagraph(ctx.netuid, max_age_blocks=1)
     targets = pick_targets(mg, ctx.hotkey, vc.sample_miners, seed)
-    tasks = generate_tasks(seed, vc.tasks_per_step, vc.task_families)
-    prompts = [list(ctx.tokenizer.encode(t.prompt).ids) for t in tasks]
-    digest = judge.prompts_digest(tasks)
     info = ctx.teacher.info
+    if ctx.prompts is None:
+        ctx.prompts = PromptSelector.from_config(vc, ctx.tokenizer, info)
+    recent = ctx.store.recent_prompt_digests(vc.prompt_window)
+    asked = ctx.prompts.select(seed, vc.tasks_per_step, recent)
+    tasks, prompts = asked.tasks, asked.token_ids
+    digest = judge.prompts_digest(tasks)
     k = min(vc.top_k, info.max_top_logprobs)
     t = phase("setup", t_start)
 
@@ -119,7 +132,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
         for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
     ]
-    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc)
+    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc, seed)
     if ctx.baseline is not None:
         answers += await baseline_answers(ctx.baseline, queries)
     t = phase("query", t)
@@ -131,7 +144,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 4. Cheap gates first: format, identity (chain commitments, first-committer rule), loops
     #    and termination on the miner's own claims.
-    records = await _commitment_records(ctx, mg)
+    identities = await ctx.chain.identities(ctx.netuid)
+    records = _commitment_records(ctx, mg, identities)
+    verdicts = await ctx.verifier.models(step, mg, identities, ctx.hotkey) if ctx.verifier else {}
     for j in work:
         judge.gate_format(
             j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
@@ -141,11 +156,12 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             j.digest = ctx.baseline.digest  # spot-checked with its own (pinned) engine
         judge.gate_termination(
             j,
-            eos_token_id=info.eos_token_id,
+            eos_token_ids=info.eos_token_ids,
             max_tokens=vc.max_tokens,
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
         )
+    apply_verdicts(work, verdicts)  # committed models that cannot be verified (or are unverified)
     t = phase("gates", t)
 
     # 5. One batched teacher-forced pass over every surviving answer.
@@ -177,8 +193,25 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     t = phase("teacher_score", t)
 
     # 6. Spot checks: recompute the claims with the committed model, batched per model.
-    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics)
+    draw = ctx.verifier.draw(block) if ctx.verifier else None
+    await spot_check(work, ctx.models, info, prompts, seed, k, ctx.cfg, ctx.metrics, draw)
     t = phase("spot_check", t)
+
+    # 6b. Organic answers the gateway handed over, signed by their miners: the same gates and
+    #     spot checks; they never enter a mean, but a lie proven on one counts in full.
+    organic = await organic_round(
+        ctx.organic_inbox,
+        ctx.store.get_meta(CURSOR_KEY),
+        mg=mg,
+        self_hotkey=ctx.hotkey,
+        records=records,
+        models=ctx.models,
+        teacher=info,
+        seed=seed,
+        cfg=ctx.cfg,
+        metrics=ctx.metrics,
+    )
+    t = phase("organic", t)
 
     # 7. Scores: speed relative to the best valid miner, the combined score, means, EMA.
     _speed(ctx, [j for j in work if j.answer.who.speed_scored])
@@ -195,6 +228,9 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             ctx.metrics.failures.labels(j.cause.value, who.key).inc()
             if isinstance(who, Miner) and j.answer.signature and j.answer.raw:
                 evidence.append(judge.evidence_row(j, who))
+    rows += organic.rows
+    evidence += organic.evidence
+    answered += organic.answered
     n = len(mg.neurons)
     counted = aggregate.score_round(answered, n)  # only the answers that count toward the EMA
     means, observed, caught = counted.means, counted.observed, counted.caught
@@ -217,12 +253,19 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
 
     # 8. One transaction: the step row, its answers, evidence and the new EMA.
     latency = time.perf_counter() - t_start
+    if ctx.verifier is not None:
+        evidence = ctx.verifier.bound(evidence)
     ctx.store.commit_step(
         StepRow(step, block, seed, digest, len(targets), len(rows), baseline_score, latency),
         rows,
         evidence,
         [EmaRow(u, hk, float(ema[u]), int(upd.suspended[u])) for u, hk in enumerate(mg.hotkeys)],
+        prompts=asked.rows,
+        meta={CURSOR_KEY: organic.cursor} if organic.cursor is not None else None,
+        checks=check_rows(work, draw),
     )
+    if ctx.verifier is not None:
+        ctx.verifier.after_commit(ctx.store, step, ctx.metrics)
     phase("commit", t)
     export_step(ctx.metrics, work, ema, observed, baseline_score, latency)
     report_lies(ctx.metrics, answered, caught, upd, ctx.cfg.weights.lie_penalty_steps)
@@ -242,16 +285,19 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         teacher_seconds,
         tuple(mg.hotkeys),
         tuple(r.cause for r in rows if r.who.role is Role.BASELINE),
+        organic.causes,
     )
 
 
-async def _commitment_records(ctx: StepContext, mg: MetagraphView) -> list[verify.Commitment]:
+def _commitment_records(
+    ctx: StepContext, mg: MetagraphView, identities: dict[str, Commitment]
+) -> list[verify.Commitment]:
     """Current chain commitments merged into first-seen records kept in the store."""
     from distill.identity import IdentityError, parse_identity
 
     live = set(mg.hotkeys)
     seen = []
-    for hotkey, c in (await ctx.chain.identities(ctx.netuid)).items():
+    for hotkey, c in identities.items():
         if hotkey not in live:
             continue
         try:

@@ -1,10 +1,11 @@
 """EMA -> chain weights every tempo, through the chain adapter, read back and compared.
 
-Due when ``interval`` blocks (default: the subnet tempo, never below the chain's weights rate
-limit) passed since the last successful set. A failure that may pass (lost connection, rate
-limit, a read-back that differs from what was sent) is retried with exponential backoff; a
-refusal the chain will repeat is not. The final outcome, success or not, is recorded in the
-store and the metrics, so a failure is never silent.
+Due once per window of ``interval`` blocks (default: the subnet tempo, never below the chain's
+weights rate limit), windows starting at multiples of it, so validators that started at
+different blocks still set weights after the same step. A failure that may pass (lost
+connection, rate limit, a read-back that differs from what was sent) is retried with
+exponential backoff; a refusal the chain will repeat is not. The final outcome, success or
+not, is recorded in the store and the metrics, so a failure is never silent.
 """
 
 from __future__ import annotations
@@ -98,9 +99,14 @@ class WeightSetter:
         return max(base, limit, 1)
 
     async def due(self, block: int) -> bool:
+        """Once per window of ``effective_interval`` blocks, the windows starting at its
+        multiples, and never faster than the rate limit. Every validator of a subnet then sets
+        weights after the same step (steps run on a grid too), from EMAs of the same answers."""
         if self.last_block is None:
             return True
-        return block - self.last_block >= await self.effective_interval()
+        window = await self.effective_interval()
+        limit = int(await self.chain.weights_rate_limit(self.netuid))
+        return block // window > self.last_block // window and block - self.last_block >= limit
 
     async def set(self, block: int, step: int, weights: dict[int, float]) -> WeightOutcome:
         """Set ``weights``; always recorded; never raises on chain failures.
@@ -130,6 +136,11 @@ class WeightSetter:
                 else:
                     error = ""
                     self.metrics.weight_sets.labels("ok").inc()
+                    if res.path == "commit_reveal":
+                        log.info(
+                            "weights committed timelocked (revealed at drand round %s)",
+                            res.reveal_round,
+                        )
                     break
             if attempt < self.retries:
                 await self.sleep(self.backoff.delay(attempt))

@@ -16,7 +16,6 @@ from typing import Any
 
 from subnet.errors import ConfigError
 
-DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
 RAO_PER_ALPHA = 1_000_000_000
 
 
@@ -50,7 +49,12 @@ def configure_devnet(parser: argparse.ArgumentParser) -> None:
     )
     status = sub.add_parser("status", help="blocks and neurons as a table")
     _dir_option(status)
-    status.add_argument("--netuid", type=int, default=None, help="subnet (default: from init)")
+    status.add_argument(
+        "--netuid",
+        type=int,
+        default=None,
+        help="subnet id to show (default: the one devnet init made)",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     advance = sub.add_parser("advance", help="produce N blocks on a manual-clock devnet")
     _dir_option(advance)
@@ -197,6 +201,7 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
                 "permit": n.validator_permit,
                 "incentive": n.incentive,
                 "dividends": n.dividends,
+                "vtrust": n.validator_trust,
                 "emission": n.emission,
                 "axon": f"{n.axon.ip}:{n.axon.port}" if n.axon else None,
                 "last_update": n.last_update,
@@ -216,6 +221,7 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
         "vpermit",
         "incentive",
         "dividends",
+        "vtrust",
         "emission",
         "axon",
         "updated",
@@ -231,11 +237,12 @@ async def _status(folder: Path, netuid: int | None, *, as_json: bool) -> int:
             "yes" if n.validator_permit else "",
             f"{n.incentive:.3f}",
             f"{n.dividends:.3f}",
+            f"{n.validator_trust:.3f}" if n.validator_permit else "",
             f"{n.emission:.3f}",
             f"{n.axon.ip}:{n.axon.port}" if n.axon else "-",
             str(n.last_update),
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(table)
     return 0
 
 
@@ -316,21 +323,17 @@ async def _hparams_get(network: str, netuid: int, as_json: bool) -> int:
 
 async def _hparams_set(config: Any, name: str, text: str, sudo: bool) -> int:
     from subnet.chain.hparams import parse_value
-    from subnet.chain.network import open_chain, parse_network
+    from subnet.chain.network import open_chain, wallet_folder
     from subnet.wallets import load_wallet
 
-    spec = parse_network(config.chain.network)
-    path = config.wallet.path
-    if spec.devnet_dir is not None and path == DEFAULT_WALLET_PATH:
-        path = str(spec.devnet_dir / "wallets")  # devnet wallets live with the devnet
     wallet = load_wallet(
         config.wallet.name,
         config.wallet.hotkey,
-        path,
+        wallet_folder(config.chain.network, config.wallet.path),
         password_file=config.wallet.password_file or None,
     )
     value = parse_value(text)
-    async with open_chain(spec) as chain:
+    async with open_chain(config.chain.network) as chain:
         await chain.set_hyperparameter(config.chain.netuid, wallet, name, value, sudo=sudo)
         now = (await chain.hyperparameters(config.chain.netuid)).get(name)
     print(f"{name} on netuid {config.chain.netuid} is now {now}")

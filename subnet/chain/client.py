@@ -215,6 +215,20 @@ class ChainClient:
             message=result.message,
         )
 
+    async def weight_rows(self, netuid: int) -> dict[int, dict[int, float]]:
+        """Every uid's weights in force on chain: setter uid -> {uid: fraction of its row}.
+
+        What any observer of a plaintext subnet can read (and copy); empty rows are left out.
+        Under commit-reveal a row changes only when the chain reveals a commit.
+        """
+        with translated(f"read weights on netuid {netuid}"):
+            rows = await self._client.read("weights", netuid=netuid)
+        return {
+            int(uid): {int(k): float(v) for k, v in row.items()}
+            for uid, row in (rows or {}).items()
+            if row
+        }
+
     async def _expected_row(
         self, netuid: int, uid: int | None, weights: dict[int, float]
     ) -> dict[int, int]:

@@ -16,6 +16,7 @@ from subnet.errors import ChainConnectionError, ChainError, ConfigError, SubnetE
 from subnet.wallets import COLDKEY_PASSWORD_HELP
 
 RAO_PER_ALPHA = 1_000_000_000
+U16_MAX = 65535
 
 
 def error_name(error: bt.ChainError) -> str:
@@ -152,7 +153,16 @@ def _rao(balance: Any) -> int:
     return int(balance.rao) if balance is not None else 0
 
 
+def _u16_column(raw: Any, key: str, n: int) -> list[float]:
+    """A per-uid u16 column of the runtime's metagraph record as 0..1 (zeros when absent)."""
+    column = raw.get(key) if isinstance(raw, dict) else None
+    if not isinstance(column, list | tuple) or len(column) != n:
+        return [0.0] * n
+    return [int(v or 0) / U16_MAX for v in column]
+
+
 def metagraph_view(mg: bt.Metagraph) -> MetagraphView:
+    vtrust = _u16_column(mg.raw, "validator_trust", len(mg.neurons))
     neurons = tuple(
         NeuronView(
             uid=int(n.uid),
@@ -171,8 +181,9 @@ def metagraph_view(mg: bt.Metagraph) -> MetagraphView:
             last_update=int(n.last_update or 0),
             block_at_registration=int(n.block_at_registration or 0),
             active=bool(n.active),
+            validator_trust=vtrust[i],
         )
-        for n in mg.neurons
+        for i, n in enumerate(mg.neurons)
     )
     return MetagraphView(
         netuid=int(mg.netuid),

@@ -43,6 +43,20 @@ class NetworkSpec:
         return self.devnet_file.parent if self.devnet_file is not None else None
 
 
+DEFAULT_WALLET_PATH = "~/.bittensor/wallets"  # the SDK's and btcli's default
+
+
+def wallet_folder(network: str, path: str) -> str:
+    """Where to look for wallets: a devnet's own ``wallets/`` (what ``devnet init`` made) when
+    the path was left at the default, else ``path`` as given."""
+    spec = parse_network(network)
+    if spec.devnet_dir is not None and path == DEFAULT_WALLET_PATH:
+        devnet_wallets = spec.devnet_dir / "wallets"
+        if devnet_wallets.is_dir():
+            return str(devnet_wallets)
+    return path
+
+
 def parse_network(text: str) -> NetworkSpec:
     """Parse ``devnet:PATH | local | test | finney | ws(s)://...``; bad input is a ConfigError."""
     value = text.strip()

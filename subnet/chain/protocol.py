@@ -84,3 +84,7 @@ class Chain(SubnetReads, Protocol):
     ) -> WeightsResult:
         """Set the hotkey's weights; the result says whether the chain holds what was sent."""
         ...
+
+    async def weight_rows(self, netuid: int) -> dict[int, dict[int, float]]:
+        """Weights in force: setter uid -> {uid: fraction of its row} (empty rows left out)."""
+        ...

@@ -44,6 +44,9 @@ class NeuronView:
     last_update: int
     block_at_registration: int
     active: bool
+    # 0..1: the share of this validator's weight that survived the last epoch's clipping to
+    # consensus (the chain's ``ValidatorTrust``; the SDK leaves it in the metagraph's raw record)
+    validator_trust: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from subnet.engine.types import EngineInfo, EngineInputError, SamplingParams, TokenIds
+from subnet.engine.types import (
+    MIN_TEMPERATURE,
+    MIN_TOP_P,
+    EngineInfo,
+    EngineInputError,
+    SamplingParams,
+    TokenIds,
+)
 from subnet.errors import EngineError
 
 # Largest top-k the engines report unless told otherwise (vLLM's own default max_logprobs).
@@ -26,11 +33,16 @@ DEFAULT_MAX_TOP_LOGPROBS = 20
 @dataclass(frozen=True)
 class ModelFacts:
     vocab_size: int
-    eos_token_id: int
+    # Every id that ends a sequence, in the checkpoint's order (Llama 3 / Qwen instruct models
+    # have several: end of text, end of turn, ...).
+    eos_token_ids: tuple[int, ...]
     # Usable context (prompt + completion). One below the position limit: vLLM needs room for
     # one generated token after a scored sequence, so it runs with max_model_len + 1.
     max_model_len: int
     dtype: str  # checkpoint dtype ("float32", "bfloat16"), the default for both engines
+    # Gemma 2's attention-logit soft cap: transformers' SDPA attention ignores it (the hf
+    # engine runs eager attention for such models; vLLM applies it).
+    attn_softcap: float | None = None
 
 
 def _read_json(path: Path) -> dict[str, object]:
@@ -49,30 +61,71 @@ def _first_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def check_weight_files(path: Path) -> None:
+    """Every ``*.safetensors`` file's header and size are sound (reads headers only).
+
+    Both engines would otherwise fail deep inside their loaders (transformers with a
+    ``SafetensorError`` traceback, vLLM in its engine process) on a truncated or overwritten
+    file; this names the file instead.
+    """
+    from safetensors import safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "np"):
+                pass
+        except Exception as e:  # SafetensorError (a bare Exception subclass), OSError
+            raise EngineError(
+                f"{f} is not a readable safetensors file ({e}): copy the model again"
+            ) from None
+
+
+def _int_list(value: object) -> tuple[int, ...] | None:
+    """An int or a list of ints (``eos_token_id`` takes both forms); None if absent or bad."""
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+        return None
+    return tuple(dict.fromkeys(v for v in items if isinstance(v, int)))  # de-duplicated, in order
+
+
 def read_model_facts(model_path: str | Path, max_model_len: int | None = None) -> ModelFacts:
-    """Vocabulary, EOS and context length of an HF-format model directory."""
+    """Vocabulary, EOS ids and context length of an HF-format model directory (weights checked).
+
+    EOS ids are those ``generation_config.json`` stops on (what transformers' ``generate`` and
+    vLLM stop on), else ``config.json``'s; either may hold one id or a list.
+    """
     path = Path(model_path)
     config = _read_json(path / "config.json")
     if not config:
         raise EngineError(f"{path} is not an HF model directory (no readable config.json)")
+    check_weight_files(path)
     text = config.get("text_config")
     if isinstance(text, dict):  # multimodal wrappers nest the language model config
         config = {**config, **text}
     gen = _read_json(path / "generation_config.json")
     vocab = _first_int(config.get("vocab_size"))
-    eos = _first_int(gen.get("eos_token_id"))
+    eos = _int_list(gen["eos_token_id"]) if "eos_token_id" in gen else None
     if eos is None:
-        eos = _first_int(config.get("eos_token_id"))
+        eos = _int_list(config.get("eos_token_id"))
     positions = _first_int(config.get("max_position_embeddings"))
     if vocab is None or eos is None or positions is None:
         raise EngineError(f"{path}/config.json lacks vocab_size, eos_token_id or positions")
+    if not all(0 <= e < vocab for e in eos):
+        raise EngineError(f"{path}: eos_token_id {list(eos)} outside the vocabulary [0, {vocab})")
     limit = positions - 1
     if max_model_len is not None:
         if not 2 <= max_model_len <= limit:
             raise EngineError(f"max_model_len {max_model_len} outside [2, {limit}] for {path}")
         limit = max_model_len
     dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-    return ModelFacts(vocab_size=vocab, eos_token_id=eos, max_model_len=limit, dtype=str(dtype))
+    softcap = config.get("attn_logit_softcapping")
+    return ModelFacts(
+        vocab_size=vocab,
+        eos_token_ids=eos,
+        max_model_len=limit,
+        dtype=str(dtype),
+        attn_softcap=float(softcap) if isinstance(softcap, int | float) and softcap else None,
+    )
 
 
 def _check_ids(info: EngineInfo, ids: TokenIds, what: str) -> None:
@@ -105,10 +158,11 @@ def validate_generate(
     _check_k(info, params.top_logprobs)
     if isinstance(params.max_tokens, bool) or params.max_tokens < 1:
         raise EngineInputError(f"max_tokens {params.max_tokens!r} must be >= 1")
-    if not (math.isfinite(params.temperature) and params.temperature >= 0):
-        raise EngineInputError(f"temperature {params.temperature!r} must be finite and >= 0")
-    if not (math.isfinite(params.top_p) and 0 < params.top_p <= 1):
-        raise EngineInputError(f"top_p {params.top_p!r} outside (0, 1]")
+    t = params.temperature
+    if not (math.isfinite(t) and (t == 0 or t >= MIN_TEMPERATURE)):
+        raise EngineInputError(f"temperature {t!r} must be 0 (greedy) or >= {MIN_TEMPERATURE}")
+    if not (math.isfinite(params.top_p) and MIN_TOP_P <= params.top_p <= 1):
+        raise EngineInputError(f"top_p {params.top_p!r} outside [{MIN_TOP_P:g}, 1]")
     if params.seed is not None and not 0 <= params.seed < 2**63 - 2**20:
         raise EngineInputError(f"seed {params.seed!r} outside [0, 2**63 - 2**20)")
     for i, prompt in enumerate(prompts):

@@ -73,7 +73,9 @@ def _sample(
     if params.top_p < 1:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
-        sorted_probs = sorted_probs.masked_fill(before >= params.top_p, 0.0)
+        drop = before >= params.top_p
+        drop[..., 0] = False  # the most likely token always stays (top_p rounds in float32)
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     out = [
         torch.multinomial(probs[i].cpu(), 1, generator=g).to(logits.device)
@@ -102,7 +104,14 @@ class _Decode:
     @torch.inference_mode()
     def step(self, model: Any) -> Step:
         if self.last is None:
-            out = model(input_ids=self.ids, attention_mask=self.mask, position_ids=self.positions)
+            # Only the last position's logits: the prompt's would be [B, T, V] (gigabytes at a
+            # 129k-id vocabulary) and the head over them most of the prefill's compute.
+            out = model(
+                input_ids=self.ids,
+                attention_mask=self.mask,
+                position_ids=self.positions,
+                logits_to_keep=1,
+            )
         else:
             ones = torch.ones((len(self.last), 1), dtype=self.mask.dtype, device=self.mask.device)
             self.mask = torch.cat([self.mask, ones], 1)
@@ -146,15 +155,20 @@ class HFEngine:
         if not isinstance(torch_dtype, torch.dtype):
             raise EngineError(f"unknown dtype {dtype!r}")
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # SDPA attention silently drops attention-logit soft-capping (Gemma 2: logprobs off by
+        # ~3e-2); eager attention applies it, as vLLM does.
+        attention = "eager" if facts.attn_softcap else None
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(model_path), dtype=torch_dtype, attn_implementation=attention
+            )
         except (OSError, ValueError) as e:
             raise EngineError(f"cannot load {model_path} with transformers: {e}") from e
         self._model = model.to(self._device).eval()  # type: ignore[arg-type]
-        self._eos = facts.eos_token_id
+        self._eos = np.asarray(facts.eos_token_ids, dtype=np.int64)
         self._info = EngineInfo(
             vocab_size=facts.vocab_size,
-            eos_token_id=facts.eos_token_id,
+            eos_token_ids=facts.eos_token_ids,
             max_model_len=facts.max_model_len,
             max_top_logprobs=max_top_logprobs,
             provenance=Provenance(
@@ -194,7 +208,7 @@ class HFEngine:
             # A cancelled await leaves the running step to finish on the worker; no more follow.
             token, sampled, top_ids, top_lp = await self._run(self._step, decode)
             reason = "length" if step + 1 == params.max_tokens else ""
-            if not params.ignore_eos and int(token[0]) == self._eos:
+            if not params.ignore_eos and int(token[0]) in self._eos:
                 reason = "stop"
             yield Completion(
                 token_ids=token,
@@ -245,7 +259,7 @@ class HFEngine:
         for _ in range(params.max_tokens):
             steps.append(decode.step(model))
             if not params.ignore_eos:
-                done |= steps[-1][0] == self._eos
+                done |= np.isin(steps[-1][0], self._eos)
                 if done.all():
                     break
         all_tokens, all_lp, all_top_ids, all_top_lp = (
@@ -255,7 +269,7 @@ class HFEngine:
         for i in range(len(rows)):
             length, reason = all_tokens.shape[1], "length"
             if not params.ignore_eos:
-                stops = np.flatnonzero(all_tokens[i] == self._eos)
+                stops = np.flatnonzero(np.isin(all_tokens[i], self._eos))
                 if stops.size:
                     length, reason = int(stops[0]) + 1, "stop"
             results.append(
@@ -277,6 +291,7 @@ class HFEngine:
         # Left padding puts every completion at the end of its row: keep only those logits.
         keep = max(len(c) for _, c in pairs) + 1
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        eos = torch.as_tensor(self._eos, device=self._device)
         results = []
         for i, (_, completion) in enumerate(pairs):
             p = len(completion)
@@ -285,7 +300,9 @@ class HFEngine:
             logprobs = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(completion, dtype=torch.long, device=self._device)
             target_lp = logprobs.gather(-1, target[:, None])
-            ranks = 1 + (logprobs > target_lp).sum(-1)
+            # vLLM's convention: the count of tokens at least as likely (a tie ranks the
+            # given token last), so both engines agree where logits tie exactly.
+            ranks = (logprobs >= target_lp).sum(-1)
             values, indices = logprobs.topk(k, dim=-1)
             results.append(
                 Scored(
@@ -293,7 +310,7 @@ class HFEngine:
                     top_logprobs=values.cpu().numpy().astype(np.float32),
                     target_logprobs=target_lp[:, 0].cpu().numpy().astype(np.float32),
                     target_ranks=ranks.cpu().numpy().astype(np.int64),
-                    eos_logprobs=logprobs[:, self._eos].cpu().numpy().astype(np.float32),
+                    eos_logprobs=logprobs[:, eos].logsumexp(-1).cpu().numpy().astype(np.float32),
                     provenance=self._info.provenance,
                 )
             )

@@ -58,10 +58,17 @@ class EngineInfo:
     """Static facts about the loaded model that callers validate requests against."""
 
     vocab_size: int
-    eos_token_id: int
+    eos_token_ids: tuple[int, ...]  # any of them ends a completion (generation_config order)
     max_model_len: int  # prompt + completion tokens
     max_top_logprobs: int  # largest k the engine will report
     provenance: Provenance
+
+
+# Sampling floors both engines honour. Below 0.01 vLLM silently raises the temperature to 0.01
+# while transformers' softmax of logits / 1e-300 overflows to NaN; a top_p below float32's
+# range rounds to 0 and masks every token. Requests outside them are refused (400), not clamped.
+MIN_TEMPERATURE = 0.01  # a positive temperature must be at least this (0 = greedy)
+MIN_TOP_P = 1e-6
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ class Completion:
     sampled_logprobs: FloatArray  # [P] raw logprob of each sampled token
     top_ids: IntArray  # [P, k] (k may be 0)
     top_logprobs: FloatArray  # [P, k] sorted descending
-    finish_reason: str  # "stop" (EOS) | "length"; "" on a stream chunk that is not the last
+    # "stop" (an EOS id, kept as the last token) | "length"; "" on a stream chunk but the last
+    finish_reason: str
     provenance: Provenance
 
 
@@ -95,8 +103,10 @@ class Scored:
     top_ids: IntArray  # [P, k]
     top_logprobs: FloatArray  # [P, k] sorted descending
     target_logprobs: FloatArray  # [P] logprob of the given token
-    target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
-    eos_logprobs: FloatArray  # [P] logprob of EOS at that position
+    target_ranks: IntArray  # [P] 1-based rank of the given token (ties: ranked last)
+    # [P] log of the total probability of the EOS set at that position (logsumexp over
+    # ``EngineInfo.eos_token_ids``): the probability that the model stops there.
+    eos_logprobs: FloatArray
     provenance: Provenance
 
 

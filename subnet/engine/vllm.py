@@ -7,13 +7,15 @@ Distributions are raw (``logprobs_mode="raw_logprobs"``). ``score`` is one prefi
 ``prompt + completion`` with ``prompt_logprobs=k``: that gives the top-k and the given token's
 logprob and rank at every completion position.
 
-EOS logprob. vLLM reports, per prompt position, only the top-k and the actual token, and the
-model runner on CPU (V1) has no per-token prompt scoring (``prompt_logprob_token_ids`` needs the
-V2 runner; the sampled-position ``logprob_token_ids`` replaces the top-k of *every* request in
-the batch, so it is unsafe under shared batching). So EOS is read exactly where it is already in
-the answer (it is the given token or in the top-k) and, at every other position, from a probe:
-``prompt + completion[:j] + [EOS]`` with ``prompt_logprobs=0``, whose last entry is the EOS
-logprob. Probes read the prefix cache, so each costs about one KV block of compute.
+EOS logprob (the logsumexp over the model's EOS ids). vLLM reports, per prompt position, only
+the top-k and the actual token, and the model runner on CPU (V1) has no per-token prompt scoring
+(``prompt_logprob_token_ids`` needs the V2 runner; the sampled-position ``logprob_token_ids``
+replaces the top-k of *every* request in the batch, so it is unsafe under shared batching). So
+each EOS id is read exactly where it is already in the answer (it is the given token or in the
+top-k) and, at every other (position, EOS id), from a probe: ``prompt + completion[:j] + [eos]``
+with ``prompt_logprobs=0``, whose last entry is that id's logprob. Probes read the prefix cache,
+so each costs about one KV block of compute; a model with several EOS ids costs one probe per
+id not listed at a position.
 
 The engine core runs in a spawned process: the program that creates it needs a
 ``if __name__ == "__main__":`` guard. Start-up is tens of seconds. On a small shared CPU box set
@@ -112,10 +114,10 @@ class VllmEngine:
             else (f"{platform}:0 ({current_platform.get_device_name(0)})")
         )
         self._llm: AsyncLLM | None = llm
-        self._eos = facts.eos_token_id
+        self._eos = facts.eos_token_ids
         self._info = EngineInfo(
             vocab_size=facts.vocab_size,
-            eos_token_id=facts.eos_token_id,
+            eos_token_ids=facts.eos_token_ids,
             max_model_len=facts.max_model_len,
             max_top_logprobs=max_top_logprobs,
             provenance=Provenance(
@@ -173,7 +175,7 @@ class VllmEngine:
             seed=prompt_seed(params.seed, index),
             logprobs=params.top_logprobs,
             ignore_eos=params.ignore_eos,
-            stop_token_ids=[] if params.ignore_eos else [self._eos],
+            stop_token_ids=[] if params.ignore_eos else list(self._eos),
             detokenize=False,
             output_kind=kind,
         )
@@ -255,11 +257,13 @@ class VllmEngine:
         if len(rows) != n or any(row is None for row in rows):
             raise EngineError("vLLM returned incomplete prompt logprobs")
         top = [_top_k(row, k) for row in rows]
-        eos = [row[self._eos].logprob if self._eos in row else None for row in rows]
-        missing = [j for j, lp in enumerate(eos) if lp is None]
-        probed = await asyncio.gather(*(self._eos_probe(prompt + completion[:j]) for j in missing))
-        for j, lp in zip(missing, probed, strict=True):
-            eos[j] = lp
+        eos = [[row[e].logprob for e in self._eos if e in row] for row in rows]
+        missing = [(j, e) for j, row in enumerate(rows) for e in self._eos if e not in row]
+        probed = await asyncio.gather(
+            *(self._eos_probe(prompt + completion[:j], e) for j, e in missing)
+        )
+        for (j, _), lp in zip(missing, probed, strict=True):
+            eos[j].append(lp)
         return Scored(
             top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(n, k),
             top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(n, k),
@@ -269,16 +273,16 @@ class VllmEngine:
             target_ranks=np.asarray(
                 [row[t].rank for t, row in zip(completion, rows, strict=True)], np.int64
             ),
-            eos_logprobs=np.asarray(eos, np.float32),
+            eos_logprobs=np.asarray([np.logaddexp.reduce(lps) for lps in eos], np.float32),
             provenance=self._info.provenance,
         )
 
-    async def _eos_probe(self, prefix: list[int]) -> float:
-        """Raw logprob of EOS right after ``prefix`` (see the module docstring)."""
+    async def _eos_probe(self, prefix: list[int], eos: int) -> float:
+        """Raw logprob of the EOS id ``eos`` right after ``prefix`` (see the module docstring)."""
         from vllm import SamplingParams as VllmParams
 
         out = await self._run(
-            [*prefix, self._eos],
+            [*prefix, eos],
             VllmParams(
                 max_tokens=1,
                 prompt_logprobs=0,
@@ -287,9 +291,9 @@ class VllmEngine:
             ),
         )
         last = list(out.prompt_logprobs)[-1]
-        if not last or self._eos not in last:
+        if not last or eos not in last:
             raise EngineError("vLLM returned no EOS logprob for a probe")
-        return float(last[self._eos].logprob)
+        return float(last[eos].logprob)
 
     async def close(self) -> None:
         # On the loop thread: shutdown cancels the output handler task, which must not see the

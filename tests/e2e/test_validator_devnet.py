@@ -6,11 +6,16 @@ steps, weights at the weight interval with read-back), against real miners on lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import time
 
+import aiohttp
 import pytest
 
+from neurons.localnet.plan import free_port
+from neurons.validator.export import csv_steps
 from neurons.validator.main import Validator
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
@@ -41,11 +46,27 @@ async def test_validator_node_orders_miners_and_emissions_follow(tmp_path, tiny)
             "validator.baseline": str(sub.zoo["student"]),
             "verify.spot_check_fraction": 1.0,
             "weights.ema_alpha": 0.5,
+            "validator.export_port": (export_port := free_port("127.0.0.1")),
         },
     )
     async with running_miners(sub, tmp_path, slow_delay=20.0), open_chain(sub.network) as chain:
         node = Validator(cfg, chain, sub.wallets["vali"])
-        assert await node.run(max_steps=4) == 0
+        running = asyncio.create_task(node.run(max_steps=4))
+        deadline = time.monotonic() + 300
+        while not node.results and not running.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        # The public score export is served while the node runs.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{export_port}/scores") as r:
+                assert r.status == 200
+                live = await r.json()
+            async with http.get(f"http://127.0.0.1:{export_port}/") as r:
+                assert r.status == 200 and "render-status" in await r.text()
+        assert live["step"]["step"] >= 1 and live["validator"]["netuid"] == NETUID
+        assert {m["uid"] for m in live["miners"]} >= {sub.uids["teacher"], sub.uids["student"]}
+        assert await running == 0
+        # One CSV per committed step, written after it.
+        assert csv_steps(tmp_path / "vs" / "scores") == [1, 2, 3, 4]
         u = sub.uids
         last = node.results[-1]
         assert last.ema[u["teacher"]] > last.ema[u["student"]] > 0

@@ -47,8 +47,15 @@ def neuron(uid: int, hotkey: str, **fields: Any) -> NeuronView:
     return NeuronView(**values)
 
 
-def metagraph(*hotkeys: str, netuid: int = 1, block: int = 0, tempo: int = 10) -> MetagraphView:
-    """A metagraph of ``hotkeys`` in uid order; the first one owns the subnet."""
+def metagraph(
+    *hotkeys: str,
+    netuid: int = 1,
+    block: int = 0,
+    tempo: int = 10,
+    permits: tuple[str, ...] = (),
+) -> MetagraphView:
+    """A metagraph of ``hotkeys`` in uid order; the first one owns the subnet; the hotkeys in
+    ``permits`` hold a validator permit."""
     owner = hotkeys[0] if hotkeys else ""
     return MetagraphView(
         netuid=netuid,
@@ -56,7 +63,7 @@ def metagraph(*hotkeys: str, netuid: int = 1, block: int = 0, tempo: int = 10) -
         tempo=tempo,
         owner_hotkey=owner,
         owner_coldkey=f"cold-{owner}",
-        neurons=tuple(neuron(u, h) for u, h in enumerate(hotkeys)),
+        neurons=tuple(neuron(u, h, validator_permit=h in permits) for u, h in enumerate(hotkeys)),
     )
 
 
@@ -178,6 +185,14 @@ class FakeChain:
         total = sum(sent.values())
         read_back = {u: v / total for u, v in sent.items()}
         return WeightsResult(True, self.head, "plaintext", True, sent, read_back)
+
+    async def weight_rows(self, netuid: int) -> dict[int, dict[int, float]]:
+        self._enter("weight_rows", netuid)
+        return {
+            uid: {u: v / sum(row.values()) for u, v in row.items()}
+            for uid, row in self.weights.items()
+            if row and sum(row.values()) > 0
+        }
 
     def _update(self, hotkey: str, **fields: Any) -> None:
         rows = tuple(

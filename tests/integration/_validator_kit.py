@@ -1,5 +1,8 @@
 """A devnet subnet with real miners (the miner app on loopback, hf engine) for validator tests.
 
+Each miner commits a v2 identity fetchable from itself and serves its committed files
+(``neurons/miner/files.py``), as the real node does.
+
 Miners, all built from the tiny world: ``teacher`` (serves the teacher itself), ``student``
 (the undistilled student), and four adversaries, each committing its own model variant (a copy
 of the student whose ``config.json`` differs, so its digest is its own and no copy rule fires):
@@ -20,10 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
-from distill.identity import identity_for
+from distill.identity import MINER_SOURCE
+from distill.manifest import committed_identity
 from distill.tiny import TinyWorld
 from neurons.demo_fixtures.adversary import wrap_engine
 from neurons.miner.app import Gate, build_app
+from neurons.miner.files import ModelFiles, add_routes
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
 from neurons.miner.serving import MinerService, load_codec
 from subnet import auth
@@ -72,6 +77,7 @@ class Subnet:
     engines: list[Engine] = field(default_factory=list)
     runners: list[web.AppRunner] = field(default_factory=list)
     gates: dict[str, Gate] = field(default_factory=dict)
+    metrics: dict[str, MinerMetrics] = field(default_factory=dict)
 
     @property
     def network(self) -> str:
@@ -129,7 +135,7 @@ async def running_miners(
             wallet = sub.wallets[name]
             engine = _miner_engine(sub, name, slow_delay)
             sub.engines.append(engine)
-            ident = identity_for(sub.zoo[name], name=name)
+            ident, manifest = committed_identity(sub.zoo[name], MINER_SOURCE, name=name)
             service = MinerService(
                 engine,
                 identity=ident.format(),
@@ -147,7 +153,10 @@ async def running_miners(
                 request_timeout=120.0,
             )
             sub.gates[name] = gate
-            runner = web.AppRunner(build_app(service, gate, MinerMetrics()))
+            sub.metrics[name] = MinerMetrics()
+            app = build_app(service, gate, sub.metrics[name])
+            add_routes(app, ModelFiles(sub.zoo[name], manifest, PriorityLimiter(2, 16)))
+            runner = web.AppRunner(app)
             await runner.setup()
             site = web.TCPSite(runner, HOST, 0)
             await site.start()

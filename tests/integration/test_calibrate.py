@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from distill.tasks import generate_tasks
 from distill.tiny import TinyWorld
@@ -17,6 +16,7 @@ from neurons.validator.participant import Miner
 from scoring.causes import Cause
 from subnet.config import load_config
 from subnet.engine import SamplingParams, load_engine
+from subnet.tokenizer import ModelTokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ async def test_calibration_separates_the_honest_model_from_another(tiny: TinyWor
         cal = await calibrate(
             {"hf": honest},
             {"hf": honest},
-            Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+            ModelTokenizer(world.undistilled),
             seeds=[0],
             batch_sizes=[1, 4],
             tasks=4,
@@ -70,7 +70,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
     """
     world = tiny
     honest = load_engine("hf", world.undistilled, dtype="bfloat16")
-    tok = Tokenizer.from_file(str(world.undistilled / "tokenizer.json"))
+    tok = ModelTokenizer(world.undistilled)
     fpr = 0.01
     try:
         cal = await calibrate(
@@ -90,7 +90,9 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
         # recomputes them (in another batch, in another order).
         held_out = []
         for seed in (101, 102):
-            prompts = [tok.encode(t.prompt).ids for t in generate_tasks(f"judge-bf16-{seed}", 32)]
+            prompts = [
+                tok.encode_prompt(t.prompt) for t in generate_tasks(f"judge-bf16-{seed}", 32)
+            ]
             params = SamplingParams(max_tokens=8, temperature=1.0, seed=seed, top_logprobs=20)
             for gen_batch in (4, 16):
                 done = []
@@ -135,7 +137,7 @@ async def test_a_bfloat16_calibration_sets_the_16_bit_tolerance_and_the_judge_us
             j,
             r,
             vocab_size=honest.info.vocab_size,
-            eos_token_id=honest.info.eos_token_id,
+            eos_token_ids=honest.info.eos_token_ids,
             max_tokens=8,
             cfg=cfg,
         )
@@ -151,7 +153,7 @@ async def test_recompute_engines_of_mixed_precision_are_refused(tiny: TinyWorld)
             await calibrate(
                 {"hf": full},
                 {"f32": full, "bf16": half},
-                Tokenizer.from_file(str(world.undistilled / "tokenizer.json")),
+                ModelTokenizer(world.undistilled),
                 seeds=[0],
                 batch_sizes=[1],
                 tasks=1,
@@ -164,3 +166,44 @@ async def test_recompute_engines_of_mixed_precision_are_refused(tiny: TinyWorld)
     finally:
         await full.close()
         await half.close()
+
+
+def test_calibrate_cli_writes_its_report_in_the_state_dir_and_says_what_it_wrote(
+    tiny: TinyWorld, tmp_path
+) -> None:
+    """Run from a checkout's root it must not overwrite the tracked docs/calibration.md nor
+    touch ./subnet.toml, and it claims a config write only when it made one (issue 17)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cwd = tmp_path / "checkout"
+    (cwd / "docs").mkdir(parents=True)
+    (cwd / "docs" / "calibration.md").write_text("tracked\n")
+    (cwd / "subnet.toml").write_text("[verify]\nmax_mean_abs_dp = 0.5\n")
+    argv = [sys.executable, "-m", "subnet.cli", "validator", "calibrate"]
+    argv += ["--model", str(tiny.undistilled), "--batch-sizes", "1", "--seeds", "0"]
+    argv += ["--tasks", "2", "--max-tokens", "4", "--state-dir", str(tmp_path / "vs")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (cwd / "docs" / "calibration.md").read_text() == "tracked\n"
+    assert (cwd / "subnet.toml").read_text() == "[verify]\nmax_mean_abs_dp = 0.5\n"
+    report_file = tmp_path / "vs" / "calibration.md"
+    assert f"report written to {report_file}" in out.stdout
+    assert "no config changed" in out.stdout and "not written to any config" in (
+        report_file.read_text()
+    )
+    # with --write-config, it writes and says so
+    out = subprocess.run(
+        [*argv, "--write-config", "subnet.toml"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tolerance written to [verify] of subnet.toml" in out.stdout
+    assert "max_mean_abs_dp = 0.5" not in (cwd / "subnet.toml").read_text()

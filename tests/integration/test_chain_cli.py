@@ -68,6 +68,7 @@ def test_init_creates_a_ready_subnet_without_printing_secrets(devnet, capsys):
     assert status["block"] == 11  # advanced past the first epoch
     assert [n["permit"] for n in status["neurons"]] == [True, True, True, False, False, False]
     assert [n["stake"] >= 1000 for n in status["neurons"]][1:3] == [True, True]
+    assert all(0.0 <= n["vtrust"] <= 1.0 for n in status["neurons"])
 
 
 def test_status_table_and_advance(devnet, capsys):

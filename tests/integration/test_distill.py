@@ -306,3 +306,100 @@ async def test_distilled_students_track_the_teacher_on_three_world_seeds(
         assert ratios[seed] < 1.0, (seed, d, ce)
         assert abs(d.correctness - teacher.correctness) <= 0.10, (seed, d, teacher)
     assert sum(ratios.values()) / len(ratios) <= 0.7, ratios
+
+
+def test_a_refused_resume_names_the_setting_that_differs(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=4, save_every=1)
+    train(world["student"], world["targets"], tmp_path / "o", cfg, progress=False)
+    other = TrainConfig(steps=2, batch=4, warmup=1, eval_sequences=4, save_every=1, lr=0.01)
+    with pytest.raises(TargetsError, match=r"config\.lr: 0\.003 -> 0\.01"):
+        train(world["student"], world["targets"], tmp_path / "o", other, progress=False)
+
+
+def test_distill_targets_cli_reports_progress_without_a_terminal(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Progress lines on a pipe (no terminal for the bar), ``--set`` taken by the subcommand,
+    and the trained weights readable by others (a miner serves them)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "subnet.cli",
+            "distill",
+            "targets",
+            "--teacher",
+            str(world["teacher"]),
+            "--prompts",
+            "tasks:6:3",
+            "--out",
+            str(tmp_path / "t"),
+            "--engine",
+            "hf",
+            "--k",
+            "4",
+            "--max-tokens",
+            "4",
+            "--shard-size",
+            "2",
+            "--batch",
+            "2",
+            "--set",
+            "chain.netuid=3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "targets: 6 prompts in 3 shards (0 already written)" in out.stderr
+    for i in (1, 2, 3):
+        assert f"targets: shard {i}/3 written" in out.stderr
+
+
+def test_trained_weights_are_readable_by_others(world: dict[str, Path], tmp_path: Path) -> None:
+    import stat
+
+    cfg = TrainConfig(steps=1, batch=4, warmup=1, eval_sequences=4, save_every=-1)
+    train(world["student"], world["targets"], tmp_path / "s", cfg, progress=False)
+    mode = stat.S_IMODE((tmp_path / "s" / "model.safetensors").stat().st_mode)
+    assert mode == 0o644, oct(mode)
+
+
+async def test_eval_warms_the_student_up_before_timing_it(world: dict[str, Path]) -> None:
+    """The first engine call (kernels, caches, vLLM's graphs) is not counted in tokens/s: one
+    untimed, unscored stream comes first, then one timed stream per prompt (issue 17)."""
+    from collections.abc import AsyncIterator, Sequence
+
+    from distill.evaluate import student_answers
+    from subnet.engine import Completion, SamplingParams, load_engine
+
+    engine = load_engine("hf", world["teacher"])
+    calls: list[list[int]] = []
+
+    class Recording:
+        info = engine.info
+
+        async def generate_stream(
+            self, prompt: Sequence[int], params: SamplingParams
+        ) -> AsyncIterator[Completion]:
+            calls.append(list(prompt))
+            async for chunk in engine.generate_stream(prompt, params):
+                yield chunk
+
+    prompts = [[1, 2, 3, i] for i in range(4, 9)]
+    answers = await student_answers(
+        Recording(),  # type: ignore[arg-type]
+        prompts,
+        k=4,
+        max_tokens=4,
+        temperature=1.0,
+        seed=0,
+    )
+    assert calls == [prompts[0], *prompts] and len(answers) == len(prompts)
+    assert all(a.total_s > 0 and len(a.completion.token_ids) for a in answers)
+    await engine.close()

@@ -119,7 +119,7 @@ async def test_eval_scores_answers_exactly_as_the_validator_judges_them(
                 )
                 judge.gate_termination(
                     j,
-                    eos_token_id=teacher.info.eos_token_id,
+                    eos_token_ids=teacher.info.eos_token_ids,
                     max_tokens=MAX_TOKENS,
                     score_cfg=score_cfg,
                     verify_cfg=verify_cfg,

@@ -90,9 +90,9 @@ async def test_both_engines_load_the_teacher(
     hf_engine: StreamingEngine, vllm_engine: StreamingEngine
 ) -> None:
     h, v = hf_engine.info, vllm_engine.info
-    assert (h.vocab_size, h.eos_token_id, h.max_model_len, h.max_top_logprobs) == (
+    assert (h.vocab_size, h.eos_token_ids, h.max_model_len, h.max_top_logprobs) == (
         v.vocab_size,
-        v.eos_token_id,
+        v.eos_token_ids,
         v.max_model_len,
         v.max_top_logprobs,
     )
@@ -124,7 +124,7 @@ async def test_score_distributions_agree(
     completions: list[TokenIds] = [c.token_ids for c in await hf_engine.generate(prompts, GREEDY)]
     # Off-policy completions too (the validator scores miners' text, not the teacher's own),
     # ending in EOS so the given-token-is-EOS path is covered.
-    eos = hf_engine.info.eos_token_id
+    [eos] = hf_engine.info.eos_token_ids
     completions += [np.asarray([*p[::-1][:8], eos]) for p in prompts[:4]]
     pairs: list[TokenIds] = [*prompts, *prompts[:4]]
     hs = await hf_engine.score(pairs, completions, K)

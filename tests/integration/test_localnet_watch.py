@@ -16,7 +16,14 @@ from neurons.localnet.run import STATE_FILE, ordering_checks
 from neurons.localnet.view import epoch_table, summarize, summary_table, write_chart
 from neurons.localnet.watch import Member, Snapshot, Watcher, read_validator
 from neurons.validator.participant import Miner
-from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
+from neurons.validator.store import (
+    AnswerRow,
+    EmaRow,
+    ModelWatch,
+    SpotCheckRow,
+    StepRow,
+    Store,
+)
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
 from subnet.errors import ConfigError
@@ -110,6 +117,22 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
             EmaRow(u["undistilled"], hk["undistilled"], 0.3),
             EmaRow(u["adversary-fabricated"], hk["adversary-fabricated"], 0.0, 20),
         ],
+        checks=[
+            SpotCheckRow(Miner(u["distilled"], hk["distilled"]), "t1", "passed", 0),
+            SpotCheckRow(Miner(u["undistilled"], hk["undistilled"]), "t2", "unavailable", 0),
+            SpotCheckRow(
+                Miner(u["adversary-fabricated"], hk["adversary-fabricated"]), "t2", "failed", 0
+            ),
+            SpotCheckRow(
+                Miner(u["adversary-fabricated"], hk["adversary-fabricated"]), "t1", "skipped", 0
+            ),
+        ],
+    )
+    store.save_model_watch(
+        [
+            ModelWatch(hk[r], f"{n:064x}", "miner", 1, 1, 1, "ready", "", 1)
+            for n, r in enumerate(ROLES)
+        ]
     )
     weights = {u["distilled"]: 0.8, u["undistilled"]: 0.2}
     store.record_weight_set(
@@ -156,6 +179,20 @@ async def test_one_snapshot_per_epoch_with_emission_measured_from_the_start(subn
     assert by_role["distilled"]["answers"] == 2
     assert by_role["distilled"]["mean_score"] == pytest.approx(0.8)
     assert by_role["adversary-fabricated"]["causes"] == {"fabricated": 1, "dist_mismatch": 1}
+    assert by_role["distilled"]["model_source"] == "miner"
+    assert by_role["distilled"]["spot_checks"] == {
+        "checked": 1,
+        "passed": 1,
+        "failed": 0,
+        "unavailable": 0,
+    }
+    assert by_role["undistilled"]["spot_checks"]["unavailable"] == 1
+    assert by_role["adversary-fabricated"]["spot_checks"] == {
+        "checked": 1,  # the drawn answer that had already failed a gate is no check
+        "passed": 0,
+        "failed": 1,
+        "unavailable": 0,
+    }
     assert ordering_checks(miners) == {
         "distilled earns more than undistilled": True,
         "adversaries earn nothing": True,
@@ -220,8 +257,9 @@ def test_parse_miners_accepts_roles_and_engines_and_names_bad_input():
         "teacher",
         "adversary-wrong-model",
         "adversary-fabricated",
+        "adversary-selective",
     ]
-    assert [e for _, e in default] == ["vllm", "vllm", "vllm", "hf", "hf"]
+    assert [e for _, e in default] == ["vllm", "vllm", "vllm", "hf", "hf", "hf"]
     assert parse_miners("teacher:hf, distilled", "vllm") == (
         ("teacher", "hf"),
         ("distilled", "vllm"),
@@ -333,5 +371,35 @@ async def test_setup_creates_a_devnet_reuses_it_and_refuses_other_settings(tmp_p
         Options(folder=tmp_path / "ln", miners=more.miners, tempo=20, block_time=0.5, fresh=True),
         console,
     )._devnet()
-    assert fresh["tempo"] == 20 and len(fresh["miners"]) == 5
+    assert fresh["tempo"] == 20 and len(fresh["miners"]) == len(more.miners) == 6
     assert fresh["network"] == manifest["network"]
+
+
+def test_the_validator_runs_the_real_path_and_the_selective_adversary_gets_public_settings(
+    tmp_path,
+):
+    """No local model roots and no forced check fraction for the validator (it fetches every
+    model and draws checks at the default); the selective adversary is told only what a
+    subnet.toml publishes (task families, tasks per step)."""
+    from neurons.localnet.plan import MinerPlan, Options, miner_spec, validator_spec
+
+    opts = Options(folder=tmp_path, miners=parse_miners("distilled,adversary-selective", "hf"))
+    manifest = {
+        "network": "devnet:x",
+        "netuid": 1,
+        "hotkey": "default",
+        "wallet_path": str(tmp_path),
+        "validators": ["validator1"],
+    }
+    models = {r: tmp_path / r for r in ("teacher", "distilled", "adversary-selective")}
+    argv = " ".join(validator_spec(opts, tmp_path, manifest, models, ("add", "sort")).argv)
+    assert "model_roots" not in argv and "spot_check_fraction" not in argv
+    assert "validator.model_cache=2" in argv
+    plan = MinerPlan("miner2", "adversary-selective", "hf", 2, "5F", 9000)
+    sel = " ".join(miner_spec(opts, tmp_path, manifest, models, plan, ("add", "sort")).argv)
+    assert "neurons.demo_fixtures.launch selective" in sel
+    assert "validator.task_families=add,sort" in sel and "validator.tasks_per_step=4" in sel
+    honest = MinerPlan("miner1", "distilled", "hf", 1, "5E", 9001)
+    assert "task_families" not in " ".join(
+        miner_spec(opts, tmp_path, manifest, models, honest, ("add",)).argv
+    )

@@ -80,7 +80,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_images_load_in_chromium(report: Path, tmp_path: Path) -> None:
     proc = _chromium(tmp_path, "--dump-dom", report.as_uri())
-    m = re.search(r'<pre id="img-status">([^<]*)</pre>', proc.stdout)
+    m = re.search(r'<pre id="img-status"[^>]*>([^<]*)</pre>', proc.stdout)
     assert m, f"no status element in DOM (rc={proc.returncode}): {proc.stderr[-500:]}"
     status = json.loads(html.unescape(m.group(1)))
     assert len(status) == 7  # sweep chart + 3 charts x 2 runs
@@ -97,3 +97,38 @@ def test_report_screenshot_renders(report: Path, tmp_path: Path) -> None:
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1200
     colours = {tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2).tolist()}
     assert len(colours) > 20  # text, table lines and coloured chart lines, not a blank page
+
+
+def test_a_wide_sweep_with_many_validators_fits_a_1400px_window(tmp_path: Path) -> None:
+    """Three sweep columns and ten validators: no horizontal scrolling, nothing visible but
+    the report (the image status stays hidden) (issue 17)."""
+    out = tmp_path / "wide"
+    rc = main(
+        [
+            "simulate",
+            "--scenario",
+            "offline",
+            "--epochs",
+            "12",
+            "--validators",
+            "10",
+            "--miners",
+            "6",
+            "--sweep",
+            "weights.power=1,2,4",
+            "--out",
+            str(out),
+            "--exact-checks",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    proc = _chromium(
+        tmp_path, "--dump-dom", "--window-size=1400,900", (out / "report.html").as_uri()
+    )
+    m = re.search(r'<pre id="layout"[^>]*>([^<]*)</pre>', proc.stdout)
+    assert m, proc.stderr[-500:]
+    layout = json.loads(html.unescape(m.group(1)))
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    assert re.search(r'<pre id="img-status" hidden="">', proc.stdout)

@@ -255,3 +255,49 @@ def test_replay_names_an_unknown_cause_code(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StateError, match="step 1: unknown cause code 'lied'"):
         read_validator_db(db)
+
+
+# -- issue 17: the report explains itself, records its config, never mixes two runs --------
+
+SMALL = ["--epochs", "8", "--validators", "3", "--miners", "4", "--exact-checks", "1"]
+
+
+def _simulate(out: Path, *extra: str) -> int:
+    return main(["simulate", *SMALL, "--no-progress", "--out", str(out), *extra])
+
+
+def test_report_explains_the_scenario_and_its_metrics_and_records_the_config(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "sim"
+    assert _simulate(out, "--scenario", "copier", "--set", "weights.ema_alpha=0.3") == 0
+    page = (out / "report.html").read_text()
+    assert "copies the others" in page  # what the scenario is
+    assert "dividend share / stake share" in page  # what focus_yield means
+    assert "Configuration" in page and "weights.ema_alpha" in page
+    assert '<pre id="img-status" hidden>' in page  # the browser test's probe stays invisible
+    [summary] = json.loads((out / "runs.json").read_text())
+    assert summary["config"]["weights"]["ema_alpha"] == 0.3
+    assert summary["config"]["scenario"] == "copier" and summary["config"]["epochs"] == 8
+
+
+def test_a_reused_out_folder_holds_only_the_last_run(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    assert _simulate(out, "--scenario", "baseline", "--sweep", "weights.power=1,2") == 0
+    (out / "notes.txt").write_text("mine")  # not the simulator's: left alone
+    assert _simulate(out, "--scenario", "newcomer") == 0
+    left = sorted(p.name for p in out.iterdir())
+    assert not [n for n in left if n.startswith("baseline") or n == "sweep.png"], left
+    assert "notes.txt" in left and "newcomer_summary.json" in left
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_out_at_a_file_or_unwritable_path_is_one_line(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("x")
+    out = target if where == "file" else target / "sub"
+    assert _simulate(out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err and "Traceback" not in err, err

@@ -7,14 +7,16 @@ zero every adversary with its cause code, and the weights it sets must read back
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
-import aiohttp
 import pytest
-from tokenizers import Tokenizer
 
+from distill.prompts import dataset_digest
+from distill.tasks import generate_tasks
 from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.miner_client import miner_session
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, run_step
 from neurons.validator.store import Store
@@ -23,7 +25,9 @@ from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import SubnetConfig, load_config
 from subnet.engine import load_engine
+from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address
+from tests.harness.chat_model import chat_model
 from tests.integration._validator_kit import NETUID, make_subnet, running_miners
 
 pytestmark = pytest.mark.slow
@@ -51,7 +55,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
     async with (
         running_miners(sub, tmp_path, slow_delay=20.0),
         open_chain(sub.network) as chain,
-        aiohttp.ClientSession() as session,
+        miner_session() as session,
     ):
         teacher = load_engine("hf", sub.zoo["teacher"])
         store = Store(tmp_path / "vs" / "validator.sqlite")
@@ -64,7 +68,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
             wallet,
             hotkey_address(wallet),
             teacher,
-            Tokenizer.from_file(str(sub.zoo["teacher"] / "tokenizer.json")),
+            ModelTokenizer(sub.zoo["teacher"]),
             store,
             ValidatorMetrics(),
             models,
@@ -127,3 +131,67 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
 
 async def _load(path):
     return load_engine("hf", path)
+
+
+async def test_a_step_asks_a_chat_dataset_rendered_with_the_teachers_template(tmp_path, tiny):
+    """A teacher with a chat template and a chat-formatted prompt file: honest miners (which get
+    token ids, so need no template) are scored, and the step records where its prompts came
+    from."""
+    sub = make_subnet(tiny, tmp_path)
+    chat_teacher = chat_model(sub.zoo["teacher"], tmp_path / "chat-teacher")
+    rows = tmp_path / "chat.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": t.prompt}], "answer": t.answer})
+            + "\n"
+            for t in generate_tasks("chat-rows", 12, ("sort", "reverse"))
+        )
+    )
+    cfg = _config(
+        tmp_path, **{"validator.prompt_sources": (str(rows),), "verify.spot_check_fraction": 0.5}
+    )
+    async with (
+        running_miners(sub, tmp_path, names=("teacher", "student")),
+        open_chain(sub.network) as chain,
+        miner_session() as session,
+    ):
+        teacher = load_engine("hf", chat_teacher)
+        store = Store(tmp_path / "vs" / "validator.sqlite")
+        models = ModelCache([tmp_path / "models"], 3, _load)
+        wallet = sub.wallets["vali"]
+        tokenizer = ModelTokenizer(chat_teacher)
+        ctx = StepContext(
+            cfg,
+            chain,
+            NETUID,
+            wallet,
+            hotkey_address(wallet),
+            teacher,
+            tokenizer,
+            store,
+            ValidatorMetrics(),
+            models,
+            session,
+        )
+        results = []
+        for step in (1, 2):
+            sub.net.advance(1)
+            block = await chain.block()
+            results.append(await run_step(ctx, step, block, await block_seed(chain, block)))
+        u = sub.uids
+        for r in results:
+            for name in ("teacher", "student"):
+                assert len(r.causes[u[name]]) == 3
+            assert "validator_error" not in {c for cs in r.causes.values() for c in cs}
+        assert set(results[-1].causes[u["teacher"]]) == {"ok"}
+        # every prompt came from the file, rendered with the template; none repeated
+        asked = [p for step in (1, 2) for p in store.step_prompts(step)]
+        assert {p.source for p in asked} == {str(rows)}
+        assert {p.dataset_digest for p in asked} == {dataset_digest(rows)}
+        assert len({p.prompt_digest for p in asked}) == 6
+        assert ctx.prompts is not None
+        rendered = ctx.prompts.select("0x00", 1).token_ids[0]
+        assert tokenizer.decode(rendered, skip_special_tokens=False).startswith("<bos>user: ")
+        await teacher.close()
+        await models.close()
+        store.close()

@@ -22,7 +22,7 @@ from scoring.aggregate import (
     transform_weights,
     update_ema,
 )
-from scoring.causes import Cause, Role, counts_toward_ema
+from scoring.causes import Cause, Role, counts_toward_ema, counts_toward_lie_check
 from scoring.config import ScoreConfig, WeightsConfig
 
 SCORE = ScoreConfig()
@@ -161,6 +161,31 @@ def test_a_round_keeps_only_the_answers_that_count() -> None:
     assert not empty.observed.any() and not empty.caught.any()
     with pytest.raises(ValueError, match="uids must be"):
         score_round([RoundAnswer(Role.MINER, 7, 0.5, Cause.OK)], 3)
+
+
+def test_organic_answers_only_prove_lies() -> None:
+    """An organic answer never moves a mean (it has no reference score) but a lie proven on it
+    catches its uid exactly as one on a synthetic prompt does; the validator's failure on it
+    proves nothing."""
+    answers = [
+        RoundAnswer(Role.MINER, 1, 0.8, Cause.OK),
+        RoundAnswer(Role.ORGANIC, 1, 0.0, Cause.OK),  # not averaged in: mean stays 0.8
+        RoundAnswer(Role.ORGANIC, 2, 0.0, Cause.FABRICATED),  # only organic: caught, unobserved
+        RoundAnswer(Role.ORGANIC, 3, 0.0, Cause.FORMAT_SHAPE),  # a failure, but no lie
+        RoundAnswer(Role.ORGANIC, 4, 0.0, Cause.DIST_MISMATCH),
+        RoundAnswer(Role.MINER, 4, 0.9, Cause.OK),
+    ]
+    got = score_round(answers, 5)
+    assert got.means.tolist() == [0.0, 0.8, 0.0, 0.0, 0.9]
+    assert got.observed.tolist() == [False, True, False, False, True]
+    assert got.caught.tolist() == [False, False, True, False, True]
+    for cause in Cause:
+        assert not counts_toward_ema(Role.ORGANIC, cause)
+        assert counts_toward_lie_check(Role.ORGANIC, cause) == (cause is not Cause.VALIDATOR_ERROR)
+        assert counts_toward_lie_check(Role.MINER, cause) == counts_toward_ema(Role.MINER, cause)
+        assert not counts_toward_lie_check(Role.BASELINE, cause)
+    with pytest.raises(ValueError, match="organic answer with uid None"):
+        RoundAnswer(Role.ORGANIC, None, 0.0, Cause.OK)
 
 
 def test_a_round_answer_names_a_uid_exactly_when_a_miner_gave_it() -> None:

@@ -172,6 +172,7 @@ def test_no_import_cycle_between_packages() -> None:
         ("neurons.miner", ("neurons.owner", "neurons.validator", "neurons.localnet")),
         ("neurons.validator", ("neurons.owner", "neurons.miner", "neurons.localnet")),
         ("neurons.miner", ("neurons.demo_fixtures",)),  # the cheats never ship in the miner
+        ("neurons.validator", ("neurons.demo_fixtures",)),  # nor the weight copier in the validator
     ],
 )
 def test_rooms_import_only_what_they_may(importer: str, forbidden: tuple[str, ...]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,48 @@ def test_bench_lists_and_rejects_unknown(capsys: pytest.CaptureFixture[str]) -> 
     assert "benchmarks:" in capsys.readouterr().out
     assert main(["bench", "no-such-bench"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "subnet"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, child in action.choices.items():
+                yield from _parsers(child, f"{name} {sub_name}")
+
+
+def test_every_option_of_every_subcommand_says_what_it_does() -> None:
+    """No bare "(default 0)": each flag's help names what it sets (issue 17)."""
+    bad = []
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            text = re.sub(r"\(default:? [^)]*\)", "", action.help or "").strip()
+            if len(text) < 8:
+                bad.append(f"{name} {action.option_strings[0]}: {action.help!r}")
+    assert bad == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["distill", "train", "--student", "s", "--targets", "t", "--out", "o"],
+        ["distill", "targets", "--teacher", "t", "--prompts", "tasks:2", "--out", "o"],
+        ["validator", "status"],
+        ["validator", "calibrate", "--model", "m"],
+    ],
+)
+def test_set_and_config_are_taken_by_nested_subcommands(argv: list[str]) -> None:
+    args = build_parser().parse_args([*argv, "--set", "chain.netuid=7", "--config", "x.toml"])
+    from subnet.cli import overrides_from_args
+
+    assert overrides_from_args(args)["chain.netuid"] == "7" and args.config_path == "x.toml"
+    # and given before the nested subcommand, they still count
+    args = build_parser().parse_args([argv[0], "--set", "chain.netuid=8", *argv[1:]])
+    assert overrides_from_args(args)["chain.netuid"] == "8"
+
+
+def test_version() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("subnet ")

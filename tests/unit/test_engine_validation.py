@@ -16,7 +16,7 @@ from subnet.errors import EngineError
 
 INFO = EngineInfo(
     vocab_size=100,
-    eos_token_id=2,
+    eos_token_ids=(2,),
     max_model_len=32,
     max_top_logprobs=5,
     provenance=Provenance("hf", "test", "float32", "cpu", "/m"),
@@ -39,13 +39,54 @@ def test_model_facts_come_from_the_checkpoint(tmp_path: Path) -> None:
         {"eos_token_id": [3, 7]},
     )
     facts = read_model_facts(path)
-    assert (facts.vocab_size, facts.eos_token_id, facts.max_model_len, facts.dtype) == (
+    assert (facts.vocab_size, facts.eos_token_ids, facts.max_model_len, facts.dtype) == (
         512,
-        3,  # generation_config wins; the first of a list is the one EOS we report
+        (3, 7),  # generation_config wins, every id of its list in order
         255,  # one below the position limit (vLLM scores with one spare slot)
         "bfloat16",
     )
     assert read_model_facts(path, max_model_len=100).max_model_len == 100
+    assert facts.attn_softcap is None
+
+
+def test_attention_soft_capping_is_read_so_the_hf_engine_can_honour_it(tmp_path: Path) -> None:
+    # Gemma 2: transformers' SDPA attention drops the cap, so the hf engine runs eager attention
+    # when this is set (tests/integration/test_model_families.py holds it to vLLM's logprobs).
+    config = {"vocab_size": 9, "eos_token_id": 1, "max_position_embeddings": 8}
+    path = _model_dir(tmp_path, {**config, "attn_logit_softcapping": 50.0})
+    assert read_model_facts(path).attn_softcap == 50.0
+    assert (
+        read_model_facts(
+            _model_dir(tmp_path, {**config, "attn_logit_softcapping": None})
+        ).attn_softcap
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("config_eos", "gen", "expected"),
+    [
+        (7, None, (7,)),  # no generation_config: config.json's one id
+        ([9, 7, 9], None, (9, 7)),  # a list, duplicates dropped, order kept
+        (7, {"eos_token_id": 5}, (5,)),  # generation_config's one id wins
+        (7, {"eos_token_id": None}, (7,)),  # present but empty: config.json's
+        (7, {"bos_token_id": 1}, (7,)),  # no EOS in generation_config
+    ],
+)
+def test_eos_ids_are_read_as_a_list(
+    tmp_path: Path, config_eos: object, gen: dict[str, object] | None, expected: tuple[int, ...]
+) -> None:
+    config = {"vocab_size": 16, "eos_token_id": config_eos, "max_position_embeddings": 64}
+    assert read_model_facts(_model_dir(tmp_path, config, gen)).eos_token_ids == expected
+
+
+@pytest.mark.parametrize("eos", [[3, 16], -1, "2", [], True])
+def test_eos_ids_outside_the_vocabulary_or_malformed_are_refused(
+    tmp_path: Path, eos: object
+) -> None:
+    config = {"vocab_size": 16, "eos_token_id": eos, "max_position_embeddings": 64}
+    with pytest.raises(EngineError, match="eos_token_id"):
+        read_model_facts(_model_dir(tmp_path, config))
 
 
 @pytest.mark.parametrize("length", [1, 256, 10_000])
@@ -85,6 +126,9 @@ GOOD = SamplingParams(max_tokens=4, top_logprobs=2)
         ([[1]], SamplingParams(temperature=float("nan")), "temperature"),
         ([[1]], SamplingParams(top_p=0.0), "top_p"),
         ([[1]], SamplingParams(top_p=1.5), "top_p"),
+        ([[1]], SamplingParams(temperature=1e-300), "temperature"),
+        ([[1]], SamplingParams(temperature=0.005), "temperature"),
+        ([[1]], SamplingParams(top_p=4.9e-324), "top_p"),
         ([[1]], SamplingParams(seed=-1), "seed"),
     ],
 )

@@ -81,6 +81,12 @@ def test_unknown_fields_are_ignored_and_reported() -> None:
         ({"temperature": "hot"}, "temperature"),
         ({"top_p": 0}, "top_p"),
         ({"top_p": 1.5}, "top_p"),
+        ({"temperature": 1e-300}, "temperature"),  # overflows sampling (issue 17)
+        ({"temperature": 4.9e-324}, "temperature"),
+        ({"temperature": 0.009}, "temperature"),
+        ({"top_p": 1e-300}, "top_p"),
+        ({"top_p": 4.9e-324}, "top_p"),
+        ({"subnet": {"task_id": "\ud800"}}, "subnet.task_id"),
         ({"seed": -1}, "seed"),
         ({"logprobs": 6}, "logprobs"),
         ({"logprobs": "5"}, "logprobs"),
@@ -111,6 +117,14 @@ def test_bad_fields_are_named(patch: dict, param: str) -> None:
     with pytest.raises(RequestError) as e:
         parse({"prompt": [1, 2], **patch})
     assert e.value.param == param
+
+
+@pytest.mark.parametrize("prompt", ["\ud800", ["a\udfffb"]])
+def test_a_lone_surrogate_never_reaches_the_tokenizer(prompt: object) -> None:
+    """JSON may escape a lone surrogate; a real tokenizer raises TypeError on it (a 500)."""
+    with pytest.raises(RequestError) as e:
+        parse({"prompt": prompt}, tokenize=lambda s: list(s.encode("utf-8")))
+    assert e.value.param == "prompt" and "surrogate" in e.value.message
 
 
 @pytest.mark.parametrize(

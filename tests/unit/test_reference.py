@@ -50,12 +50,14 @@ def test_mean_loglik_rejects_empty_and_nonfinite() -> None:
 
 
 def test_correctness_is_a_prefix_match_with_eos_stripped() -> None:
-    assert correctness([4, 2, 0], [4, 2], eos_token_id=0) == 1.0
-    assert correctness([4, 2, 9, 9], [4, 2], eos_token_id=0) == 1.0
-    assert correctness([4, 0], [4, 2], eos_token_id=0) == 0.0
-    assert correctness([1, 4, 2], [4, 2], eos_token_id=0) == 0.0  # listing candidates does not pay
+    assert correctness([4, 2, 0], [4, 2], eos_token_ids=(0,)) == 1.0
+    assert correctness([4, 2, 9, 9], [4, 2], eos_token_ids=(0,)) == 1.0
+    assert correctness([4, 0], [4, 2], eos_token_ids=(0,)) == 0.0
+    assert correctness([1, 4, 2], [4, 2], eos_token_ids=(0,)) == 0.0  # listing does not pay
+    assert correctness([4, 2, 7], [4, 2, 7], eos_token_ids=(0, 7)) == 0.0  # 7 ends it: stripped
+    assert correctness([4, 2, 7], [4, 2], eos_token_ids=(0, 7)) == 1.0
     with pytest.raises(ValueError, match="non-empty"):
-        correctness([4], [], eos_token_id=0)
+        correctness([4], [], eos_token_ids=(0,))
 
 
 def test_repeated_ngram_fraction_of_loops_and_clean_text() -> None:

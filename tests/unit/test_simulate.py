@@ -67,11 +67,22 @@ def test_fast_engine_checked_against_exact_every_run() -> None:
 
 def test_cheater_pays_less_when_caught_more_often() -> None:
     shares = []
-    for catch in (0.0, 0.5):
-        sc = build("cheater", validators=4, miners=8, epochs=40, catch=catch)
+    for check in (0.0, 0.5):
+        sc = build("cheater", validators=4, miners=8, epochs=40, check=check)
         r = simulate(sc.population, SimConfig(epochs=40, exact_checks=0))
         shares.append(r.miner_share[20:, r.miner_names.index("cheater")].mean())
     assert shares[0] > 2 * shares[1]
+
+
+def test_the_cheater_is_caught_at_the_validators_selection_rate() -> None:
+    """The scenario's per-step catch is the economics function's, for the fraction it fakes."""
+    from scoring.economics import round_catch_probability
+
+    for f in (0.1, 1.0):
+        sc = build("cheater", validators=3, miners=4, epochs=4, check=0.3, cheat_fraction=f)
+        spec = sc.population.miners[sc.population.miner_index("cheater")]
+        assert spec.cheat_caught == round_catch_probability(f, 0.3, 4)
+        assert spec.cheat_fraction == f
 
 
 def test_offline_validator_loses_dividends_after_cutoff() -> None:

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from neurons.owner.replay import read_validator_db
-from neurons.validator.participant import BASELINE, Miner, Participant
+from neurons.validator.participant import BASELINE, Miner, OrganicMiner, Participant
 from neurons.validator.store import (
     SCHEMA,
     AnswerRow,
+    EmaPoint,
     EmaRow,
+    PromptRow,
     StepRow,
     Store,
     StoredAnswer,
@@ -97,6 +99,7 @@ def _assert_empty(db: StoreReader) -> None:
     assert db.answers() == [] and db.ema() == []
     assert db.weight_sets() == [] and db.last_weight_set() is None
     assert db.last_weight_set(successful_only=True) is None
+    assert db.prompt_sources() == {}
 
 
 def test_every_reader_query_runs_on_the_real_store_schema(tmp_path: Path) -> None:
@@ -128,7 +131,9 @@ def test_what_the_store_writes_reads_back_the_same(tmp_path: Path) -> None:
         assert db.meta() == {"config": json.dumps({"weights": {"ema_alpha": 0.5}})}
         assert db.steps() == [STEP, later] and db.last_step() == later and db.step_count() == 2
         first = [
-            StoredAnswer(1, a.who, a.task_id, a.score, a.s_kl, a.s_ref, a.s_speed, Cause(a.cause))
+            StoredAnswer(
+                1, a.who, a.task_id, a.score, a.s_kl, a.s_ref, a.s_speed, Cause(a.cause), True
+            )
             for a in sorted(ANSWERS, key=lambda a: -1 if a.who.uid is None else a.who.uid)
         ]
         assert db.answers(through_step=1) == first
@@ -143,6 +148,44 @@ def test_what_the_store_writes_reads_back_the_same(tmp_path: Path) -> None:
         assert db.weight_sets(successful_only=True) == [ok]
         assert db.last_weight_set() == failed
         assert db.last_weight_set(successful_only=True) == ok
+        assert db.ema_history() == [
+            EmaPoint(1, 2, "hk2", 0.3, 0),
+            EmaPoint(2, 2, "hk2", 0.35, 0),
+        ]
+        assert db.ema_history(after_step=1) == [EmaPoint(2, 2, "hk2", 0.35, 0)]
+
+
+def test_organic_answers_and_step_meta_read_back(tmp_path: Path) -> None:
+    """An organic answer reads back as its miner's organic participant; meta keys written with
+    a step land in the same transaction (a step refused as a duplicate writes neither)."""
+    store = _fresh_store(tmp_path / "v.sqlite")
+    organic = _row(OrganicMiner(4, "hk4"), 0.0, "fabricated", task="organic:r1")
+    store.commit_step(
+        STEP, [organic], [], [EmaRow(4, "hk4", 0.0, 20)], meta={"organic_cursor": "7"}
+    )
+    with pytest.raises(StateError, match="already committed"):
+        store.commit_step(STEP, [], [], [], meta={"organic_cursor": "9"})
+    store.close()
+    with StoreReader(tmp_path / "v.sqlite") as db:
+        [a] = db.answers()
+        assert a.who == OrganicMiner(4, "hk4") and a.cause is Cause.FABRICATED and a.verified
+        assert db.meta()["organic_cursor"] == "7"
+        assert db.ema_history() == [EmaPoint(1, 4, "hk4", 0.0, 20)]
+
+
+def test_the_prompt_sources_of_the_steps_read_back(tmp_path: Path) -> None:
+    store = _fresh_store(tmp_path / "v.sqlite")
+    prompts = [
+        PromptRow(0, "chat.jsonl-a", "data/chat.jsonl", "d1", "p1"),
+        PromptRow(1, "add-b", "synthetic", "d2", "p2"),
+        PromptRow(2, "chat.jsonl-c", "data/chat.jsonl", "d1", "p3"),
+    ]
+    store.commit_step(STEP, ANSWERS, [], [EmaRow(2, "hk2", 0.3)], prompts=prompts)
+    later = StepRow(2, 14, "s2", "d2", 1, 1, None, 0.2)
+    store.commit_step(later, [], [], [], prompts=prompts[:1])
+    store.close()
+    with StoreReader(tmp_path / "v.sqlite") as db:
+        assert db.prompt_sources() == {"data/chat.jsonl": 3, "synthetic": 1}
 
 
 def test_a_path_that_does_not_exist_yet(tmp_path: Path) -> None:

@@ -1,9 +1,6 @@
-"""Seeded task families and the JSONL prompt loader."""
+"""Seeded task families (prompt files: tests/unit/test_prompts.py)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +10,8 @@ from distill.tasks import (
     ANSWER_MARK,
     FAMILIES,
     Task,
-    TaskFileError,
     check_answer,
     generate_tasks,
-    load_jsonl,
     render,
 )
 
@@ -100,51 +95,3 @@ def test_check_answer_is_exact_after_strip() -> None:
     assert not check_answer(t, "")
     assert not check_answer(Task("jsonl", "hi", None, "id"), "anything")
     assert render(t) == "add 2 3 = 5"
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "prompts.jsonl"
-    p.write_text(text, encoding="utf-8")
-    return p
-
-
-def test_load_jsonl_good_file(tmp_path: Path) -> None:
-    lines = [{"prompt": "say hi", "answer": "hi"}, {"prompt": "tell a story"}, {}]
-    text = "\n".join(json.dumps(x) for x in lines[:2]) + "\n\n   \n"
-    tasks = load_jsonl(_write(tmp_path, text))
-    assert [(t.prompt, t.answer) for t in tasks] == [("say hi", "hi"), ("tell a story", None)]
-    assert all(t.family == "jsonl" for t in tasks)
-
-
-@pytest.mark.parametrize(
-    "bad, reason",
-    [
-        ("{not json", "invalid JSON"),
-        ('["prompt"]', "expected a JSON object, got list"),
-        ('{"answer": "x"}', 'missing "prompt"'),
-        ('{"prompt": ""}', '"prompt" is empty'),
-        ('{"prompt": "   "}', '"prompt" is empty'),
-        ('{"prompt": 3}', '"prompt" must be a string, got int'),
-        ('{"prompt": "q", "answer": 4}', '"answer" must be a string, got int'),
-        ('{"prompt": "q", "extra": 1}', "unknown keys"),
-        ('{"prompt": "ok"}', "duplicate prompt \\(first on line 1\\)"),
-    ],
-)
-def test_load_jsonl_bad_line_names_line_and_reason(tmp_path: Path, bad: str, reason: str) -> None:
-    path = _write(tmp_path, '{"prompt": "ok"}\n\n' + bad + "\n")
-    with pytest.raises(TaskFileError, match=reason) as info:
-        load_jsonl(path)
-    assert info.value.line == 3
-    assert f"{path}:3:" in str(info.value)
-    assert isinstance(info.value, ValueError)
-
-
-@pytest.mark.parametrize("text", ["", "\n  \n"])
-def test_load_jsonl_empty_file(tmp_path: Path, text: str) -> None:
-    with pytest.raises(TaskFileError, match="no prompts"):
-        load_jsonl(_write(tmp_path, text))
-
-
-def test_load_jsonl_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(TaskFileError, match="cannot read"):
-        load_jsonl(tmp_path / "nope.jsonl")

@@ -49,7 +49,8 @@ def steps(monkeypatch) -> list[tuple[int, int, str]]:
 
 @pytest.fixture
 def node(tmp_path):
-    chain = FakeChain(metagraph("owner", "vali", "m2", "m3"), head=100, tempo=10)
+    mg = metagraph("owner", "vali", "m2", "m3", permits=("vali",))
+    chain = FakeChain(mg, head=100, tempo=10)
     cfg = load_config(None, overrides={"validator.teacher": str(tmp_path)}, env={})
     validator = Validator(cfg, chain, WALLET, backoff=BACKOFF)
     validator._pause = Recorder()  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ from neurons.validator.store import (
     AnswerRow,
     EmaRow,
     EvidenceRow,
+    PromptRow,
     StepRow,
     Store,
     StoreReader,
@@ -191,4 +192,41 @@ def test_an_older_database_gets_the_role_column_and_its_baseline_rows_keep_their
     store = Store(path)  # opening again migrates nothing twice
     assert store.step_scores(1) == {2: [("t", 0.6, "ok")]}  # miners only
     store.commit_step(_step(2, 20), [_answer(2, "t")], [], [])
+    store.close()
+
+
+def test_step_prompts_are_recorded_and_an_older_database_gets_the_table(tmp_path):
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)  # the schema as the version before prompt records wrote it
+    cut = SCHEMA.index("CREATE TABLE IF NOT EXISTS step_prompts")
+    old.executescript(
+        SCHEMA[:cut] + SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS weight_sets") :]
+    )
+    old.execute(
+        "INSERT INTO steps (step, block, seed, prompts_digest, status) "
+        "VALUES (1, 10, 's', 'd', 'done')"
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.recent_prompt_digests(5) == frozenset()  # the old steps recorded none
+    prompts = [
+        PromptRow(0, "t0", "synthetic", "ds", "p0"),
+        PromptRow(1, "t1", "a.jsonl", "df", "p1"),
+    ]
+    store.commit_step(_step(2, 20), [], [], [], prompts=prompts)
+    store.commit_step(
+        _step(3, 30), [], [], [], prompts=[PromptRow(0, "t2", "synthetic", "ds", "p2")]
+    )
+    store.close()
+    store = Store(path)
+    assert store.step_prompts(2) == prompts
+    assert store.recent_prompt_digests(1) == {"p2"}
+    assert store.recent_prompt_digests(2) == {"p0", "p1", "p2"}
+    assert store.recent_prompt_digests(0) == frozenset()
+    with pytest.raises(StateError, match="already committed"):  # nothing of a refused step
+        store.commit_step(
+            _step(3, 31), [], [], [], prompts=[PromptRow(0, "t9", "synthetic", "ds", "p9")]
+        )
+    assert store.recent_prompt_digests(9) == {"p0", "p1", "p2"}
     store.close()

@@ -190,11 +190,17 @@ def test_verify_rejects_misaligned_trusted_arrays() -> None:
         )
 
 
-def eos(tokens: list[int], eos_p: list[float], last_lp: float = -1.0, max_tokens: int = 5) -> Cause:
+def eos(
+    tokens: list[int],
+    eos_p: list[float],
+    last_lp: float = -1.0,
+    max_tokens: int = 5,
+    eos_ids: tuple[int, ...] = (EOS,),
+) -> Cause:
     tgt = np.full(len(tokens), -1.0)
     tgt[-1] = last_lp
     return check_eos(
-        np.array(tokens), tgt, np.log(eos_p), eos_token_id=EOS, max_tokens=max_tokens, cfg=CFG
+        np.array(tokens), tgt, np.log(eos_p), eos_token_ids=eos_ids, max_tokens=max_tokens, cfg=CFG
     )
 
 
@@ -208,12 +214,42 @@ def test_eos_rules() -> None:
     assert eos([5, 6, 7, 8, 9], [0.95, 0.95, 0.5, 0.5, 0.01]) is Cause.OK  # twice: chance
 
 
+def test_eos_rules_with_several_eos_ids() -> None:
+    """Any of the model's EOS ids ends an answer (Llama 3: end of text and end of turn)."""
+    END_TURN = 4
+    both = (EOS, END_TURN)
+    assert eos([5, 6, END_TURN], [0.01, 0.1, 0.8], eos_ids=both) is Cause.OK
+    assert eos([5, 6, EOS], [0.01, 0.1, 0.8], eos_ids=both) is Cause.OK
+    # the second id stops the answer only for a model that has it
+    assert eos([5, 6, END_TURN], [0.01, 0.1, 0.8]) is Cause.PREMATURE_STOP
+    # tokens after either EOS are refusing to stop; so is running past a likely end of turn
+    assert eos([5, END_TURN, 6], [0.01, 0.9, 0.01], eos_ids=both) is Cause.REFUSE_STOP
+    assert eos([5, EOS, 6], [0.01, 0.9, 0.01], eos_ids=both) is Cause.REFUSE_STOP
+    assert eos([5, 6, 7, 8, 9], [0.95, 0.95, 0.5, 0.95, 0.01], eos_ids=both) is Cause.REFUSE_STOP
+    # an unlikely stop on the second id is premature like one on the first
+    low = np.log(1e-7)
+    assert eos([5, END_TURN], [0.01, 1e-7], last_lp=low, eos_ids=both) is Cause.PREMATURE_STOP
+
+
 def test_eos_logprobs_from_topk() -> None:
     ids = np.array([[3, EOS], [3, 4]])
     lps = np.log([[0.6, 0.3], [0.6, 0.3]])
-    got = eos_logprobs_from_topk(ids, lps, EOS)
+    got = eos_logprobs_from_topk(ids, lps, (EOS,))
     assert got[0] == pytest.approx(np.log(0.3))
     assert got[1] == -np.inf
+
+
+def test_eos_logprobs_from_topk_sum_the_listed_eos_ids() -> None:
+    ids = np.array([[EOS, 3, 4], [3, 5, 4], [3, 5, 6], [3, 5, 6]])
+    lps = np.log([[0.5, 0.2, 0.1], [0.6, 0.2, 0.1], [0.6, 0.2, 0.1], [0.6, 0.2, 0.1]])
+    got = eos_logprobs_from_topk(ids, lps, (EOS, 4))
+    assert got[0] == pytest.approx(np.log(0.6))  # both listed: p(stop) = 0.5 + 0.1
+    assert got[1] == pytest.approx(np.log(0.1))  # one listed: a lower bound of p(stop)
+    assert got[2] == got[3] == -np.inf  # none listed
+    assert eos_logprobs_from_topk(np.zeros((2, 0), int), np.zeros((2, 0)), (EOS,)).tolist() == [
+        -np.inf,
+        -np.inf,
+    ]
 
 
 def test_first_committer_wins_and_recommit_keeps_priority() -> None:

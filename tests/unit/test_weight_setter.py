@@ -130,3 +130,19 @@ async def test_due_every_tempo_but_never_faster_than_the_rate_limit(chain, store
     assert not await setter.due(69) and await setter.due(70)  # tempo 10
     chain.rate_limit = 25
     assert not await setter.due(84) and await setter.due(85)
+
+
+async def test_due_once_per_window_on_multiples_of_the_interval(chain, store, tmp_path):
+    """Two validators that set weights first at different blocks are due again at the same
+    window start, so both set weights after the same step (and a restart keeps the window)."""
+    other = Store(tmp_path / "other.sqlite")
+    try:
+        first, second = _setter(chain, store, Recorder()), _setter(chain, other, Recorder())
+        await first.set(62, 1, WEIGHTS)
+        await second.set(67, 2, WEIGHTS)
+        for setter in (first, second, _setter(chain, other, Recorder())):
+            assert not await setter.due(69) and await setter.due(70)
+        chain.rate_limit = 5  # a window start closer than the rate limit waits for the limit
+        assert not await second.due(71) and await second.due(72)
+    finally:
+        other.close()

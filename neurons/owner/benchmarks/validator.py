@@ -34,6 +34,7 @@ from neurons.miner.app import Gate, build_app
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
 from neurons.miner.serving import MinerService
 from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.miner_client import miner_session
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, run_step
 from neurons.validator.store import Store
@@ -43,6 +44,7 @@ from subnet.config import load_config
 from subnet.engine import Completion, Engine, EngineInfo, SamplingParams, Scored, load_engine
 from subnet.engine.types import TokenIds
 from subnet.metrics import MinerMetrics
+from subnet.tokenizer import ModelTokenizer
 
 
 @dataclass
@@ -153,7 +155,7 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
             ids[w.hotkey.ss58_address] = Commitment(ident, 1)
         mg = MetagraphView(1, 1, 360, "", "", tuple(neurons))
         step_times, raw_times, n_answers = [], [], 0
-        async with aiohttp.ClientSession(
+        async with miner_session(
             connector=aiohttp.TCPConnector(limit=cfg.validator.concurrency)
         ) as session:
             store = Store(Path(tmp) / "v.sqlite")
@@ -164,7 +166,7 @@ async def bench(n_miners: int, tasks: int, max_tokens: int, repeats: int) -> dic
                 vali,
                 vali.hotkey.ss58_address,
                 teacher,
-                tok,
+                ModelTokenizer(world.teacher),
                 store,
                 ValidatorMetrics(),
                 ModelCache([], 1, _no_loader),

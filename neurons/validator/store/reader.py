@@ -9,14 +9,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from neurons.validator.participant import BASELINE, Miner, Participant
-from neurons.validator.store.records import EmaRow, StepRow, StoredAnswer, StoredWeightSet
+from neurons.validator.participant import BASELINE, Miner, OrganicMiner, Participant
+from neurons.validator.store.records import (
+    EmaPoint,
+    EmaRow,
+    StepRow,
+    StoredAnswer,
+    StoredWeightSet,
+)
 from neurons.validator.store.schema import ROLE_FROM_UID, STEP_COLUMNS, Rows, ema_rows, step_row
+from neurons.validator.store.verification import VerificationReads
 from scoring.causes import Cause, Role
 from subnet.errors import StateError
 
 
-class StoreReader:
+class StoreReader(VerificationReads):
     """Read-only access to a validator's state file, for every process but the validator.
 
     The file is opened ``mode=ro``: the reader never writes, never takes the write lock and,
@@ -94,13 +101,21 @@ class StoreReader:
         rows = self._rows(f"SELECT {STEP_COLUMNS} FROM steps ORDER BY step DESC LIMIT 1")
         return step_row(rows[0]) if rows else None
 
+    def prompt_sources(self) -> dict[str, int]:
+        """Prompts asked per source over every recorded step (``synthetic`` or a prompt file as
+        configured); empty for a file written before prompts were recorded."""
+        if "step_prompts" not in self._tables():
+            return {}
+        rows = self._rows("SELECT source, COUNT(*) FROM step_prompts GROUP BY source")
+        return {str(source): int(n) for source, n in rows}
+
     # -- answers and EMA ---------------------------------------------------------------------
 
     def answers(
         self, *, after_step: int | None = None, through_step: int | None = None
     ) -> list[StoredAnswer]:
-        """Every answer of the steps in ``(after_step, through_step]`` (default: all), miners'
-        and the baseline's, in (step, uid, task) order."""
+        """Every answer of the steps in ``(after_step, through_step]`` (default: all), miners',
+        the baseline's and organic ones, in (step, uid, task) order."""
         where, args = [], []
         if after_step is not None:
             where.append("step > ?")
@@ -110,7 +125,7 @@ class StoreReader:
             args.append(through_step)
         rows = self._rows(
             f"SELECT step, {self._role()}, uid, hotkey, task_id, score, s_kl, s_ref, s_speed, "
-            f"cause FROM answers {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"cause, verified FROM answers {'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY step, uid, task_id",
             args,
         )
@@ -124,11 +139,15 @@ class StoreReader:
         return self._role_sql
 
     def _answer(self, row: tuple[Any, ...]) -> StoredAnswer:
-        step, role, uid, hotkey, task_id, score, s_kl, s_ref, s_speed, cause = row
-        if role not in (Role.MINER, Role.BASELINE):
+        step, role, uid, hotkey, task_id, score, s_kl, s_ref, s_speed, cause, verified = row
+        if role not in (Role.MINER, Role.BASELINE, Role.ORGANIC):
             raise StateError(f"{self.path}: step {step}: unknown participant role {role!r}")
         try:
-            who: Participant = Miner(int(uid), str(hotkey)) if role == Role.MINER else BASELINE
+            who: Participant = BASELINE
+            if role == Role.MINER:
+                who = Miner(int(uid), str(hotkey))
+            elif role == Role.ORGANIC:
+                who = OrganicMiner(int(uid), str(hotkey))
         except ValueError as e:  # a miner's row with a negative uid
             raise StateError(f"{self.path}: step {step}: {e}") from None
         try:
@@ -144,11 +163,29 @@ class StoreReader:
             float(s_ref),
             float(s_speed),
             code,
+            bool(verified),
         )
 
     def ema(self) -> list[EmaRow]:
         """The EMA after the last committed step, per uid, with its suspension."""
         return ema_rows(self._rows)
+
+    def ema_history(self, *, after_step: int | None = None) -> list[EmaPoint]:
+        """Each uid's EMA after each step in ``(after_step, last]``, in (step, uid) order.
+
+        Steps committed before the history table existed have none (a file written by an older
+        version reads as an empty history)."""
+        if "ema_history" not in self._tables():
+            return []
+        rows = self._rows(
+            "SELECT step, uid, hotkey, ema, suspended FROM ema_history WHERE step > ? "
+            "ORDER BY step, uid",
+            (-1 if after_step is None else after_step,),
+        )
+        return [EmaPoint(int(s), int(u), str(h), float(e), int(x)) for s, u, h, e, x in rows]
+
+    def _tables(self) -> set[str]:
+        return {str(r[0]) for r in self._rows("SELECT name FROM sqlite_master WHERE type='table'")}
 
     # -- weights -----------------------------------------------------------------------------
 

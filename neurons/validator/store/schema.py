@@ -44,6 +44,32 @@ CREATE TABLE IF NOT EXISTS commitments (
     hotkey TEXT NOT NULL, digest TEXT NOT NULL, block INTEGER NOT NULL,
     PRIMARY KEY (hotkey, digest)
 );
+CREATE TABLE IF NOT EXISTS step_prompts (
+    step INTEGER NOT NULL, idx INTEGER NOT NULL, task_id TEXT NOT NULL, source TEXT NOT NULL,
+    dataset_digest TEXT NOT NULL, prompt_digest TEXT NOT NULL,
+    PRIMARY KEY (step, idx)
+);
+CREATE INDEX IF NOT EXISTS step_prompts_digest ON step_prompts (prompt_digest, step);
+CREATE TABLE IF NOT EXISTS ema_history (
+    step INTEGER NOT NULL, uid INTEGER NOT NULL, hotkey TEXT NOT NULL, ema REAL NOT NULL,
+    suspended INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (step, uid)
+);
+CREATE TABLE IF NOT EXISTS spot_secrets (
+    epoch INTEGER PRIMARY KEY, secret TEXT NOT NULL, commitment TEXT NOT NULL,
+    published_block INTEGER NOT NULL, revealed_block INTEGER
+);
+CREATE TABLE IF NOT EXISTS spot_checks (
+    step INTEGER NOT NULL, uid INTEGER NOT NULL, hotkey TEXT NOT NULL, task_id TEXT NOT NULL,
+    outcome TEXT NOT NULL, epoch INTEGER NOT NULL, role TEXT NOT NULL DEFAULT 'miner',
+    PRIMARY KEY (step, uid, task_id)
+);
+CREATE TABLE IF NOT EXISTS model_watch (
+    hotkey TEXT NOT NULL, digest TEXT NOT NULL, source TEXT NOT NULL,
+    first_step INTEGER NOT NULL, grace_from INTEGER NOT NULL, verified_step INTEGER,
+    state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', last_step INTEGER NOT NULL,
+    PRIMARY KEY (hotkey, digest)
+);
+CREATE INDEX IF NOT EXISTS evidence_step ON evidence (step);
 CREATE TABLE IF NOT EXISTS weight_sets (
     id INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, step INTEGER NOT NULL,
     weights_json TEXT NOT NULL, success INTEGER NOT NULL, attempts INTEGER NOT NULL,

@@ -6,11 +6,18 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurons.validator.store.records import AnswerRow, EmaRow, EvidenceRow, StepRow
+from neurons.validator.store.records import (
+    AnswerRow,
+    EmaRow,
+    EvidenceRow,
+    PromptRow,
+    SpotCheckRow,
+    StepRow,
+)
 from neurons.validator.store.schema import (
     BASELINE_ROW_UID,
     ROLE_FROM_UID,
@@ -20,11 +27,12 @@ from neurons.validator.store.schema import (
     columns,
     ema_rows,
 )
+from neurons.validator.store.verification import INSERT_CHECKS, VerificationWrites, check_rows
 from scoring.causes import Role
 from subnet.errors import StateError
 
 
-class Store:
+class Store(VerificationWrites):
     """One SQLite connection (WAL, full sync) used from the event loop's thread only."""
 
     def __init__(self, path: str | Path) -> None:
@@ -107,9 +115,21 @@ class Store:
         answers: Iterable[AnswerRow],
         evidence: Iterable[EvidenceRow],
         ema: Iterable[EmaRow],
+        *,
+        prompts: Iterable[PromptRow] = (),
+        meta: Mapping[str, str] | None = None,
+        checks: Iterable[SpotCheckRow] = (),
     ) -> None:
-        """Write a whole step atomically; ``StateError`` if its step or block is stored."""
-        answers, evidence, ema = list(answers), list(evidence), list(ema)
+        """Write a whole step atomically; ``StateError`` if its step or block is stored.
+
+        ``prompts`` are the step's prompt records (source, dataset and prompt digests). ``meta``
+        keys are written in the same transaction (a cursor that must move exactly when the step
+        lands, such as how far the organic inbox was read). ``checks``: the answers the step's
+        secret draw picked and what their checks found. The new EMA is also appended to
+        ``ema_history``, the per-step record the public score export charts.
+        """
+        answers, evidence, ema, prompts = list(answers), list(evidence), list(ema), list(prompts)
+        spot = check_rows(row.step, checks)
 
         def write(db: sqlite3.Connection) -> None:
             dup = db.execute(
@@ -187,16 +207,55 @@ class Store:
                     for e in evidence
                 ],
             )
+            db.executemany(
+                "INSERT INTO step_prompts (step, idx, task_id, source, dataset_digest, "
+                "prompt_digest) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (row.step, p.index, p.task_id, p.source, p.dataset_digest, p.prompt_digest)
+                    for p in prompts
+                ],
+            )
+            db.executemany(INSERT_CHECKS, spot)
             db.execute("DELETE FROM ema")
             db.executemany(
                 "INSERT INTO ema (uid, hotkey, ema, step, suspended) VALUES (?, ?, ?, ?, ?)",
                 [(e.uid, e.hotkey, e.ema, row.step, e.suspended) for e in ema],
+            )
+            db.executemany(
+                "INSERT INTO ema_history (step, uid, hotkey, ema, suspended) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(row.step, e.uid, e.hotkey, e.ema, e.suspended) for e in ema],
+            )
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = excluded.value",
+                sorted((meta or {}).items()),
             )
 
         self._tx(write)
 
     def ema(self) -> list[EmaRow]:
         return ema_rows(self._read)
+
+    def recent_prompt_digests(self, window: int) -> frozenset[str]:
+        """Content digests of the prompts asked in the last ``window`` committed steps."""
+        if window <= 0:
+            return frozenset()
+        rows = self._read(
+            "SELECT DISTINCT prompt_digest FROM step_prompts WHERE step > "
+            "(SELECT COALESCE(MAX(step), 0) FROM steps) - ?",
+            (window,),
+        )
+        return frozenset(str(r[0]) for r in rows)
+
+    def step_prompts(self, step: int) -> list[PromptRow]:
+        """The prompts step ``step`` asked, in order."""
+        rows = self._read(
+            "SELECT idx, task_id, source, dataset_digest, prompt_digest FROM step_prompts "
+            "WHERE step = ? ORDER BY idx",
+            (step,),
+        )
+        return [PromptRow(int(i), str(t), str(s), str(d), str(p)) for i, t, s, d, p in rows]
 
     def step_scores(self, step: int) -> dict[int, list[tuple[str, float, str]]]:
         """uid -> [(task_id, score, cause)] of one step's miners (tests and reports)."""

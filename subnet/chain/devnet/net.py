@@ -195,3 +195,10 @@ class Devnet:
                 int(r["uid"]): [tuple(e) for e in json.loads(r["weights"])]
                 for r in pallet.neurons(db, netuid)
             }
+
+    def timelocked_commits(self, netuid: int) -> int:
+        """Timelocked weight commits held (unrevealed) for ``netuid``: the devnet records them
+        but never reveals them, since a reveal needs the drand round's signature."""
+        with self.store.read() as db:
+            row = db.execute("SELECT COUNT(*) FROM tl_commits WHERE netuid=?", (int(netuid),))
+            return int(row.fetchone()[0])

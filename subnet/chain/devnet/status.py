@@ -22,6 +22,8 @@ class NeuronStatus:
     axon: str | None  # "ip:port"
     permit: bool
     last_update: int
+    consensus: float = 0.0  # 0..1: the clipping level of this uid's column at the last epoch
+    vtrust: float = 0.0  # 0..1: the share of this validator's weight that survived clipping
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def build_status(
                 axon=_axon(r["axon"]),
                 permit=bool(r["permit"]),
                 last_update=int(r["last_update"]),
+                consensus=int(r["consensus"]) / pallet.U16_MAX,
+                vtrust=int(r["vtrust"]) / pallet.U16_MAX,
             )
             for r in pallet.neurons(db, int(net["netuid"]))
         )
