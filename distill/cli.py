@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from subnet.errors import ConfigError
@@ -110,7 +111,7 @@ FIELD_HELP = {
     },
     "train": {
         "steps": "optimizer steps in all (a resumed run continues to this)",
-        "batch": "sequences per step",
+        "batch": "sequences per step, over all processes (the global batch)",
         "lr": "peak learning rate (linear warm-up, cosine decay to lr * min-lr-frac)",
         "warmup": "warm-up steps",
         "min_lr_frac": "final learning rate as a fraction of --lr",
@@ -119,9 +120,16 @@ FIELD_HELP = {
         "grad_clip": "largest global gradient norm (<= 0 disables clipping)",
         "k": "teacher top-K used per position, the rest joins one tail bucket (0 = all stored)",
         "ce_weight": "weight of cross-entropy on the teacher's tokens, in [0, 1]",
+        "onpolicy_ratio": "share of each batch from the student's own samples, scored by "
+        "--teacher, in [0, 1] (0 = offline targets only)",
+        "onpolicy_every": "steps between refreshes of the on-policy samples",
+        "onpolicy_start": "offline-only steps before on-policy samples join the batch",
+        "onpolicy_temperature": "the student's sampling temperature for on-policy samples",
+        "onpolicy_max_tokens": "on-policy answer length limit (0 = the targets' max_tokens)",
         "seed": "model init (for a weightless student) and batch order",
         "device": "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu or cuda",
         "threads": "CPU threads (0 = all); results are bit-exact for a given count",
+        "parallel": "with several processes (--nproc, torchrun): ddp or fsdp (sharded)",
         "eval_sequences": "sequences held out from the end of the targets for evaluation",
         "eval_every": "evaluate every N steps (-1 = only at the end)",
         "save_every": "checkpoint every N steps (-1 = only at the end)",
@@ -173,9 +181,31 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     r.add_argument("--targets", type=Path, required=True, help="folder from `distill targets`")
     r.add_argument("--out", type=Path, required=True, help="output folder (HF + identity)")
+    r.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (torchrun-style; one per GPU). "
+        "Across machines run `torchrun ... -m subnet.cli distill train ...` instead",
+    )
+    r.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="teacher model folder that scores the student's samples (--onpolicy-ratio > 0)",
+    )
+    r.add_argument("--engine", choices=("vllm", "hf"), default="vllm", help="teacher engine")
     _field_flags(r, TrainConfig, FIELD_HELP["train"])
 
-    e = sub.add_parser("eval", help="the validator's numbers for students vs a teacher")
+    e = sub.add_parser(
+        "eval",
+        help="the validator's score for students vs a teacher (s_kl, s_ref, speed, score)",
+        description="Each student answers like a miner (streamed, sampled at the validator's "
+        "temperature, raw top-k) after an untimed warm-up; the teacher judges every answer "
+        "with the validator's own gates and scores. k, max tokens and temperature default to "
+        "the [validator] config, weights and scales to [scoring]/[speed]/[verify] (--config, "
+        "--set). Speed is relative to the fastest valid answer among the students given.",
+    )
     e.add_argument(
         "--student",
         type=Path,
@@ -197,11 +227,24 @@ def _configure_toolkit(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="engine every model runs on (default: vllm)",
     )
     e.add_argument(
-        "--k", type=int, default=16, help="top-K logprobs compared per position (default: 16)"
+        "--k",
+        type=int,
+        default=None,
+        help="top-K logprobs compared per position (default: the validator's top_k)",
     )
     e.add_argument(
-        "--max-tokens", type=int, default=24, help="tokens per student answer (default: 24)"
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="tokens per student answer (default: the validator's max_tokens)",
     )
+    e.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="students' sampling temperature (default: the validator's temperature)",
+    )
+    e.add_argument("--seed", type=int, default=0, help="sampling seeds of the prompts (default: 0)")
 
 
 def _toolkit(args: argparse.Namespace) -> int:
@@ -232,28 +275,96 @@ def _toolkit(args: argparse.Namespace) -> int:
         print(f"{args.out}: {m['sequences']} sequences, {m['positions']} positions, k={m['k']}")
         return 0
     if args.distill_command == "train":
-        from distill.train import TrainConfig, train
-
-        cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-        res = train(
-            args.student, args.targets, args.out, cfg, log=log, progress=sys.stderr.isatty()
-        )
-        print(
-            f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
-            f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}"
-        )
-        return 0
+        return _train(args, log)
     from distill.evaluate import evaluate, format_table
 
+    cfg, vc = args.config, args.config.validator
     results = asyncio.run(
         evaluate(
             args.student,
             args.teacher,
             load_prompts(args.tasks),
             engine_kind=args.engine,
-            k=args.k,
-            max_tokens=args.max_tokens,
+            k=args.k if args.k is not None else vc.top_k,
+            max_tokens=args.max_tokens if args.max_tokens is not None else vc.max_tokens,
+            temperature=args.temperature if args.temperature is not None else vc.temperature,
+            seed=args.seed,
+            score_cfg=cfg.scoring,
+            speed_cfg=cfg.speed,
+            verify_cfg=cfg.verify,
         )
     )
     print(format_table(results))
     return 0
+
+
+def _train(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """One process, N local ranks (``--nproc``), or one rank of a torchrun launch."""
+    import os
+    from dataclasses import fields
+
+    from distill.train_config import TrainConfig
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    under_torchrun = "WORLD_SIZE" in os.environ
+    if args.nproc > 1 and not under_torchrun:
+        from distill.launch import launch
+        from distill.train import open_inputs
+
+        # Refuse here, once, what every rank would refuse (the ranks still check everything).
+        open_inputs(args.student, args.targets, cfg, verify=False)
+        if cfg.batch < args.nproc:
+            raise ConfigError(f"--batch {cfg.batch} is smaller than --nproc {args.nproc}")
+        if cfg.onpolicy_ratio > 0 and args.teacher is None:
+            raise ConfigError("--onpolicy-ratio > 0 needs --teacher (the model that scores)")
+
+        return launch(args.nproc, _rank_argv(args), what=f"training into {args.out}")
+    if args.nproc > 1 and int(os.environ["WORLD_SIZE"]) != args.nproc:
+        raise ConfigError(f"--nproc {args.nproc} but torchrun started {os.environ['WORLD_SIZE']}")
+    if cfg.onpolicy_ratio > 0:
+        from distill.live_teacher import train_with_teacher
+
+        job = train_with_teacher(
+            args.student,
+            args.targets,
+            args.out,
+            cfg,
+            teacher=args.teacher,
+            engine_kind=args.engine,
+            log=log,
+            progress=sys.stderr.isatty(),
+        )
+        res = asyncio.run(job)
+    else:
+        from distill.train import train
+
+        progress = sys.stderr.isatty()
+        res = train(args.student, args.targets, args.out, cfg, log=log, progress=progress)
+    if os.environ.get("RANK", "0") == "0":
+        print(
+            f"{res.out}: held-out forward KL {res.eval_kl:.4f}, "
+            f"{res.train_tokens_per_s:,.0f} tok/s; commit {res.identity}"
+        )
+    return 0
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """The command each rank runs: this one, without ``--nproc``."""
+    from dataclasses import fields
+
+    from distill.train_config import TrainConfig
+
+    head = ["distill"]
+    if args.config_path:
+        head += ["--config", str(args.config_path)]
+    for pair in args.config_set:
+        head += ["--set", pair]
+    body = ["train", "--student", str(args.student), "--targets", str(args.targets)]
+    body += ["--out", str(args.out), "--engine", args.engine]
+    if args.teacher is not None:
+        body += ["--teacher", str(args.teacher)]
+    for f in fields(TrainConfig):
+        body += [f"--{f.name.replace('_', '-')}", str(getattr(args, f.name))]
+    return head + body

@@ -14,6 +14,7 @@ another version or recipe is rebuilt instead of trusted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import shutil
@@ -22,10 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.tasks import iter_tasks
 from distill.tiny_spec import DISTILLED, TinyWorld, is_holdout
+
+if TYPE_CHECKING:
+    from distill.train_config import TrainConfig
 
 #: Bumped when this recipe changes what it builds. v2: the saved identity names the student
 #: (v1 named it after the last file the trainer copied).
@@ -35,7 +39,7 @@ STATS_FILE = "distill_stats.json"
 
 @dataclass(frozen=True)
 class DistilledRecipe:
-    prompts: int = 16_000  # distinct training prompts the teacher answers (4 epochs of 1000x64)
+    prompts: int = 16_000  # distinct training prompts the teacher answers (6 epochs of 1500x64)
     k: int = 16
     max_tokens: int = 24
     ce_weight: float = 0.0
@@ -80,53 +84,72 @@ def _training_tasks(info: dict[str, Any], n: int) -> list[Any]:
     return tasks
 
 
+def make_init(world: TinyWorld, out: Path) -> Path:
+    """The init: the undistilled student's config and tokenizer, no weights (seeded init)."""
+    out.mkdir(parents=True)
+    for f in world.undistilled.iterdir():
+        if f.suffix != ".safetensors":
+            shutil.copy2(f, out / f.name)
+    return out
+
+
+async def build_world_targets(world: TinyWorld, recipe: DistilledRecipe, out: Path) -> float:
+    """The teacher's top-K targets over the world's training prompts; returns seconds taken."""
+    from distill.targets import TargetsConfig, build_targets
+    from distill.torch_state import deterministic_torch
+
+    info = world.info()["recipe"]
+    t0 = time.monotonic()
+    with deterministic_torch(info["train"]["seed"], int(info["threads"])):
+        await build_targets(
+            world.teacher,
+            _training_tasks(info, recipe.prompts),
+            out,
+            TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256, shard_size=4096),
+            engine_kind="hf",
+            source="tiny world training prompts",
+            progress=False,
+        )
+    return time.monotonic() - t0
+
+
+def train_config(world: TinyWorld, recipe: DistilledRecipe, **changes: Any) -> TrainConfig:
+    """The undistilled student's schedule (steps, batch, lr, warmup, seed, threads), on the
+    teacher's targets; ``changes`` override fields (the on-policy benchmark)."""
+    from distill.train_config import TrainConfig
+
+    info = world.info()["recipe"]
+    spec = info["train"]
+    cfg = TrainConfig(
+        steps=spec["steps"],
+        batch=spec["batch"],
+        lr=spec["lr"],
+        warmup=spec["warmup"],
+        seed=spec["seed"],
+        threads=int(info["threads"]),
+        k=recipe.k,
+        ce_weight=recipe.ce_weight,
+        eval_every=-1,
+        save_every=-1,
+        device="cpu",
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
 async def _build(
     world: TinyWorld, recipe: DistilledRecipe, out: Path, log: Callable[[str], None]
 ) -> None:
-    from distill.targets import TargetsConfig, build_targets
-    from distill.torch_state import deterministic_torch
-    from distill.train import TrainConfig, train
+    from distill.train import train
 
     start = time.monotonic()
-    info = world.info()["recipe"]
-    spec, threads = info["train"], int(info["threads"])
-    tasks = _training_tasks(info, recipe.prompts)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as scratch:
-        # The init: the undistilled student's config and tokenizer, no weights (seeded init).
-        init = Path(scratch) / "init"
-        init.mkdir()
-        for f in world.undistilled.iterdir():
-            if f.suffix != ".safetensors":
-                shutil.copy2(f, init / f.name)
+        init = make_init(world, Path(scratch) / "init")
         targets = Path(scratch) / "targets"
-        t0 = time.monotonic()
-        with deterministic_torch(spec["seed"], threads):  # the recipe's thread count
-            await build_targets(
-                world.teacher,
-                tasks,
-                targets,
-                TargetsConfig(k=recipe.k, max_tokens=recipe.max_tokens, batch=256, shard_size=4096),
-                engine_kind="hf",
-                source="tiny world training prompts",
-                progress=False,
-            )
-        targets_s = time.monotonic() - t0
-        log(f"distilled: teacher targets for {len(tasks)} prompts in {targets_s:.0f} s")
-        cfg = TrainConfig(
-            steps=spec["steps"],
-            batch=spec["batch"],
-            lr=spec["lr"],
-            warmup=spec["warmup"],
-            seed=spec["seed"],
-            threads=threads,
-            k=recipe.k,
-            ce_weight=recipe.ce_weight,
-            eval_every=-1,
-            save_every=-1,
-            device="cpu",
-        )
+        targets_s = await build_world_targets(world, recipe, targets)
+        log(f"distilled: teacher targets in {targets_s:.0f} s")
         # CPU-bound for a minute or two: off the event loop. Named after its folder, as the
         # miner names what it commits by default.
+        cfg = train_config(world, recipe)
         result = await asyncio.to_thread(
             train, init, targets, out, cfg, progress=False, log=log, name=DISTILLED
         )

@@ -1,10 +1,11 @@
 """The tiny world: a deterministic tokenizer, teacher and undistilled student, cached by recipe.
 
 Tests, CI and the localnet need a real teacher that vLLM, transformers and the trainer load
-like any Hugging Face model, without a model hub. :func:`tiny_world` builds one in about five
+like any Hugging Face model, without a model hub. :func:`tiny_world` builds one in a few
 minutes on 2 CPU cores the first time (byte-level BPE tokenizer, a ~0.9M-parameter 4-layer Llama
-teacher trained on the add/sort/reverse families of :mod:`distill.tasks`, a ~0.14M-parameter
-2-layer "undistilled" student trained the same way, and the distilled student) and returns
+teacher trained 600 steps on the add/sort/reverse families of :mod:`distill.tasks`, a
+~0.14M-parameter 2-layer "undistilled" student trained 1500 steps the same way, and the
+distilled student) and returns
 instantly afterwards: the world lives in the user cache under the content hash of its recipe,
 outside any clone, so every checkout and CI run on a machine shares it. Anything that asks the
 world's models questions should draw them from ``world.info()["recipe"]["families"]``.
@@ -26,6 +27,7 @@ Importing this module is cheap; torch and transformers load only when a build is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -55,6 +57,7 @@ __all__ = [
     "TinyWorld",
     "TrainSpec",
     "build_tiny_world",
+    "heldout_tasks",
     "is_holdout",
     "tiny_world",
 ]
@@ -83,6 +86,14 @@ def build_tiny_world(
     root.parent.mkdir(parents=True, exist_ok=True)
     built = ensure_dir(root, lambda tmp: _build(recipe, tmp, log), force=force)
     return TinyWorld(root=root, built=built)
+
+
+def heldout_tasks(world: TinyWorld, n: int = 300, seed: str = "issue-7/heldout") -> list[Task]:
+    """``n`` tasks of the world's families from the slice of prompt space no model trained
+    on: what the quality checks (tests, ``subnet bench onpolicy``) measure students on."""
+    recipe = world.info()["recipe"]
+    stream = iter_tasks(seed, recipe["families"])
+    return _take(iter(stream), n, lambda t: is_holdout(t, recipe["holdout_mod"]), "held-out")
 
 
 # --- the build ------------------------------------------------------------------------------
@@ -144,19 +155,23 @@ def _build(recipe: TinyRecipe, out: Path, log: Callable[[str], None]) -> None:
     eval_tasks = _eval_tasks(recipe)
 
     stats: dict[str, Any] = {}
-    for name, shape in ((TEACHER, recipe.teacher), (UNDISTILLED, recipe.student)):
+    teacher_spec = dataclasses.replace(spec, steps=recipe.teacher_steps or spec.steps)
+    for name, shape, model_spec in (
+        (TEACHER, recipe.teacher, teacher_spec),
+        (UNDISTILLED, recipe.student, spec),
+    ):
         t0 = time.monotonic()
         with deterministic_torch(spec.seed, recipe.threads):
             model = lm.new_model(shape, tok.get_vocab_size(), recipe.max_positions)
             log(f"training {name}: {sum(p.numel() for p in model.parameters()):,} parameters")
-            final_loss = lm.train(model, examples, spec, _prefixed(log, name))
+            final_loss = lm.train(model, examples, model_spec, _prefixed(log, name))
             accuracy = lm.accuracy_by_family(model, tok, eval_tasks)
         log(f"{name}: held-out exact-answer accuracy {accuracy}")
         model.save_pretrained(out / name, safe_serialization=True)
         save_tokenizer(tok, out / name, recipe.max_positions)
         stats[name] = {
             "parameters": sum(p.numel() for p in model.parameters()),
-            "steps": spec.steps,
+            "steps": model_spec.steps,
             "final_loss": round(final_loss, 5),
             "heldout_accuracy": accuracy,
             "seconds": round(time.monotonic() - t0, 1),

@@ -15,9 +15,8 @@ a miner does, averaged per answer and then over answers.
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -27,23 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.identity import identity_for
+from distill.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, save_final
+from distill.distributed import Dist, dist_session, wrap
 from distill.losses import distill_loss
+from distill.onpolicy import OnPolicy, TeacherScore
+from distill.schedule import batch_indices, lr_factor
 from distill.shards import Example, TargetsError, TargetSet, tokenizer_hash
 from distill.torch_state import deterministic_torch
 from distill.train_config import TrainConfig, TrainResult
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
-
-COPY_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "generation_config.json",
-)
+__all__ = ["TrainConfig", "TrainResult", "batch_indices", "lr_factor", "train"]
 
 
 def check_compatible(student: Path, targets: TargetSet, k: int) -> None:
@@ -65,21 +57,18 @@ def check_compatible(student: Path, targets: TargetSet, k: int) -> None:
         raise TargetsError(f"k={k} is larger than the {targets.k} stored in {targets.root}")
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
-    """Sequences of step ``step``: a seeded permutation per epoch, a pure function of step."""
-    lo, hi = step * batch, (step + 1) * batch
-    out: list[int] = []
-    for epoch in range(lo // n, (hi - 1) // n + 1):
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        out += perm[max(lo - epoch * n, 0) : min(hi - epoch * n, n)].tolist()
-    return out
+def open_inputs(
+    student: Path, targets_dir: str | Path, cfg: TrainConfig, verify: bool = True
+) -> tuple[TargetSet, int, int]:
+    """The targets, the k to train with and how many sequences train (the rest is held out);
+    every mismatch refused with one message before any compute."""
+    targets = TargetSet(targets_dir, verify=verify)
+    k = cfg.k or targets.k
+    check_compatible(Path(student), targets, k)
+    n_train = len(targets) - min(cfg.eval_sequences, len(targets) // 10)
+    if n_train < 1:
+        raise TargetsError(f"{targets_dir}: too few sequences to train on ({len(targets)})")
+    return targets, k, n_train
 
 
 def collate(examples: Sequence[Example], k: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -140,17 +129,26 @@ def evaluate_kl(
     device: torch.device,
     autocast: bool,
     batch: int = 64,
+    dist: Dist | None = None,
 ) -> float:
-    """Held-out ``scoring.divergence.forward_kl``: student top-k vs teacher top-k per answer."""
+    """Held-out ``scoring.divergence.forward_kl``: student top-k vs teacher top-k per answer.
+
+    With several ranks each scores every ``world``-th answer, padded to the same number of
+    forward passes (FSDP runs them in lock-step), and the per-answer numbers are gathered.
+    """
     from scoring.divergence import forward_kl
 
+    dist = dist or Dist(device=device)
+    mine = dist.share(list(enumerate(examples)))
+    n_real = len(mine)
+    mine += mine[:1] * (-(-len(examples) // dist.world) - len(mine))
     model.eval()
     width = max((len(e.tokens) for e in examples), default=1)
     batch = max(1, min(batch, EVAL_LOGITS_BUDGET // (width * vocab_size)))
-    per_answer: list[float] = []
-    for start in range(0, len(examples), batch):
-        chunk = examples[start : start + batch]
-        b = collate(chunk, k, device)
+    per_answer: list[tuple[int, float]] = []
+    for start in range(0, len(mine), batch):
+        chunk = mine[start : start + batch]
+        b = collate([e for _, e in chunk], k, device)
         logprobs = torch.log_softmax(scored_logits(model, b, autocast).double(), dim=-1)
         s_lp, s_ids = logprobs.topk(k, dim=-1)
         del logprobs
@@ -161,10 +159,12 @@ def evaluate_kl(
             s_lp.cpu().numpy(),
             vocab_size,
         )
-        lengths = [len(e.tokens) - e.prompt_len for e in chunk]
-        per_answer += [float(part.mean()) for part in np.split(kl, np.cumsum(lengths)[:-1])]
+        lengths = [len(e.tokens) - e.prompt_len for _, e in chunk]
+        parts = np.split(kl, np.cumsum(lengths)[:-1])
+        per_answer += [(i, float(part.mean())) for (i, _), part in zip(chunk, parts, strict=True)]
     model.train()
-    return float(np.mean(per_answer))
+    gathered = dict(kv for got in dist.gather(per_answer[:n_real]) for kv in got)
+    return float(np.mean([gathered[i] for i in range(len(examples))]))
 
 
 def load_student(student: Path) -> Any:
@@ -176,80 +176,6 @@ def load_student(student: Path) -> Any:
         return AutoModelForCausalLM.from_pretrained(str(student), dtype=torch.float32)
     config = AutoConfig.from_pretrained(str(student))
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
-
-
-# -- checkpoints: weights + optimizer + JSON metadata, written atomically --------------------
-
-
-def _checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("step_*[0-9]"))
-
-
-def save_checkpoint(
-    out: Path, step: int, model: Any, opt: torch.optim.Optimizer, meta: dict[str, Any], keep: int
-) -> None:
-    final = out / "checkpoints" / f"step_{step:06d}"
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save(opt.state_dict(), tmp / "optim.pt")
-    (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in _checkpoints(out)[: -max(1, keep)]:
-        shutil.rmtree(old)
-
-
-def load_checkpoint(out: Path, model: Any, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> int:
-    """Restore the newest checkpoint in ``out``; 0 if none. Refuses one made for other inputs."""
-    found = _checkpoints(out)
-    if not found:
-        return 0
-    saved = json.loads((found[-1] / "meta.json").read_text())
-    diff = _differences(saved, meta)
-    if diff:
-        raise TargetsError(
-            f"{found[-1]} was made with different settings: {'; '.join(diff)}; "
-            "rerun with the saved values, use another --out, or delete its checkpoints"
-        )
-    model.load_state_dict(torch.load(found[-1] / "model.pt", weights_only=True))
-    opt.load_state_dict(torch.load(found[-1] / "optim.pt", weights_only=True))
-    return int(saved["step"])
-
-
-def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: saved -> now`` for every leaf that differs (nested dicts named by dotted keys),
-    so a refused resume names the flag to fix (``config.lr: 0.003 -> 0.01``)."""
-    out: list[str] = []
-    for key in sorted(now):
-        old, new = saved.get(key), now[key]
-        if isinstance(old, dict) and isinstance(new, dict):
-            out += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            out.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
-    return out
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def save_final(
-    out: Path, student: Path, model: Any, meta: dict[str, Any], name: str | None = None
-) -> str:
-    """HF folder (safetensors + config + the student's tokenizer files) and its identity."""
-    model.save_pretrained(str(out), safe_serialization=True)
-    for weights in out.glob("*.safetensors"):  # transformers writes them 0600: miners serve them
-        weights.chmod(0o644)
-    for file_name in COPY_FILES:
-        if (student / file_name).is_file():
-            shutil.copy2(student / file_name, out / file_name)
-    payload = identity_for(out, name=name or out.resolve().name).format()
-    (out / "identity.txt").write_text(payload + "\n")
-    (out / "train_meta.json").write_text(json.dumps({**meta, "identity": payload}, indent=2))
-    return payload
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -264,32 +190,47 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     name: str | None = None,
+    teacher_score: TeacherScore | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Distil ``targets_dir`` into the student at ``student``; write the result to ``out``.
 
     ``name`` goes into the identity payload (default: the folder name). Reruns of an
-    interrupted call with the same arguments resume from the newest checkpoint.
+    interrupted call with the same arguments resume from the newest checkpoint. Under
+    ``torchrun`` every process calls this with the same arguments: each trains on its share
+    of the global batch ``cfg.batch`` and rank 0 writes. ``teacher_score`` (needed when
+    ``cfg.onpolicy_ratio > 0``) scores the student's samples: see :mod:`distill.onpolicy`.
+    ``stop``, once set, ends the run before the next step (KeyboardInterrupt), for callers
+    that run it in a worker thread.
     """
     student, out = Path(student), Path(out)
     # Inputs: open and check everything before any compute.
-    targets = TargetSet(targets_dir, verify=True)
-    k = cfg.k or targets.k
-    check_compatible(student, targets, k)
-    n_eval = min(cfg.eval_sequences, len(targets) // 10)
-    n_train = len(targets) - n_eval
-    if n_train < 1:
-        raise TargetsError(f"{targets_dir}: too few sequences to train on ({len(targets)})")
+    targets, k, n_train = open_inputs(student, targets_dir, cfg)
+    per_on = cfg.onpolicy_per_step(cfg.steps - 1)
+    if per_on and teacher_score is None:
+        raise TargetsError("onpolicy_ratio > 0 needs a teacher to score the student's samples")
     held_out = [targets[i] for i in range(n_train, len(targets))]
 
     # Compute: bf16 autocast on CUDA, fp32 on CPU; deterministic kernels, seeded init, a fixed
-    # thread count, all for this run only (the caller's torch settings are restored after).
+    # thread count, all for this run only (the caller's torch settings are restored after);
+    # under torchrun, this process's share of the work (joined and left here).
     threads = cfg.threads or max(1, len(os.sched_getaffinity(0)))
-    with deterministic_torch(cfg.seed, threads):
-        device = torch.device(
-            cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    with deterministic_torch(cfg.seed, threads), dist_session(cfg.device) as dist:
+        if cfg.batch < dist.world:
+            raise TargetsError(f"batch {cfg.batch} is smaller than the {dist.world} processes")
+        say = log if dist.main else (lambda _: None)
+        device, autocast = dist.device, dist.device.type == "cuda"
+        raw = load_student(student).to(device).train()
+        model = wrap(raw, dist, cfg.parallel)
+        # DDP: sampling and evaluation run on the unwrapped replica, no collective needed.
+        # FSDP: every forward pass is collective, so those loops run in lock-step.
+        lockstep = dist.world > 1 and cfg.parallel == "fsdp"
+        local = model if lockstep else raw
+        onpolicy = (
+            OnPolicy(teacher_score, targets, n_train, cfg, k)
+            if per_on and teacher_score is not None
+            else None
         )
-        autocast = device.type == "cuda"
-        model = load_student(student).to(device).train()
 
         # Optimizer, and resume from the newest checkpoint if there is one.
         opt = torch.optim.AdamW(
@@ -299,10 +240,13 @@ def train(
             "config": asdict(cfg),
             "targets": targets.manifest["request"],
             "student": str(student),
+            "checkpoint_format": CHECKPOINT_FORMAT,
         }
-        start = load_checkpoint(out, model, opt, meta)
+        start, pool = load_checkpoint(out, model, opt, meta, dist)
+        if onpolicy is not None:
+            onpolicy.pool = pool
         if start:
-            log(f"resuming from step {start}")
+            say(f"resuming from step {start}")
 
         from rich.progress import Progress, TextColumn
 
@@ -313,27 +257,45 @@ def train(
         step, tokens, eval_kl = start, 0, float("nan")
         recent: list[float] = []
         t0 = time.monotonic()
-        with Progress(*columns, disable=not progress) as bar:
+        with Progress(*columns, disable=not (progress and dist.main)) as bar:
             task = bar.add_task("distill", total=cfg.steps, completed=start, loss="-", rate="-")
             while True:
                 last_step = step == cfg.steps
                 # Once in a while: held-out divergence, checkpoint.
                 if last_step or (cfg.eval_every > 0 and step > 0 and step % cfg.eval_every == 0):
-                    eval_kl = evaluate_kl(model, held_out, k, targets.vocab_size, device, autocast)
-                    log(f"step {step}: held-out forward KL {eval_kl:.4f}")
+                    eval_kl = evaluate_kl(
+                        local, held_out, k, targets.vocab_size, device, autocast, dist=dist
+                    )
+                    say(f"step {step}: held-out forward KL {eval_kl:.4f}")
                 if step > start and (
                     last_step or (cfg.save_every > 0 and step % cfg.save_every == 0)
                 ):
-                    save_checkpoint(out, step, model, opt, meta, cfg.keep_checkpoints)
+                    save_checkpoint(
+                        out,
+                        step,
+                        model,
+                        opt,
+                        meta,
+                        cfg.keep_checkpoints,
+                        dist,
+                        onpolicy.pool if onpolicy is not None else None,
+                    )
                 if last_step:
                     break
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
 
-                # One step: a fixed batch for this step, schedule, clip, update.
-                batch = collate(
-                    [targets[i] for i in batch_indices(step, n_train, cfg.batch, cfg.seed)],
-                    k,
-                    device,
-                )
+                # One step: the global batch (offline, then on-policy) is the same on every
+                # rank; each trains on its share, weighted so the average over ranks is the
+                # mean over every scored position of the global batch.
+                offline = cfg.batch - cfg.onpolicy_per_step(step)
+                examples = [targets[i] for i in batch_indices(step, n_train, offline, cfg.seed)]
+                if onpolicy is not None and offline < cfg.batch:
+                    examples += onpolicy.examples(step, local, dist, lockstep)
+                mine = dist.share(examples)
+                batch = collate(mine, k, device)
+                positions = sum(len(e.tokens) - e.prompt_len for e in examples)
+                share = int(batch["targets"].numel()) * dist.world / positions
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, cfg)
                 loss, kl = distill_loss(
@@ -344,23 +306,28 @@ def train(
                     torch.ones_like(batch["targets"]),
                     cfg.ce_weight,
                 )
+                shown = loss.item()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
+                (loss * share if dist.world > 1 else loss).backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
 
-                # Logging (CPU side).
+                # Logging (CPU side): the global batch's KL and tokens.
                 step += 1
-                tokens += int(batch["mask"].sum())
-                recent = [*recent[-max(1, cfg.steps // 10) + 1 :], float(kl)]
+                tokens += sum(len(e.tokens) for e in examples)
+                kl_global = dist.all_sum([float(kl) * share / dist.world])[0]
+                recent = [*recent[-max(1, cfg.steps // 10) + 1 :], kl_global]
                 rate = tokens / max(time.monotonic() - t0, 1e-9)
-                bar.update(task, advance=1, loss=f"{loss.item():.4f}", rate=f"{rate:,.0f}")
+                bar.update(task, advance=1, loss=f"{shown:.4f}", rate=f"{rate:,.0f}")
 
-    elapsed = time.monotonic() - t0
-    meta["eval_forward_kl"] = eval_kl
-    identity = save_final(out, student, model.float().cpu(), meta, name)
-    log(f"saved {out} ({identity})")
+        elapsed = time.monotonic() - t0
+        meta["eval_forward_kl"] = eval_kl
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+        identity = save_final(out, student, model, meta, dist, name)
+        say(f"saved {out} ({identity})")
+        dist.barrier()
     return TrainResult(
         out=out,
         steps=cfg.steps,

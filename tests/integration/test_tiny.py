@@ -89,14 +89,18 @@ def test_tokenizer_adds_bos_and_round_trips(world: TinyWorld) -> None:
     assert tok.decode(tok(" 46", add_special_tokens=False).input_ids) == " 46"
 
 
-def test_teacher_beats_chance_and_the_undistilled_student(world: TinyWorld) -> None:
+def test_teacher_beats_chance_and_is_unsure_on_add(world: TinyWorld) -> None:
     # The easiest family to guess (add) is right by chance 1 time in 199; the build measured
-    # 71 % for the teacher and 69 % for the student on 300 held-out tasks (67 % vs 63 % here):
-    # both get sort and reverse, and the teacher more of add.
+    # 70 % for the teacher on 300 held-out tasks: sort and reverse, and 15 % of add. The
+    # teacher stops (600 steps) before it learns exact sums, on purpose: its uncertainty there
+    # is what a distilled student copies, on every world seed (issue 19). The undistilled
+    # student trains 1500 steps on the true sums and gets more of add right than the teacher
+    # (24 % at seed 0, up to 84 % on other seeds), so exact-answer accuracy does not rank the
+    # two; what ranks students is how closely they track the teacher (test_distill.py).
     teacher = _greedy_accuracy(world.teacher)
-    student = _greedy_accuracy(world.undistilled)
     assert teacher >= 0.5 > 4 * max(CHANCE[f] for f in TinyRecipe().families)
-    assert teacher > student, (teacher, student)
+    accuracy = world.info()["stats"]["teacher"]["heldout_accuracy"]
+    assert accuracy["add"] <= 0.3 < 0.9 <= min(accuracy["sort"], accuracy["reverse"]), accuracy
 
 
 def test_cli_copies_the_cached_world(world: TinyWorld, tmp_path: Path) -> None:
