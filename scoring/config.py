@@ -94,8 +94,10 @@ class VerifyConfig:
         0, "a sampled token ranked worse than this is FABRICATED (0 = off)", lo=0, hi=10**9
     )
     # Honest sampling at temperature <= 1 continues past p(EOS) >= 0.9 three times w.p. <= 1e-3.
+    # At least 0.5: a token that likely is always the top-1, so the rule is decided from any
+    # top-k row (an EOS outside it has p < 1/(k+1)) and engines need no extra EOS lookups.
     refuse_stop_eos_prob: float = param(
-        0.9, "p(EOS) at which continuing counts toward REFUSE_STOP", lo=0.0, hi=1.0
+        0.9, "p(EOS) at which continuing counts toward REFUSE_STOP", lo=0.5, hi=1.0
     )
     refuse_stop_count: int = param(
         3, "this many continuations past refuse_stop_eos_prob -> REFUSE_STOP", lo=1, hi=10**6

@@ -189,6 +189,23 @@ def eos_logprobs_from_topk(
     return np.where(listed.any(axis=1), np.where(listed, lps, 0.0).sum(axis=1), -np.inf)
 
 
+def eos_upper_bounds(top_logprobs: npt.ArrayLike) -> FloatArray:
+    """Per position, an upper bound on the logprob of any token *outside* the top-k row: the
+    smaller of the row's last (k-th) logprob and the log of the mass the row leaves unlisted
+    (floored at 1e-4, so float rounding of the listed mass cannot push it below the truth).
+
+    Where EOS is not listed this bounds its logprob, and that is all the EOS rules need: an
+    unlisted EOS with p >= q would take k + 1 tokens of p >= q, impossible for q > 1/(k+1), so
+    with ``refuse_stop_eos_prob >= 0.5`` :func:`check_eos` gives the verdict the exact value
+    would. An engine that cannot read EOS outside the top-k in the same pass reports this.
+    """
+    lps = np.asarray(top_logprobs, dtype=np.float64)
+    if lps.shape[-1] == 0:
+        return np.zeros(lps.shape[:-1])  # nothing listed: log(1), the trivial bound
+    unlisted = np.maximum(1.0 - np.exp(lps).sum(axis=-1), 1e-4)
+    return np.asarray(np.minimum(lps[..., -1], np.log(unlisted)), dtype=np.float64)
+
+
 def check_eos(
     token_ids: npt.ArrayLike,
     target_logprobs: npt.ArrayLike,

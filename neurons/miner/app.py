@@ -17,11 +17,12 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from bittensor.http_auth import Caller, NonceStore
+from bittensor.signing import resolve_signer
 
 from neurons.miner.errors import HttpError, HttpFailure, to_failure
 from neurons.miner.policy import (
@@ -53,8 +54,14 @@ class Gate:
     max_body_bytes: int = 1 << 20
     request_timeout: float = 120.0
 
-    def authenticate(self, request: web.Request, body: bytes) -> Caller:
-        return auth.verify_request(
+    _signer: Any = field(default=None, init=False, repr=False)
+
+    async def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        """btauth/1 on a worker thread: the signature check and the replay store's SQLite
+        write both release the GIL, so the event loop keeps serving other streams meanwhile
+        (and a replay store waiting on another process's lock cannot stall it)."""
+        return await asyncio.to_thread(
+            auth.verify_request,
             request.headers,
             body,
             method=request.method,
@@ -64,6 +71,13 @@ class Gate:
             allowed_skew=self.auth_allowed_skew,
             nonce_store=self.nonce_store,
         )
+
+    async def sign(self, **fields: Any) -> dict[str, str]:
+        """``auth.sign_response`` on a worker thread (sr25519 releases the GIL), with the
+        hotkey's signer resolved once (a wallet would otherwise be unlocked per response)."""
+        if self._signer is None:
+            self._signer = resolve_signer(self.wallet, role="hotkey")
+        return await asyncio.to_thread(auth.sign_response, self._signer, **fields)
 
 
 SERVICE = web.AppKey("service", MinerService)
@@ -139,7 +153,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             408, "body_timeout", f"body not received within {gate.request_timeout:g}s"
         ) from None
     request[_BODY] = body
-    caller = gate.authenticate(request, body)
+    caller = await gate.authenticate(request, body)
     request[_CALLER] = caller
     info = gate.policy.admit(caller.hotkey_ss58)
     request[_INFO] = info
@@ -235,8 +249,7 @@ async def _stream(
                         param=failure.param,
                     )
                 )
-            fields = auth.sign_response(
-                gate.wallet,
+            fields = await gate.sign(
                 status=200,
                 path=request.raw_path,
                 request_body=request[_BODY],
@@ -311,7 +324,7 @@ async def _guard(
         failure = to_failure(e)
         resp = _error_response(failure)
     if not resp.prepared and isinstance(resp, web.Response):
-        _sign(request, resp)
+        await _sign(request, resp)
     cause = request.get(_CAUSE) or (failure.cause if failure else "ok")
     _record(request, route, 499 if cause == "client_gone" else resp.status, cause, t0)
     return resp
@@ -327,12 +340,11 @@ def _error_response(f: HttpFailure) -> web.Response:
     return resp
 
 
-def _sign(request: web.Request, resp: web.Response) -> None:
+async def _sign(request: web.Request, resp: web.Response) -> None:
     caller: Caller | None = request.get(_CALLER)
     body = resp.body if isinstance(resp.body, bytes) else b""
     resp.headers.update(
-        auth.sign_response(
-            request.app[GATE].wallet,
+        await request.app[GATE].sign(
             status=resp.status,
             path=request.raw_path,
             request_body=request.get(_BODY, b""),

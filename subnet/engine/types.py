@@ -96,7 +96,10 @@ class Scored:
     top_logprobs: FloatArray  # [P, k] sorted descending
     target_logprobs: FloatArray  # [P] logprob of the given token
     target_ranks: IntArray  # [P] 1-based rank of the given token in the full distribution
-    eos_logprobs: FloatArray  # [P] logprob of EOS at that position
+    # [P] logprob of EOS at that position; an engine that reads only the top-k in its pass
+    # (vLLM) reports, where EOS is outside it, an upper bound instead
+    # (``scoring.verify.eos_upper_bounds``: below 1/(k+1), which decides the EOS rules exactly)
+    eos_logprobs: FloatArray
     provenance: Provenance
 
 

@@ -7,13 +7,14 @@ Distributions are raw (``logprobs_mode="raw_logprobs"``). ``score`` is one prefi
 ``prompt + completion`` with ``prompt_logprobs=k``: that gives the top-k and the given token's
 logprob and rank at every completion position.
 
-EOS logprob. vLLM reports, per prompt position, only the top-k and the actual token, and the
-model runner on CPU (V1) has no per-token prompt scoring (``prompt_logprob_token_ids`` needs the
-V2 runner; the sampled-position ``logprob_token_ids`` replaces the top-k of *every* request in
-the batch, so it is unsafe under shared batching). So EOS is read exactly where it is already in
-the answer (it is the given token or in the top-k) and, at every other position, from a probe:
-``prompt + completion[:j] + [EOS]`` with ``prompt_logprobs=0``, whose last entry is the EOS
-logprob. Probes read the prefix cache, so each costs about one KV block of compute.
+EOS logprob, in the same pass. vLLM reports, per prompt position, only the top-k and the given
+token (the CPU runner has no per-token prompt scoring: ``prompt_logprob_token_ids`` needs the V2
+runner; logits processors do not see prompt positions; the sampled-position
+``logprob_token_ids`` replaces the top-k of every request in a shared batch). So ``eos_logprobs``
+is exact where EOS is the given token or in the top-k, and elsewhere the upper bound of
+:func:`scoring.verify.eos_upper_bounds` (an unlisted token has p < 1/(k+1)): the EOS rules only
+ask whether p(EOS) reaches ``refuse_stop_eos_prob`` >= 0.5, which that bound decides exactly.
+One request per answer, no probes (``requests_sent`` counts them).
 
 The engine core runs in a spawned process: the program that creates it needs a
 ``if __name__ == "__main__":`` guard. Start-up is tens of seconds. On a small shared CPU box set
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.verify import eos_upper_bounds
 from subnet.engine.common import (
     DEFAULT_MAX_TOP_LOGPROBS,
     prompt_seed,
@@ -113,6 +115,7 @@ class VllmEngine:
         )
         self._llm: AsyncLLM | None = llm
         self._eos = facts.eos_token_id
+        self.requests_sent = 0  # vLLM requests issued (one per generated or scored sequence)
         self._info = EngineInfo(
             vocab_size=facts.vocab_size,
             eos_token_id=facts.eos_token_id,
@@ -141,6 +144,7 @@ class VllmEngine:
 
         if self._llm is None:
             raise EngineError("engine is closed")
+        self.requests_sent += 1
         stream = self._llm.generate(TokensPrompt(prompt_token_ids=ids), params, uuid.uuid4().hex)
         try:
             # aclosing: an ``async for`` left early does not close vLLM's generator, whose
@@ -255,14 +259,15 @@ class VllmEngine:
         if len(rows) != n or any(row is None for row in rows):
             raise EngineError("vLLM returned incomplete prompt logprobs")
         top = [_top_k(row, k) for row in rows]
-        eos = [row[self._eos].logprob if self._eos in row else None for row in rows]
-        missing = [j for j, lp in enumerate(eos) if lp is None]
-        probed = await asyncio.gather(*(self._eos_probe(prompt + completion[:j]) for j in missing))
-        for j, lp in zip(missing, probed, strict=True):
-            eos[j] = lp
+        top_lps = np.asarray([lps for _, lps in top], np.float32).reshape(n, k)
+        bound = eos_upper_bounds(top_lps)
+        eos = [
+            row[self._eos].logprob if self._eos in row else b
+            for row, b in zip(rows, bound, strict=True)
+        ]
         return Scored(
             top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(n, k),
-            top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(n, k),
+            top_logprobs=top_lps,
             target_logprobs=np.asarray(
                 [row[t].logprob for t, row in zip(completion, rows, strict=True)], np.float32
             ),
@@ -272,24 +277,6 @@ class VllmEngine:
             eos_logprobs=np.asarray(eos, np.float32),
             provenance=self._info.provenance,
         )
-
-    async def _eos_probe(self, prefix: list[int]) -> float:
-        """Raw logprob of EOS right after ``prefix`` (see the module docstring)."""
-        from vllm import SamplingParams as VllmParams
-
-        out = await self._run(
-            [*prefix, self._eos],
-            VllmParams(
-                max_tokens=1,
-                prompt_logprobs=0,
-                detokenize=False,
-                skip_reading_prefix_cache=False,
-            ),
-        )
-        last = list(out.prompt_logprobs)[-1]
-        if not last or self._eos not in last:
-            raise EngineError("vLLM returned no EOS logprob for a probe")
-        return float(last[self._eos].logprob)
 
     async def close(self) -> None:
         # On the loop thread: shutdown cancels the output handler task, which must not see the

@@ -16,6 +16,7 @@ from scoring.verify import (
     check_eos,
     check_format,
     eos_logprobs_from_topk,
+    eos_upper_bounds,
     first_committers,
     identity_verdict,
     verify_distributions,
@@ -214,6 +215,52 @@ def test_eos_logprobs_from_topk() -> None:
     got = eos_logprobs_from_topk(ids, lps, EOS)
     assert got[0] == pytest.approx(np.log(0.3))
     assert got[1] == -np.inf
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(1, 8),
+    peak=st.floats(0.0, 12.0),
+    q=st.floats(0.5, 0.999),
+    count=st.integers(1, 4),
+)
+def test_topk_with_eos_bound_decides_the_eos_rules_as_exact_values(
+    seed: int, k: int, peak: float, q: float, count: int
+) -> None:
+    """What vLLM reports in one pass (EOS exact where listed, else ``eos_upper_bounds``) is an
+    upper bound on p(EOS) and gives the same verdict as exact values for every allowed
+    ``refuse_stop_eos_prob`` (>= 0.5) and count, on answers where EOS is often likely."""
+    rng = np.random.default_rng(seed)
+    n = 12
+    logits = rng.normal(size=(n, VOCAB))
+    logits[:, EOS] += rng.uniform(0.0, peak, size=n)  # EOS from negligible to near-certain
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    tokens = np.array([rng.choice(VOCAB, p=np.exp(row)) for row in logp])
+    tokens[:-1][tokens[:-1] == EOS] = 1  # EOS only at the end, as engines stop
+    top = np.argsort(-logp, axis=1, kind="stable")[:, :k]
+    top_lp = np.take_along_axis(logp, top, axis=1).astype(np.float32)  # as engines report
+    exact = logp[:, EOS]
+    listed = (top == EOS).any(axis=1) | (tokens == EOS)
+    reported = np.where(listed, exact, eos_upper_bounds(top_lp))
+    assert (reported >= exact - 1e-6).all()
+    tgt = logp[np.arange(n), tokens]
+    cfg = VerifyConfig(refuse_stop_eos_prob=q, refuse_stop_count=count)
+    verdicts = [
+        check_eos(tokens, tgt, e, eos_token_id=EOS, max_tokens=n, cfg=cfg)
+        for e in (exact, reported)
+    ]
+    assert verdicts[0] is verdicts[1]
+
+
+def test_eos_upper_bounds_edges() -> None:
+    lps = np.log([[0.6, 0.3], [0.9999, 0.00011]])  # row 2 sums past 1 (rounding)
+    got = eos_upper_bounds(lps)
+    assert got[0] == pytest.approx(np.log(0.1))  # unlisted mass 0.1 < k-th 0.3
+    assert got[1] == pytest.approx(np.log(1e-4))  # floored: rounding cannot undercut the truth
+    assert eos_upper_bounds(np.zeros((3, 0))).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="refuse_stop_eos_prob"):
+        VerifyConfig(refuse_stop_eos_prob=0.3)  # below 0.5 the top-k would not decide
 
 
 def test_first_committer_wins_and_recommit_keeps_priority() -> None:
