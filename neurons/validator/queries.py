@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +43,21 @@ async def query_miners(
     targets: Sequence[Target],
     queries: Sequence[Query],
     vc: ValidatorConfig,
+    on_answer: Callable[[MinerAnswer], None] | None = None,
 ) -> list[MinerAnswer]:
-    """Every target answers every query: concurrent (``vc.concurrency``), streamed, signed."""
+    """Every target answers every query: concurrent (``vc.concurrency``), streamed, signed.
+
+    ``on_answer`` sees each answer the moment it is complete (the step starts judging it then).
+    """
     sem = asyncio.Semaphore(vc.concurrency)
 
     async def one(target: Target, q: Query) -> MinerAnswer:
+        answer = await ask(target, q)
+        if on_answer is not None:
+            on_answer(answer)
+        return answer
+
+    async def ask(target: Target, q: Query) -> MinerAnswer:
         async with sem:
             try:
                 return await miner_client.query(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import time
@@ -49,15 +50,20 @@ class Client:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=client_main, args=(url, miner_ss58, VALI_URI, child))
         self.proc.start()
+        child.close()  # ours is closed, so the client dying reads as EOF, not a hang
 
     async def recv(self) -> Any:
-        kind, value = await asyncio.to_thread(self.conn.recv)
+        try:
+            kind, value = await asyncio.to_thread(self.conn.recv)
+        except EOFError:
+            raise SystemExit("the load generator exited unexpectedly") from None
         if kind == "error":
             raise SystemExit(f"load generator failed: {value}")
         return value
 
     def close(self) -> None:
-        self.conn.send(None)
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
         self.proc.join(timeout=30)
 
 
