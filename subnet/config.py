@@ -101,6 +101,9 @@ class ValidatorConfig:
     score_batch: int = param(
         128, "most answers per teacher micro-batch (scored while others arrive)", lo=1, hi=65536
     )
+    score_batch_min: int = param(
+        32, "fewest answers per teacher micro-batch while answers still arrive", lo=1, hi=65536
+    )
     weights_interval: int = param(0, "blocks between weight sets (0 = the subnet tempo)", lo=0)
     weights_retries: int = param(3, "attempts per weight set before failing it", lo=1, hi=100)
     weights_backoff: float = param(1.0, "seconds before the first retry (then doubling)", lo=0.0)

@@ -34,23 +34,36 @@ _END = object()
 
 class MicroBatcher(Generic[T]):
     """Runs ``process(batch)`` on items submitted one at a time: one batch at a time, each of
-    whatever arrived while the previous one ran (at most ``max_batch``)."""
+    whatever arrived while the previous one ran (at most ``max_batch``, and at least
+    ``min_batch`` until :meth:`inputs_done`: a pass has a fixed cost, so a lone early answer
+    waits for a few more rather than taking the engine for itself)."""
 
-    def __init__(self, process: Callable[[list[T]], Awaitable[None]], max_batch: int) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self._process, self._max = process, max_batch
+    def __init__(
+        self, process: Callable[[list[T]], Awaitable[None]], max_batch: int, min_batch: int = 1
+    ) -> None:
+        if not 1 <= min_batch <= max_batch:
+            raise ValueError(f"need 1 <= min_batch <= max_batch, got {min_batch}, {max_batch}")
+        self._process, self._max, self._min = process, max_batch, min_batch
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()  # set on each submit and when inputs are done
+        self._done = False
         self.batches: list[int] = []  # sizes, for the step's record
 
     def submit(self, item: T) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         self._queue.put_nowait(item)
+        self._more.set()
+
+    def inputs_done(self) -> None:
+        """No more items will come: whatever waits is processed, however few."""
+        self._done = True
+        self._more.set()
 
     async def join(self) -> None:
         """Wait until everything submitted is processed; re-raises a ``process`` error."""
+        self.inputs_done()
         if self._task is None:
             return
         self._queue.put_nowait(_END)
@@ -65,6 +78,9 @@ class MicroBatcher(Generic[T]):
     async def _run(self) -> None:
         ending = False
         while not ending:
+            while self._queue.qsize() < self._min and not self._done:
+                self._more.clear()
+                await self._more.wait()
             first = await self._queue.get()
             if first is _END:
                 return
@@ -96,11 +112,12 @@ class ScoringPipeline:
         k: int,
         finish: Callable[[list[tuple[Judged, Scored]]], Awaitable[None]],
         max_batch: int,
+        min_batch: int = 1,
     ) -> None:
         self._gate, self._teacher, self._prompts, self._k = gate, teacher, prompts, k
         self._finish = finish
         self._judged: dict[int, Judged] = {}
-        self._scoring = MicroBatcher[MinerAnswer](self._score, max_batch)
+        self._scoring = MicroBatcher[MinerAnswer](self._score, max_batch, min_batch)
         self._finishing = MicroBatcher[tuple[Judged, Scored]](finish, max_batch)
         self.teacher_seconds = 0.0  # time the teacher spent in ``score`` (its busy time)
         self.teacher_tokens = 0
@@ -112,6 +129,10 @@ class ScoringPipeline:
 
     def submit(self, answer: MinerAnswer) -> None:
         self._scoring.submit(answer)
+
+    def answers_done(self) -> None:
+        """Every answer is in: score what waits without waiting for ``min_batch``."""
+        self._scoring.inputs_done()
 
     async def results(self, answers: Sequence[MinerAnswer]) -> list[Judged]:
         """Every answer's :class:`Judged`, in the order of ``answers`` (each submitted once)."""

@@ -170,6 +170,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         k=k,
         finish=finish,
         max_batch=vc.score_batch,
+        min_batch=min(vc.score_batch_min, vc.score_batch),
     )
     try:
         answers = await query_miners(
@@ -180,6 +181,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             for a in baseline:
                 pipe.submit(a)
             answers += baseline
+        pipe.answers_done()
         t = phase("query", t)  # the last answer is in; much of the scoring is done by now
         work = await pipe.results(answers)
         await refs

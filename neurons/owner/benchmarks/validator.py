@@ -9,8 +9,9 @@ in the production SSE format, signed over each request) are queried by one real 
 teacher's micro-batched ``score``, divergences, scores, EMA, the SQLite commit); spot checks
 are off (their cost is one student ``score`` over the checked fraction) and the metagraph is
 static (the chain is not what is measured). "teacher" is the teacher's ``score`` alone on
-exactly the same (prompt, answer) pairs in one call, run right after each step (side by side);
-the ratio is e2e / teacher answers per second. Also printed per level: the step's phase
+exactly the same (prompt, answer) pairs, run right after each step (side by side), the faster
+of one call for all and calls of ``validator.score_batch`` answers (on a CPU a mid-sized batch
+beats one huge one); the ratio is e2e / teacher answers per second. Also printed: the phase
 breakdown (medians), teacher tokens per step and the validator process's peak RSS during steps.
 A warm-up step (connections, first metric labels) precedes the measured ones.
 """
@@ -27,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from bittensor.sp_core import Keypair
@@ -82,21 +83,30 @@ async def _no_loader(path: Path) -> Engine:
     raise RuntimeError("spot checks are off in this benchmark")
 
 
-async def bench(n_miners: int, tasks: int, max_tokens: int, steps: int) -> dict[str, Any]:
+async def bench(
+    n_miners: int,
+    tasks: int,
+    max_tokens: int,
+    steps: int,
+    engine: Literal["hf", "vllm"] = "hf",
+    device: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     world = await tiny_world()
     cfg = load_config(
         None,
         env={},
         overrides={
+            **(settings or {}),
             "validator.tasks_per_step": tasks,
             "validator.max_tokens": max_tokens,
-            "validator.engine": "hf",
+            "validator.engine": engine,
             "verify.spot_check_fraction": 0.0,
             "validator.query_timeout": 300.0,
         },
     )
-    teacher = load_engine("hf", world.teacher)
-    student = load_engine("hf", world.undistilled)
+    teacher = load_engine(engine, world.teacher, device=device)
+    student = load_engine("hf", world.undistilled, device=device)
     tok = Tokenizer.from_file(str(world.teacher / "tokenizer.json"))
     k = cfg.validator.top_k
     seeds = [f"bench-{i}" for i in range(steps + 1)]  # the first is the warm-up
@@ -175,9 +185,16 @@ async def _one_step(
     pairs = [
         (p, answers[tuple(p)].token_ids.tolist()) for _ in range(n_miners) for p in step_prompts
     ]
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    await teacher.score([p for p, _ in pairs], [c for _, c in pairs], k)
-    raw, raw_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    # The teacher alone, two ways: every pair in one call, and in calls of the step's largest
+    # micro-batch (on a CPU a middle size beats one huge batch); the faster one is "raw".
+    timings = []
+    for size in (len(pairs), ctx.cfg.validator.score_batch):
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for lo in range(0, len(pairs), size):
+            chunk = pairs[lo : lo + size]
+            await teacher.score([p for p, _ in chunk], [c for _, c in chunk], k)
+        timings.append((time.perf_counter() - t0, time.process_time() - cpu0))
+    (raw, raw_cpu), (one_call, _) = min(timings), timings[0]
     if res.n_answers != len(pairs):
         raise SystemExit(f"step judged {res.n_answers} answers, expected {len(pairs)}")
     bad = {c for cs in res.causes.values() for c in cs} - {"ok"}
@@ -186,6 +203,7 @@ async def _one_step(
     return {
         "e2e_s": e2e,
         "raw_s": raw,
+        "raw_one_call_s": one_call,
         "step_cpu_s": cpu,
         "raw_cpu_s": raw_cpu,
         "answers": res.n_answers,
@@ -204,6 +222,7 @@ def _summary(n_miners: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "answers": n,
         "e2e_per_s": n / e2e,
         "raw_per_s": n / raw,
+        "raw_one_call_per_s": n / med(r["raw_one_call_s"] for r in rows),
         "ratio": raw / e2e,
         "step_s": e2e,
         "teacher_tokens": rows[0]["teacher_tokens"],
@@ -225,17 +244,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--steps", type=int, default=3, help="measured steps per level (+1 warm-up)")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--engine", default="hf", choices=("hf", "vllm"), help="the teacher's engine")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best one)")
     p.add_argument("--quick", action="store_true", help="64 miners, 2 steps (< 2 minutes)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the step, e.g. validator.score_batch=64 (repeatable)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.miners, args.steps = "64", 2
+    settings = dict(kv.split("=", 1) for kv in args.set)
     print(
         f"{'miners':>7} {'answers':>8} {'step s':>7} {'e2e ans/s':>10} {'teacher ans/s':>14}"
         f" {'ratio':>6} {'tokens':>7} {'rss MB':>7}  phases (s, median): " + " ".join(PHASES)
     )
     results = []
     for n in [int(x) for x in args.miners.split(",")]:
-        r = asyncio.run(bench(n, args.tasks, args.max_tokens, args.steps))
+        r = asyncio.run(
+            bench(n, args.tasks, args.max_tokens, args.steps, args.engine, args.device, settings)
+        )
         results.append(r)
         print(
             f"{r['miners']:>7} {r['answers']:>8} {r['step_s']:>7.2f} {r['e2e_per_s']:>10.1f}"
