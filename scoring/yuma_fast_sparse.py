@@ -89,7 +89,7 @@ def run_fast(
         p,
         inp.owner_uid,
     )
-    rows = np.flatnonzero(st.vp | (np.diff(bonds.indptr) > 0))
+    rows = np.flatnonzero(st.vp | bonds.nonempty_rows())
     pos = np.full(n, -1, dtype=np.int64)
     pos[rows] = np.arange(rows.shape[0])
     keep = _entry_mask(inp, p, weights, lu, reg)
@@ -105,7 +105,7 @@ def run_fast(
     # Per-uid outputs converted in one pass each (stacked), not vector by vector.
     vec = np.stack([st.s_w, out.consensus, vtrust, out.incentive, dividends, st.a])
     s_w, cons, trust, inc, div, a = map(tuple, vec.tolist())
-    q = np.floor(vec[:5] * U16 + 1e-9).clip(0, U16).astype(np.int64).tolist()
+    q = np.minimum(np.floor(vec[:5] * U16 + 1e-9), U16).astype(np.int64).tolist()  # all >= 0
     rao = np.floor(np.stack([server, validator]) * float(inp.emission))
     srv, val = map(tuple, np.minimum(rao, _U64_FLOAT_MAX).astype(np.uint64).tolist())
     return EpochResult(
@@ -131,18 +131,17 @@ def run_fast(
 def _to_rows(
     stored: F, present: B, rows: I64, n: int, w_ord: I64 | None, p: YumaParams
 ) -> SparseRows:
-    """Stored bonds (u16 values ``[rows, n]``) as CSR rows: uid order, or the weights'
-    submission order where liquid alpha rebuilt the row from the weight row (as the chain's
+    """Stored bonds (u16 values ``[rows, n]``) as rows: in uid order (CSR built lazily from
+    the dense form, which the next fast epoch reads directly), or in the weights' submission
+    order where liquid alpha rebuilt the row from an unsorted weight row (as the chain's
     sparse EMA does)."""
-    values = stored[present].astype(np.int64)  # row-major: row by row, uids ascending
-    j = np.broadcast_to(np.arange(n, dtype=np.int64), present.shape)[present]
-    if w_ord is not None and p.bonds_penalty in (0, 65535):
-        by = np.lexsort((w_ord[present], np.nonzero(present)[0]))
-        values, j = values[by], j[by]
+    if w_ord is None or p.bonds_penalty not in (0, 65535):
+        return SparseRows.from_dense(rows, stored, present, n)
+    k, j = np.nonzero(present)
+    by = np.lexsort((w_ord[present], k))
+    values = stored[present].astype(np.int64)[by]
     counts = np.zeros(n, dtype=np.int64)
     counts[rows] = present.sum(axis=1)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    # rows not sorted by uid carry their order in the CSR arrays only: no dense copy then
-    dense = None if w_ord is not None else (rows, stored / U16, present)
-    return trusted(indptr, j, values, n, dense)
+    return trusted(indptr, j[by].astype(np.int64), values, n)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 I64 = npt.NDArray[np.int64]
 U16 = 65535
 Pairs = tuple[tuple[int, int], ...]
+Dense = tuple[I64, npt.NDArray[np.float64], npt.NDArray[np.bool_]]
 
 
 class SparseRows(Sequence[Pairs]):
@@ -27,20 +28,74 @@ class SparseRows(Sequence[Pairs]):
     in stored (submission) order. Immutable (the arrays are made read-only), so a check done
     once holds: :func:`as_rows` does not re-check rows it has checked for the same ``n``."""
 
-    __slots__ = ("_checked_n", "_row", "_sorted", "dense", "indptr", "uids", "values")
+    __slots__ = ("_arrays", "_checked_n", "_dense_u16", "_n", "_row", "_sorted", "dense")
 
     def __init__(self, indptr: I64, uids: I64, values: I64) -> None:
         if not len(indptr) or len(uids) != len(values) or int(indptr[-1]) != len(uids):
             raise ValueError("SparseRows: indptr, uids and values do not fit together")
         for a in (indptr, uids, values):
             a.flags.writeable = False
-        self.indptr, self.uids, self.values = indptr, uids, values
+        self._arrays: tuple[I64, I64, I64] | None = (indptr, uids, values)
+        self._n = len(indptr) - 1
         self._row: I64 | None = None
         self._sorted: bool | None = None
         self._checked_n = -1
-        # (rows, [len(rows), n] values, presence): the same rows densely, when the fast engine
-        # built them from such a matrix (its bonds), so the next epoch need not scatter again
-        self.dense: tuple[I64, npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None = None
+        # (rows, [len(rows), n] values / 65535, presence): the same rows densely, when the fast
+        # engine built them from such a matrix (its bonds), so the next epoch need not scatter
+        self.dense: Dense | None = None
+        self._dense_u16: npt.NDArray[np.float64] | None = None
+
+    @classmethod
+    def from_dense(
+        cls, rows: I64, u16: npt.NDArray[np.float64], present: npt.NDArray[np.bool_], n: int
+    ) -> SparseRows:
+        """Rows ``rows`` of a dense ``[len(rows), n]`` u16 matrix (uid order, the rest empty).
+        The CSR arrays are built only if something reads them; a following fast epoch reads
+        the dense form instead."""
+        out = cls.__new__(cls)
+        out._arrays, out._n, out._row, out._sorted, out._checked_n = None, n, None, True, n
+        for a in (rows, u16, present):
+            a.flags.writeable = False
+        out._dense_u16 = u16
+        out.dense = (rows, u16 / U16, present)
+        out.dense[1].flags.writeable = False
+        return out
+
+    def _csr(self) -> tuple[I64, I64, I64]:
+        if self._arrays is None:
+            assert self.dense is not None and self._dense_u16 is not None
+            rows, _, present = self.dense
+            counts = np.zeros(self._n, dtype=np.int64)
+            counts[rows] = present.sum(axis=1)
+            indptr = np.zeros(self._n + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            uids = np.broadcast_to(np.arange(self._n, dtype=np.int64), present.shape)[present]
+            values = self._dense_u16[present].astype(np.int64)  # row-major: uid order
+            for a in (indptr, uids, values):
+                a.flags.writeable = False
+            self._arrays = (indptr, uids, values)
+        return self._arrays
+
+    @property
+    def indptr(self) -> I64:
+        return self._csr()[0]
+
+    @property
+    def uids(self) -> I64:
+        return self._csr()[1]
+
+    @property
+    def values(self) -> I64:
+        return self._csr()[2]
+
+    def nonempty_rows(self) -> npt.NDArray[np.bool_]:
+        """Which rows hold at least one entry (from the dense form when there is one)."""
+        if self._arrays is None and self.dense is not None:
+            rows, _, present = self.dense
+            out = np.zeros(self._n, dtype=bool)
+            out[rows] = present.any(axis=1)
+            return out
+        return np.asarray(np.diff(self.indptr) > 0, dtype=np.bool_)
 
     @classmethod
     def empty(cls, n: int) -> SparseRows:
@@ -48,7 +103,7 @@ class SparseRows(Sequence[Pairs]):
         return cls(np.zeros(n + 1, dtype=np.int64), z, z.copy())
 
     def __len__(self) -> int:
-        return len(self.indptr) - 1
+        return self._n
 
     @overload
     def __getitem__(self, i: int) -> Pairs: ...
@@ -130,21 +185,10 @@ def _convert(name: str, rows: Sequence[Sequence[tuple[int, int]]]) -> SparseRows
     return SparseRows(indptr, pairs[:, 0].copy(), pairs[:, 1].copy())
 
 
-def trusted(
-    indptr: I64,
-    uids: I64,
-    values: I64,
-    n: int,
-    dense: tuple[I64, npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None = None,
-) -> SparseRows:
-    """Rows the fast engine built itself (valid by construction for ``n`` uids), optionally
-    with the dense rows they came from (made read-only)."""
+def trusted(indptr: I64, uids: I64, values: I64, n: int) -> SparseRows:
+    """Rows the fast engine built itself (valid by construction for ``n`` uids)."""
     out = SparseRows(indptr, uids, values)
     out._checked_n = n
-    if dense is not None:
-        for a in dense:
-            a.flags.writeable = False
-        out.dense = dense
     return out
 
 

@@ -55,18 +55,22 @@ if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cu
     exit 2
 fi
 HAVE_VLLM=0
-if [ "$WANT_VLLM" = 1 ] && "$PY" -c "import vllm" >/dev/null 2>&1; then HAVE_VLLM=1; fi
+NO_VLLM="--no-vllm given"
+if [ "$WANT_VLLM" = 1 ]; then
+    NO_VLLM="vllm does not import here"
+    if "$PY" -c "import vllm" >/dev/null 2>&1; then HAVE_VLLM=1; fi
+fi
 ENGINES=hf
 [ "$HAVE_VLLM" = 1 ] && ENGINES=hf,vllm
 
 if [ "$DEVICE" = cuda ]; then
     ENGINE_ARGS=(--batches 1,16,64 --repeats 3 --device cuda)
-    MINER_ARGS=(--concurrency 1,8,32 --requests-per-worker 4)
+    MINER_ARGS=(--concurrency 1,8,32 --requests-per-worker 2 --requests-min 16 --max-tokens 32)
     ZERO_ARGS=(--concurrency 1,32,256)
     VALI_ARGS=(--miners 64,256 --steps 3 --device cuda)
 else
     ENGINE_ARGS=(--batches 1,16 --repeats 2 --device cpu)
-    MINER_ARGS=(--concurrency 1,8 --requests-per-worker 2)
+    MINER_ARGS=(--concurrency 1,8 --requests-per-worker 1 --requests-min 8 --max-tokens 16)
     ZERO_ARGS=(--concurrency 1,32 --quick)
     VALI_ARGS=(--miners 64 --steps 2 --device cpu)
 fi
@@ -86,11 +90,11 @@ STEPS=(
 for step in "${STEPS[@]}"; do
     name="${step%%|*}"; rest="${step#*|}"; vllm="${rest%%|*}"; cmd="${rest#*|}"
     if [ "$vllm" = 1 ] && [ "$HAVE_VLLM" = 0 ]; then
-        echo "$name skipped vllm not installed" >> "$WORK/status.txt"; continue
+        echo "$name skipped: $NO_VLLM" >> "$WORK/status.txt"; continue
     fi
     remaining=$(left)
     if [ "$vllm" = 1 ] && [ "$remaining" -lt 100 ] || [ "$remaining" -lt 20 ]; then
-        echo "$name skipped budget ${remaining}s left" >> "$WORK/status.txt"; continue
+        echo "$name skipped: budget, ${remaining}s left" >> "$WORK/status.txt"; continue
     fi
     if [ "$DRY" = 1 ]; then
         echo "[dry-run] $name (limit ${remaining}s): $cmd"

@@ -6,6 +6,7 @@ replay store, policy, JSON/SSE, signing), which is what the overhead benchmark m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
 import numpy as np
@@ -24,7 +25,8 @@ PROVENANCE = Provenance("zero", "zero-cost 1", "float32", "none", "precomputed")
 
 class ZeroCostEngine:
     """``generate``/``generate_stream`` return slices of one precomputed completion; the stream
-    yields one token per chunk, as an engine decoding one token per step does."""
+    yields one token per chunk, as an engine decoding one token per step does, and lets the
+    event loop run between tokens (concurrent streams interleave token by token)."""
 
     def __init__(
         self, *, vocab_size: int = 32000, max_tokens: int = 256, k: int = 20, seed: int = 0
@@ -68,6 +70,8 @@ class ZeroCostEngine:
     ) -> AsyncGenerator[Completion, None]:
         n = min(params.max_tokens, len(self._full.token_ids))
         for i in range(n):
+            if i:
+                await asyncio.sleep(0)  # a real engine's tokens arrive as separate events
             yield self._slice(i, i + 1, params.top_logprobs, i == n - 1)
 
     async def score(

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from neurons.owner.benchmarks import miner as miner_bench
-from neurons.owner.benchmarks import validator as validator_bench
 
 
 def plot(vrows: list[dict[str, Any]], mrows: list[dict[str, Any]], out: Path) -> None:
@@ -66,18 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="docs/img/scaling.png")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    vrows = []
-    for n in [int(x) for x in args.miners.split(",")]:
-        r = asyncio.run(validator_bench.bench(n, 4, 16, args.steps))
-        r["raw_s"] = r["answers"] / r["raw_per_s"]
-        vrows.append(r)
-        print(
-            f"validator {n:>5} miners: step {r['step_s']:7.2f} s"
-            f" ({r['step_s'] / r['answers'] * 1e3:6.2f} ms/answer), teacher alone"
-            f" {r['raw_s']:6.2f} s, peak RSS {r['peak_rss_mb']:6.0f} MB,"
-            f" teacher tokens/step {r['teacher_tokens']}",
-            flush=True,
-        )
+    # The miner first, while this process holds no engine: its RSS is then the layer's own.
     margs = argparse.Namespace(
         engine="zero",
         model=None,
@@ -96,6 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"miner c={r['concurrency']:>5}: {r['tokens_per_s']:8.0f} tok/s,"
             f" {r['server_cpu_ms_per_request']:6.2f} ms CPU/request,"
             f" peak RSS {r['peak_rss_mb']:6.0f} MB",
+            flush=True,
+        )
+    from neurons.owner.benchmarks import validator as validator_bench  # loads torch: after
+
+    vrows = []
+    for n in [int(x) for x in args.miners.split(",")]:
+        r = asyncio.run(validator_bench.bench(n, 4, 16, args.steps))
+        r["raw_s"] = r["answers"] / r["raw_per_s"]
+        vrows.append(r)
+        print(
+            f"validator {n:>5} miners: step {r['step_s']:7.2f} s"
+            f" ({r['step_s'] / r['answers'] * 1e3:6.2f} ms/answer), teacher alone"
+            f" {r['raw_s']:6.2f} s, peak RSS {r['peak_rss_mb']:6.0f} MB,"
+            f" teacher tokens/step {r['teacher_tokens']}",
             flush=True,
         )
     plot(vrows, mrows, Path(args.out))
