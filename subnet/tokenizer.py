@@ -148,3 +148,12 @@ class ModelTokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return str(self._tok.decode([int(t) for t in ids], skip_special_tokens=skip_special_tokens))
+
+    def decode_batch(
+        self, batch: Sequence[Sequence[int]], skip_special_tokens: bool = True
+    ) -> list[str]:
+        """Many answers at once (the Rust library decodes them in parallel, GIL released)."""
+        ids = [[int(t) for t in seq] for seq in batch]
+        return [
+            str(t) for t in self._tok.decode_batch(ids, skip_special_tokens=skip_special_tokens)
+        ]
