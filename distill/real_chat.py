@@ -12,8 +12,10 @@ end-of-turn id DeepSeek's coder models stop on) is listed second in the world's
 ``generation_config.json``, so the world carries a list of EOS ids like Llama 3 and Qwen
 checkpoints do; code that takes a single EOS uses the first.
 
-No imports from the rest of ``distill``: :mod:`distill.tasks` draws the world's prompts through
-this module (lazily), and the world's builders import it too.
+Prompts are rendered with the template by :class:`subnet.tokenizer.ModelTokenizer` (the
+validator's, the miners' and the trainer's one renderer), never pre-rendered into text here: text
+holding a special token's string is refused as a prompt. Imports nothing from the rest of
+``distill``.
 """
 
 from __future__ import annotations
@@ -62,20 +64,6 @@ def tokenizer_json() -> Path:
 
 def tokenizer_version() -> str:
     return importlib.metadata.version(TOKENIZER_PACKAGE)
-
-
-def render_chat_text(question: str) -> str:
-    """One user turn and the generation prompt, as the template renders it (text form).
-
-    Encoding this text with the world's tokenizer yields the template's ids, because the
-    tokenizer matches its added tokens in text: ``[BOS, <｜User｜>, *question, <｜Assistant｜>]``.
-    """
-    return f"{BOS}{USER}{question}{ASSISTANT}"
-
-
-def chat_prompt_ids(question_ids: list[int]) -> list[int]:
-    """The same prompt built from the question's ids (what the world trains on)."""
-    return [BOS_ID, USER_ID, *question_ids, ASSISTANT_ID]
 
 
 def tokenizer_config(model_max_length: int) -> dict[str, object]:

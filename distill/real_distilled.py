@@ -23,15 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from distill import real_chat
 from distill.real_spec import STUDENT_INIT
 from distill.stdlib_corpus import split_items
-from distill.tasks import Task, task_id
+from distill.tasks import Task, content_key, task_id
 from distill.tiny_spec import DISTILLED, TinyWorld
+from subnet.chat import ChatMessage
 
 DISTILLED_VERSION = "real-distilled/v1"
 STATS_FILE = "distill_stats.json"
 EVAL_SEQUENCES = 128  # held out from the end of the targets by distill.train
+TRAIN_FAMILY = "stdlib-train"  # the label of the training questions (task ids)
 
 
 def _recipe(world: TinyWorld) -> dict[str, Any]:
@@ -68,15 +69,16 @@ async def ensure_real_distilled(
 
 
 def training_tasks(world: TinyWorld, n: int) -> list[Task]:
-    """``n`` training questions (a seeded shuffle, never held-out ones), chat-rendered as the
-    validator sends them; the text encodes to the template's exact ids."""
+    """``n`` training questions (a seeded shuffle, never held-out ones) as chat ``messages``:
+    one user turn each, which :mod:`distill.targets` renders with the teacher's chat template
+    as validators render ``prompts.jsonl``."""
     info = world.info()["recipe"]
     train, _ = split_items(int(info["holdout_mod"]))
     random.Random(f"real-distilled|{info['student_train']['seed']}").shuffle(train)
     return [
-        Task("pydoc-chat", text, it.answer, task_id("pydoc-chat", text))
+        Task(TRAIN_FAMILY, "", it.answer, task_id(TRAIN_FAMILY, content_key(turns)), turns)
         for it in train[:n]
-        for text in [real_chat.render_chat_text(it.question)]
+        for turns in [(ChatMessage("user", it.question),)]
     ]
 
 
@@ -134,7 +136,7 @@ async def _build(
         )
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     _, held_items = split_items(int(info["holdout_mod"]))
-    held = encode_items(out / "tokenizer.json", held_items)
+    held = encode_items(out, held_items)
     with deterministic_torch(0, threads):
         heldout = await asyncio.to_thread(heldout_loss, out, held)
         kl = await asyncio.to_thread(heldout_kl, world.teacher, out, held)

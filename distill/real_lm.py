@@ -53,15 +53,18 @@ class ActiveVocab:
         return math.log(self.vocab_size - len(self.ids))
 
 
-def encode_items(tokenizer_file: Path, items: Sequence[DocItem]) -> list[Example]:
-    """Chat prompt ids and answer ids (+ EOS) per item, as the world trains and asks them."""
-    from tokenizers import Tokenizer
+def encode_items(tokenizer_dir: Path, items: Sequence[DocItem]) -> list[Example]:
+    """Prompt ids and answer ids (+ EOS) per item. The prompt is the question as one user turn
+    rendered with the world's chat template by :class:`subnet.tokenizer.ModelTokenizer`, exactly
+    as validators and miners render ``prompts.jsonl``: the models train on what they are asked."""
+    from subnet.chat import ChatMessage
+    from subnet.tokenizer import ModelTokenizer
 
-    tok = Tokenizer.from_file(str(tokenizer_file))
+    tok = ModelTokenizer(tokenizer_dir)
     return [
         Example(
-            tuple(real_chat.chat_prompt_ids(tok.encode(it.question).ids)),
-            (*tok.encode(it.answer).ids, real_chat.EOS_ID),
+            tuple(tok.encode_chat((ChatMessage("user", it.question),))),
+            (*tok.encode_plain(it.answer), real_chat.EOS_ID),
         )
         for it in items
     ]

@@ -39,7 +39,7 @@ class RealRecipe:
     """Everything that determines the world's bytes; its hash names the cache directory."""
 
     max_positions: int = 512
-    # Names hashing to 0 mod this are never trained on; the pydoc-chat family asks those.
+    # Names hashing to 0 mod this are never trained on; prompts.jsonl holds their questions.
     holdout_mod: int = PROMPT_HOLDOUT_MOD
     # Llama, tied input/output embeddings (the 129,280 x hidden table is most of the weights).
     # head_dim = hidden / heads = 32: vLLM's CPU attention needs >= 32.

@@ -48,6 +48,7 @@ from distill.real_spec import (
 )
 from distill.stdlib_corpus import split_items
 from distill.tiny_spec import TEACHER, TOKENIZER, UNDISTILLED, TinyWorld
+from subnet.tokenizer import ModelTokenizer
 
 __all__ = ["RealRecipe", "build_real_world", "real_world"]
 
@@ -88,17 +89,14 @@ def _save(model: Any, out: Path, tokenizer_dir: Path) -> None:
 
 
 def _build(recipe: RealRecipe, out: Path, log: Callable[[str], None]) -> None:
-    from tokenizers import Tokenizer
-
     from distill import real_lm
     from distill.torch_state import deterministic_torch
 
     start, cpu = time.monotonic(), time.process_time()
     log(f"building real world {recipe.digest()} into {out}")
     write_tokenizer(out / TOKENIZER, recipe.max_positions)
-    tok_file = out / TOKENIZER / "tokenizer.json"
     train_items, held_items = split_items(recipe.holdout_mod)
-    train, held = (real_lm.encode_items(tok_file, x) for x in (train_items, held_items))
+    train, held = (real_lm.encode_items(out / TOKENIZER, x) for x in (train_items, held_items))
     vocab = real_lm.active_vocab(train, real_chat.VOCAB_SIZE, real_chat.EOS_IDS)
     log(f"{len(train)} training and {len(held)} held-out questions; {len(vocab.ids)} active ids")
 
@@ -132,7 +130,7 @@ def _build(recipe: RealRecipe, out: Path, log: Callable[[str], None]) -> None:
             "seconds": round(time.monotonic() - t0, 1),
             "cpu_seconds": round(time.process_time() - c0, 1),
         }
-    tok = Tokenizer.from_file(str(tok_file))
+    tok = ModelTokenizer(out / TOKENIZER)
     with deterministic_torch(0, recipe.threads):
         answers = real_lm.greedy(
             out / TEACHER, [e.prompt for e in held[: recipe.samples]], recipe.max_answer_tokens

@@ -14,7 +14,7 @@ Python build draws the same ones (the version is part of :func:`corpus_version`)
 (:func:`is_heldout`), so a validator asking held-out questions measures what a model learned,
 not what it memorised.
 
-Imports nothing else from ``distill`` (:mod:`distill.tasks` draws from it lazily).
+Imports nothing else from ``distill``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import random
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -130,18 +129,6 @@ def split_items(mod: int) -> tuple[list[DocItem], list[DocItem]]:
     return train, held
 
 
-#: The held-out slice the validator's ``pydoc-chat`` task family asks (the world's default).
+#: The world's held-out slice: one name in this many is never trained on. Its questions are the
+#: world's ``prompts.jsonl``, which validators ask through ``validator.prompt_sources``.
 PROMPT_HOLDOUT_MOD = 10
-
-
-def draw_heldout(rng: random.Random) -> DocItem:
-    """One held-out item, drawn with ``rng`` (the task family's seeded generator)."""
-    return rng.choice(_heldout(PROMPT_HOLDOUT_MOD))
-
-
-@functools.cache
-def _heldout(mod: int) -> tuple[DocItem, ...]:
-    held = tuple(split_items(mod)[1])
-    if not held:
-        raise ValueError("this Python's standard library has no documented names to ask about")
-    return held

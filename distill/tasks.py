@@ -9,9 +9,8 @@ starts with a space (``"add 12 34 ="`` -> ``" 46"``), so the tokenizer never mer
 boundary and a model stops after the answer with EOS. Lists are space-separated single symbols
 so each element is one token.
 
-Pure: no I/O except :func:`load_jsonl` and the ``pydoc-chat`` family (the real world's
-held-out questions, read once per process from this Python's standard library), no globals
-beyond constant tables.
+Pure: no I/O, no globals beyond constant tables. (The real world's questions are a chat
+dataset file, ``prompts.jsonl`` in the world, asked through ``validator.prompt_sources``.)
 """
 
 from __future__ import annotations
@@ -95,34 +94,13 @@ def _copy(rng: random.Random) -> tuple[str, str]:
     return f"copy {' '.join(xs)}{ANSWER_MARK}", " " + " ".join(xs)
 
 
-def _pydoc_chat(rng: random.Random) -> tuple[str, str | None]:
-    """A held-out question of the real world (:mod:`distill.real_world`), rendered with its
-    chat template into text whose encoding is the template's ids. Open-ended: no ground truth
-    is scored (the docstring it came from is one good answer of many).
-
-    Interim: the validator encodes task text as is, so the template is applied here. Once
-    validators render prompt datasets with the teacher's template, point them at the world's
-    ``prompts.jsonl`` instead.
-    """
-    from distill.real_chat import render_chat_text
-    from distill.stdlib_corpus import draw_heldout
-
-    return render_chat_text(draw_heldout(rng).question), None
-
-
-Family = Callable[[random.Random], tuple[str, str | None]]
-
-FAMILIES: dict[str, Family] = {
+FAMILIES: dict[str, Callable[[random.Random], tuple[str, str]]] = {
     "add": _add,
     "sort": _sort,
     "reverse": _reverse,
     "count": _count,
     "copy": _copy,
 }
-
-#: Families asked only by name (never part of "all families"): their prompts are a built-in
-#: world's, meaningful only to that world's models.
-NAMED_FAMILIES: dict[str, Family] = {"pydoc-chat": _pydoc_chat}
 
 #: Probability that a uniformly random answer of the right shape is exactly right, per family
 #: (what "better than chance" is measured against): add has 199 sums, count 9 values, and the
@@ -165,15 +143,13 @@ def _rng(seed: int | bytes | str) -> random.Random:
 
 
 def check_families(families: Sequence[str] | None) -> list[str]:
-    """The family names to draw from (all of :data:`FAMILIES` when None); ValueError naming any
-    unknown one."""
+    """The family names to draw from (all when None); ValueError naming any unknown one."""
     names = list(FAMILIES) if families is None else list(families)
     if not names:
         raise ValueError("families must not be empty")
-    unknown = [f for f in names if f not in FAMILIES and f not in NAMED_FAMILIES]
+    unknown = [f for f in names if f not in FAMILIES]
     if unknown:
-        known = sorted([*FAMILIES, *NAMED_FAMILIES])
-        raise ValueError(f"unknown task families {unknown}; known: {known}")
+        raise ValueError(f"unknown task families {unknown}; known: {sorted(FAMILIES)}")
     return names
 
 
@@ -183,7 +159,7 @@ def iter_tasks(seed: int | bytes | str, families: Sequence[str] | None = None) -
     rng = _rng(seed)
     while True:
         family = rng.choice(names)
-        prompt, answer = (FAMILIES.get(family) or NAMED_FAMILIES[family])(rng)
+        prompt, answer = FAMILIES[family](rng)
         yield Task(family, prompt, answer, task_id(family, prompt))
 
 

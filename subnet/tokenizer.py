@@ -7,9 +7,15 @@ so the same prompt is the same ids everywhere (the wire carries ids, never text)
   not (Qwen-style), exactly as transformers (and so vLLM) tokenize the same folder. A chat
   template writes its own BOS (``{{ bos_token }}``), so rendered chats are tokenized without
   adding another, as transformers' ``apply_chat_template`` does.
-* **Special tokens are never rendered by accident**: text that contains a special token's
-  string (``<|im_end|>``, ``<eos>``) is refused with :class:`~subnet.chat.PromptError`
-  instead of turning into control tokens (a prompt that closes its own turn, or ends early).
+* **Control tokens are never rendered by accident**: text that contains a control token's
+  string is refused with :class:`~subnet.chat.PromptError` instead of turning into that token
+  (a prompt that closes its own turn, or ends early). Control tokens are the special ones
+  (``<|im_end|>``, ``<eos>``) and the added tokens that act as control although
+  ``tokenizer.json`` does not mark them special: every EOS id (``generation_config.json``'s
+  list) and every added token the chat template writes literally (DeepSeek's ``<｜User｜>``,
+  ``<｜Assistant｜>`` and ``<|EOT|>`` are not "special"). Decoding with
+  ``skip_special_tokens`` leaves all of them out, so an answer that stops on any EOS id
+  reads the same.
 * **Chat**: when the folder has a chat template, :meth:`ModelTokenizer.encode_prompt` renders
   every prompt with it (a plain prompt becomes one user turn) and the generation prompt.
 
@@ -72,6 +78,24 @@ def _template_source(folder: Path, config: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def _eos_ids(folder: Path) -> frozenset[int]:
+    """The EOS ids the engines stop on: ``generation_config.json``'s ``eos_token_id`` (an int or
+    a list), else ``config.json``'s; empty for a tokenizer-only folder."""
+    for name in ("generation_config.json", "config.json"):
+        value = _read_json(folder / name).get("eos_token_id")
+        values = value if isinstance(value, list) else [value]
+        ids = {v for v in values if isinstance(v, int) and not isinstance(v, bool)}
+        if ids:
+            return frozenset(ids)
+    return frozenset()
+
+
+def _written_by(token: str, template: str) -> bool:
+    """Whether the chat template writes the added token ``token`` literally (whitespace-only
+    added tokens, such as Gemma's runs of newlines, are text, not control)."""
+    return bool(token.strip()) and token in template
+
+
 class ModelTokenizer:
     """Text and chat turns -> prompt ids, and ids -> text, by one model folder's rules."""
 
@@ -87,15 +111,22 @@ class ModelTokenizer:
         except Exception as e:  # the Rust library raises a bare Exception on bad files
             raise EngineError(f"cannot load tokenizer {path}: {e}") from e
         config = _read_json(self.folder / "tokenizer_config.json")
-        self.special_tokens: frozenset[str] = frozenset(
-            t.content for t in self._tok.get_added_tokens_decoder().values() if t.special
-        )
-        longest_first = sorted((t for t in self.special_tokens if t), key=lambda t: (-len(t), t))
+        source = _template_source(self.folder, config)
+        eos = _eos_ids(self.folder)
+        control = {
+            i: t.content
+            for i, t in self._tok.get_added_tokens_decoder().items()
+            if t.content
+            and (t.special or i in eos or (source is not None and _written_by(t.content, source)))
+        }
+        self._control_ids = frozenset(control)
+        #: The strings prompts may not contain (see the module docstring).
+        self.special_tokens: frozenset[str] = frozenset(control.values())
+        longest_first = sorted(self.special_tokens, key=lambda t: (-len(t), t))
         self._special_re = (
             re.compile("|".join(re.escape(t) for t in longest_first)) if longest_first else None
         )
         variables = {a: _token_text(config.get(a)) for a in _SPECIAL_ATTRIBUTES}
-        source = _template_source(self.folder, config)
         self.chat_template = (
             None
             if source is None
@@ -147,13 +178,21 @@ class ModelTokenizer:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return str(self._tok.decode([int(t) for t in ids], skip_special_tokens=skip_special_tokens))
+        """Text of ``ids``; ``skip_special_tokens`` leaves out every control token (EOS ids
+        and template tokens that ``tokenizer.json`` does not mark special included)."""
+        keep = [int(t) for t in ids]
+        if skip_special_tokens:
+            keep = [t for t in keep if t not in self._control_ids]
+        return str(self._tok.decode(keep, skip_special_tokens=skip_special_tokens))
 
     def decode_batch(
         self, batch: Sequence[Sequence[int]], skip_special_tokens: bool = True
     ) -> list[str]:
-        """Many answers at once (the Rust library decodes them in parallel, GIL released)."""
+        """:meth:`decode` of many answers at once (the Rust library decodes them in parallel,
+        GIL released)."""
         ids = [[int(t) for t in seq] for seq in batch]
+        if skip_special_tokens:
+            ids = [[t for t in seq if t not in self._control_ids] for seq in ids]
         return [
             str(t) for t in self._tok.decode_batch(ids, skip_special_tokens=skip_special_tokens)
         ]

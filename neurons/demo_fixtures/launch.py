@@ -74,27 +74,27 @@ class _ChainReads:
 
 
 def public_oracle(config: Any, model_path: Any) -> Any:
-    """The selective adversary's oracle from the subnet's public settings and chain."""
-    from pathlib import Path
-
-    from tokenizers import Tokenizer
-
-    from neurons.demo_fixtures.oracle import PublicOracle
+    """The selective adversary's oracle from the subnet's public settings and chain: its task
+    families and prompt files (``validator.prompt_sources``), rendered as validators render them."""
+    from neurons.demo_fixtures.oracle import PublicOracle, published_prompts
+    from subnet.tokenizer import ModelTokenizer
     from subnet.wallets import hotkey_address, load_wallet
 
     if config is None:
         raise SystemExit("demo adversary: selective needs the miner's config")
     wallet = load_wallet(config.wallet.name, config.wallet.hotkey, config.wallet.path)
     reads = _ChainReads(config.chain.network, config.chain.netuid, hotkey_address(wallet))
-    tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+    tokenizer = ModelTokenizer(model_path)
+    families, files = published_prompts(config.validator, tokenizer)
     return PublicOracle(
         head=reads.head,
         block_hash=reads.block_hash,
         uid=reads.uid,
-        families=tuple(config.validator.task_families),
+        families=families,
         tasks_per_step=config.validator.tasks_per_step,
         fraction=config.verify.spot_check_fraction,
-        encode=lambda text: list(tokenizer.encode(text).ids),
+        encode=tokenizer.encode_prompt,
+        files=files,
         close=reads.close,
     )
 

@@ -6,7 +6,9 @@ For one request (prompt token ids and the sampling seed the validator asked for)
   ``query_seed(hash, i)`` equals the request's sampling seed for some task index ``i``
   (``neurons.validator.judge.query_seed``: public code, public block hashes);
 * the task: the step's tasks regenerated from that seed with the subnet's published task
-  families (``validator.task_families`` of its ``subnet.toml``), matched on the prompt ids;
+  families (``validator.task_families`` of its ``subnet.toml``), matched on the prompt ids; or,
+  for prompts from the published prompt files (``validator.prompt_sources``), the file's row
+  with those ids (every row is rendered once, so no step's draw needs reproducing);
 * whether the validator's *old* selection rule would check it: ``sha256(seed|spot|uid|task)``
   below ``verify.spot_check_fraction`` (:func:`old_public_rule`; the rule the validator used
   before its draws came from a secret, kept here verbatim so the demo shows it no longer works).
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from distill.tasks import generate_tasks
 from neurons.validator.judge import query_seed
+from neurons.validator.prompts import SYNTHETIC, PromptSelector
+from subnet.config import ValidatorConfig
+from subnet.tokenizer import ModelTokenizer
 
 BlockHash = Callable[[int], Awaitable[str | None]]
 Head = Callable[[], Awaitable[int]]
@@ -36,9 +41,34 @@ def old_public_rule(seed: str, key: str, task_id: str, fraction: float) -> bool:
     return rng.random() < fraction
 
 
+def published_prompts(
+    vc: ValidatorConfig, tokenizer: ModelTokenizer
+) -> tuple[tuple[str, ...], dict[tuple[int, ...], str]]:
+    """What a subnet's published ``[validator]`` settings say its validators ask: the synthetic
+    families (empty when ``synthetic`` is not a source) and, for every row of its prompt files,
+    the ids validators send for it -> its task id."""
+    selector = PromptSelector.load(
+        vc.prompt_sources,
+        vc.task_families,
+        tokenizer,
+        max_prompt_tokens=1 << 30,  # rows the validator leaves out are never asked anyway
+        skip_bad_rows=True,
+    )
+    files = {
+        ids: task.task_id
+        for source in selector.sources
+        if source.file is not None
+        for task, ids in zip(source.file.tasks, source.ids, strict=True)
+    }
+    synthetic = any(s.name == SYNTHETIC for s in selector.sources)
+    return (tuple(vc.task_families) if synthetic else ()), files
+
+
 @dataclass
 class PublicOracle:
-    """See the module docstring. ``encode`` turns a prompt into the teacher's token ids."""
+    """See the module docstring. ``encode`` turns a prompt into the teacher's token ids;
+    ``files`` maps the ids of every prompt-file row to its task id. ``families`` is empty when
+    the subnet asks no synthetic tasks."""
 
     head: Head
     block_hash: BlockHash
@@ -47,6 +77,7 @@ class PublicOracle:
     tasks_per_step: int
     fraction: float
     encode: Callable[[str], list[int]]
+    files: Mapping[tuple[int, ...], str] = field(default_factory=dict)
     lookback: int = 64
     close: Callable[[], Awaitable[None]] | None = None
     _steps: dict[str, list[tuple[tuple[int, ...], str]]] = field(default_factory=dict)
@@ -71,9 +102,11 @@ class PublicOracle:
             for i in range(self.tasks_per_step):
                 if query_seed(h, i) != sampling_seed:
                     continue
-                for ids, task_id in self._tasks(h):
-                    if ids == prompt:
-                        return old_public_rule(h, str(uid), task_id, self.fraction)
+                task_id = self.files.get(prompt) or next(
+                    (t for ids, t in self._tasks(h) if ids == prompt), None
+                )
+                if task_id is not None:
+                    return old_public_rule(h, str(uid), task_id, self.fraction)
         return None
 
     async def _hash(self, block: int) -> str | None:
@@ -84,6 +117,8 @@ class PublicOracle:
         return self._hashes[block]
 
     def _tasks(self, seed: str) -> list[tuple[tuple[int, ...], str]]:
+        if not self.families:
+            return []
         if seed not in self._steps:
             tasks = generate_tasks(seed, self.tasks_per_step, self.families)
             self._steps[seed] = [(tuple(self.encode(t.prompt)), t.task_id) for t in tasks]

@@ -207,6 +207,7 @@ def miner_spec(
     models: dict[str, Path],
     p: MinerPlan,
     families: Sequence[str] = (),
+    prompt_sources: Sequence[str] = (),
 ) -> ProcSpec:
     # Adversaries run the real miner node with a wrapped engine: wrong-model commits a small
     # student and answers as the teacher; fabricated samples its own tokens and reports the
@@ -233,10 +234,19 @@ def miner_spec(
     ]
     if p.role == "adversary-selective":  # what a subnet.toml publishes: its oracle's inputs
         argv += ["--set", f"validator.tasks_per_step={opts.tasks_per_step}"]
-        if families:
-            argv += ["--set", f"validator.task_families={','.join(families)}"]
+        argv += _prompt_sets(families, prompt_sources)
     name = f"{p.name}-{p.role}"
     return ProcSpec(name, tuple(argv), folder / "logs" / f"{name}.log", CHILD_ENV)
+
+
+def _prompt_sets(families: Sequence[str], prompt_sources: Sequence[str]) -> list[str]:
+    """``--set`` flags for what validators ask: task families and/or prompt files."""
+    argv = []
+    if families:
+        argv += ["--set", f"validator.task_families={','.join(families)}"]
+    if prompt_sources:
+        argv += ["--set", f"validator.prompt_sources={','.join(prompt_sources)}"]
+    return argv
 
 
 def validator_spec(
@@ -246,18 +256,19 @@ def validator_spec(
     models: dict[str, Path],
     families: Sequence[str] = (),
     *,
+    prompt_sources: Sequence[str] = (),
     wallet: str | None = None,
     state_dir: Path | None = None,
     name: str = "validator",
     engine: str | None = None,
 ) -> ProcSpec:
     """The validator's command line; ``families`` (the tiny world's) narrows its prompts to the
-    task families the teacher was trained on, so scores measure distillation, not guessing.
+    task families the teacher was trained on, so scores measure distillation, not guessing;
+    ``prompt_sources`` (the real world's chat dataset file) replace the synthetic families.
     Defaults: the first validator wallet, state in ``folder/validator``, process ``validator``."""
     wallet = wallet or manifest["validators"][0]
     argv = [*_base_argv(opts, "validator", manifest, wallet), "-v"]
-    if families:
-        argv += ["--set", f"validator.task_families={','.join(families)}"]
+    argv += _prompt_sets(families, prompt_sources)
     for s in (
         f"validator.teacher={models['teacher']}",
         f"validator.engine={engine or opts.validator_engine}",

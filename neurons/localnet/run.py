@@ -92,7 +92,10 @@ class Localnet:
         self.deaths: list[ProcExit] = []
         self.stop = StopRequest()
         self.state = RunState(self.folder / STATE_FILE)
-        self.families: tuple[str, ...] = ()  # the tiny world's, once it is loaded
+        # What the validators ask, once the world is loaded: the tiny world's task families,
+        # or the real world's chat dataset file (validator.prompt_sources).
+        self.families: tuple[str, ...] = ()
+        self.prompt_sources: tuple[str, ...] = ()
         self.gateway: dict[str, Any] = {}  # url, api_key, scores_url, organic (see gateway.py)
 
     # --- phases ---------------------------------------------------------------------------
@@ -202,6 +205,7 @@ class Localnet:
     async def _models(self) -> dict[str, Path]:
         from distill.distilled import ensure_distilled
         from distill.real_distilled import ensure_real_distilled
+        from distill.real_spec import PROMPTS_FILE
         from distill.real_world import build_real_world
         from distill.tiny import build_tiny_world
 
@@ -212,8 +216,10 @@ class Localnet:
         if real:
             self.print("   the real world (built once per machine, minutes; cached) ...")
         world = await asyncio.to_thread(build_real_world if real else build_tiny_world, log=log)
-        # The real world's questions: its held-out chat prompts (the ``pydoc-chat`` family).
-        self.families = ("pydoc-chat",) if real else tuple(world.info()["recipe"]["families"])
+        if real:  # its held-out questions, a chat dataset the validators render with the template
+            self.prompt_sources = (str(world.root / PROMPTS_FILE),)
+        else:
+            self.families = tuple(world.info()["recipe"]["families"])
         if world.distilled is None:
             self.print("   training the distilled student (once; cached with the world) ...")
         distilled = await (ensure_real_distilled if real else ensure_distilled)(world, log=log)
@@ -266,7 +272,9 @@ class Localnet:
         """Miners first, then the validators once they all serve (or died): a miner still
         loading its engine would otherwise score zeros that its EMA carries into the epochs."""
         specs = {
-            p.name: miner_spec(self.o, self.folder, manifest, models, p, self.families)
+            p.name: miner_spec(
+                self.o, self.folder, manifest, models, p, self.families, self.prompt_sources
+            )
             for p in plans
         }
         for spec in specs.values():
@@ -325,7 +333,9 @@ class Localnet:
         entries = []
         self.gateway["scores_port"] = gw.free_local_port()
         for i, p in enumerate(self.vplans):
-            spec = vals.process_spec(self.o, self.folder, manifest, models, p, self.families)
+            spec = vals.process_spec(
+                self.o, self.folder, manifest, models, p, self.families, self.prompt_sources
+            )
             if i == 0:  # the first validator (honest) serves the public score export
                 spec = gw.validator_with_export(spec, self.folder, self.gateway["scores_port"])
             pid = sup.start(spec)

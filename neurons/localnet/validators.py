@@ -157,6 +157,7 @@ def process_spec(
     models: dict[str, Path],
     plan: ValidatorPlan,
     families: tuple[str, ...],
+    prompt_sources: tuple[str, ...] = (),
 ) -> ProcSpec:
     if plan.honest:
         return validator_spec(
@@ -165,6 +166,7 @@ def process_spec(
             manifest,
             models,
             families,
+            prompt_sources=prompt_sources,
             wallet=plan.name,
             state_dir=plan.state_dir,
             name=plan.process,

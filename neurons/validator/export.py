@@ -11,9 +11,11 @@ It is served by a small app of its own (``validator.export_port``, 0 = off), bou
 ``validator.export_host`` (loopback by default: publish it deliberately), apart from the
 Prometheus port, which is for the operator.
 
-Spot-check secrets: once the validator publishes the hashes of its spot-check secrets (and
-reveals them with the evidence), they belong in ``spot_check_secrets`` (:func:`secret_hashes`
-is the one place to read them).
+Spot-check secrets: ``spot_check_secrets`` lists every draw secret's commitment (its sha256,
+published an epoch before any draw uses it) and, once its epoch is over, the secret itself, so
+anyone can recompute which answers were checked (``neurons.validator.draw.picked``) and see that
+the checks were drawn, not aimed. A secret is never shown before its epoch has ended (the store's
+reader withholds it).
 """
 
 from __future__ import annotations
@@ -67,8 +69,17 @@ _CSV_NAME = re.compile(r"^step-(\d+)\.csv$")
 
 
 def secret_hashes(reader: StoreReader) -> list[dict[str, Any]]:
-    """Published hashes of the validator's spot-check secrets (none are kept yet)."""
-    return []
+    """Every spot-check draw secret's commitment and block, and the secret once revealed."""
+    return [
+        {
+            "epoch": s.epoch,
+            "commitment": s.commitment,
+            "published_block": s.published_block,
+            "secret": s.secret,
+            "revealed_block": s.revealed_block,
+        }
+        for s in reader.spot_secrets()
+    ]
 
 
 def _mean(xs: Sequence[float]) -> float | None:

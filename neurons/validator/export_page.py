@@ -2,7 +2,8 @@
 
 It fetches ``scores`` and ``scores/steps`` relative to where it was served (so it works behind a
 reverse proxy under any prefix) and renders the
-per-miner table and the EMA of every listed miner over the recent steps (inline SVG). Every value
+per-miner table, the EMA of every listed miner over the recent steps (inline SVG) and the
+spot-check secrets' commitments (and the secrets, once revealed). Every value
 is written with ``textContent`` (hotkeys come from the chain). When it is done it writes what it
 drew into ``<pre id="render-status">`` (rows, lines, points, error) so a headless browser can
 check the page without a screenshot diff.
@@ -49,6 +50,17 @@ step; EMA, weight and suspension are current. Every step's numbers are in the CS
 <h2>EMA over time</h2>
 <svg id="ema-chart" width="900" height="320" role="img" aria-label="EMA per miner"></svg>
 <div id="legend"></div>
+<h2>Spot-check secrets</h2>
+<p class="note">Which answers are spot-checked is drawn with a secret of the validator's, one per
+epoch. Its commitment (sha256) is published before any draw uses it; the secret is revealed once
+its epoch is over, so anyone can recompute every draw.</p>
+<table id="secrets">
+  <thead><tr>
+    <th>epoch</th><th>commitment</th><th>published at block</th><th>secret</th>
+    <th>revealed at block</th>
+  </tr></thead>
+  <tbody></tbody>
+</table>
 <h2>Per-step CSV</h2>
 <ul id="csv"></ul>
 <pre id="render-status"></pre>
@@ -90,6 +102,20 @@ function table(doc) {
     cell(tr, (sc.checked || 0) + " checked, " + (sc.failed || 0) + " failed");
     cell(tr, (org.answers || 0) + " (" + (org.failed || 0) + " failed)");
     cell(tr, String(m.suspended));
+    body.appendChild(tr);
+  }
+  return body.rows.length;
+}
+
+function secrets(doc) {
+  const body = document.querySelector("#secrets tbody");
+  for (const s of doc.spot_check_secrets || []) {
+    const tr = document.createElement("tr");
+    cell(tr, String(s.epoch));
+    cell(tr, s.commitment, "text");
+    cell(tr, String(s.published_block));
+    cell(tr, s.secret === null ? "sealed until its epoch ends" : s.secret, "text");
+    cell(tr, s.revealed_block === null ? "-" : String(s.revealed_block));
     body.appendChild(tr);
   }
   return body.rows.length;
@@ -155,6 +181,7 @@ async function main() {
       (w ? "; weights last set at block " + w.block + " (step " + w.step + ")" : "");
     const rows = table(doc);
     const drawn = chart(doc);
+    const sealed = secrets(doc);
     const list = document.getElementById("csv");
     const csv = await (await fetch("scores/steps")).json();
     for (const item of csv.steps.slice(-20)) {
@@ -165,7 +192,7 @@ async function main() {
       li.appendChild(a);
       list.appendChild(li);
     }
-    status({rows, lines: drawn.lines, points: drawn.points,
+    status({rows, lines: drawn.lines, points: drawn.points, secrets: sealed,
             steps: doc.history.steps.length, csv: csv.steps.length, error: null});
   } catch (e) {
     status({rows: 0, lines: 0, points: 0, error: String(e)});

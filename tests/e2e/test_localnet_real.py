@@ -1,8 +1,9 @@
 """``subnet localnet --world real``: the whole subnet on the real world's 129,280-id models.
 
 Three honest miners (hf engine) and one cheat, a short tempo and two epochs: every honest miner
-must have scored answers, the validator must never fail on its own (``validator_error``), and
-the cheat must earn nothing. The real world comes from the session fixture (built once).
+must have scored answers, the validator must never fail on its own (``validator_error``), every
+prompt it asked must come from the world's chat dataset (``prompts.jsonl``), and the cheat must
+earn nothing. The real world comes from the session fixture (built once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import pytest
 
 from distill.tiny_spec import TinyWorld
+from neurons.validator.store import StoreReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,4 +48,14 @@ def test_a_short_real_world_localnet_scores_every_honest_miner(tmp_path, real: T
         assert "validator_error" not in m["causes"], m
     assert by_role["adversary-fabricated"]["emission_total"] == 0
     assert by_role["teacher"]["emission_total"] > 0
+    with StoreReader(tmp_path / "ln" / "validator" / "validator.sqlite") as db:
+        asked = db.prompt_sources()
+        meta = json.loads(db.meta()["prompt_sources"])
+    assert (
+        list(asked) == [str(real.root / "prompts.jsonl")]
+        and asked[str(real.root / "prompts.jsonl")] > 0
+    )
+    assert [(m["source"], m["chat"], m["prompts"]) for m in meta] == [
+        (str(real.root / "prompts.jsonl"), True, real.info()["heldout_questions"])
+    ]
     print("OBSERVED real-world localnet:", run.stdout[-3000:])

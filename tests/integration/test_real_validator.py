@@ -2,8 +2,9 @@
 
 Real miners (the miner app on loopback, hf engine, the devnet) serve the real world's teacher,
 its undistilled student, and two cheats; the validator asks the world's held-out chat prompts
-(``pydoc-chat``) and must score the honest miners, order them by how close they are to the
-teacher, and catch the cheats, exactly as on the tiny world.
+(``prompts.jsonl`` through ``validator.prompt_sources``, rendered with the teacher's chat
+template) and must score the honest miners, order them by how close they are to the teacher,
+and catch the cheats, exactly as on the tiny world.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.spotcheck import ModelCache
 from neurons.validator.step import StepContext, run_step
-from neurons.validator.store import Store
+from neurons.validator.store import Store, StoreReader
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import load_config
@@ -42,7 +43,7 @@ async def test_steps_on_the_real_world_score_honest_miners_and_catch_cheats(
             "validator.max_tokens": 12,
             "validator.query_timeout": 60.0,
             "validator.engine": "hf",
-            "validator.task_families": "pydoc-chat",
+            "validator.prompt_sources": str(real.root / "prompts.jsonl"),
             "verify.spot_check_fraction": 1.0,
             "validator.state_dir": str(tmp_path / "vs"),
             "weights.ema_alpha": 0.5,
@@ -56,6 +57,7 @@ async def test_steps_on_the_real_world_score_honest_miners_and_catch_cheats(
     ):
         teacher = load_engine("hf", sub.zoo["teacher"])
         assert teacher.info.vocab_size == real_chat.VOCAB_SIZE
+        assert teacher.info.eos_token_ids == (real_chat.EOS_ID, real_chat.EOT_ID)
         store = Store(tmp_path / "vs" / "validator.sqlite")
         models = ModelCache([tmp_path / "models"], 3, _load)
         wallet = sub.wallets["vali"]
@@ -78,6 +80,11 @@ async def test_steps_on_the_real_world_score_honest_miners_and_catch_cheats(
             block = await chain.block()
             results.append(await run_step(ctx, step, block, await block_seed(chain, block)))
         u, last = sub.uids, results[-1]
+        assert ctx.prompts is not None  # loaded at the first step from the config
+        (source,) = ctx.prompts.sources
+        assert source.file is not None and source.file.chat
+        assert len(source.ids) == real.info()["heldout_questions"]
+        assert {ids[0] for ids in source.ids} == {real_chat.BOS_ID}
         for r in results:
             assert set(r.causes[u["teacher"]]) == {"ok"}, r.causes
             assert set(r.causes[u["student"]]) == {"ok"}, r.causes
@@ -89,6 +96,8 @@ async def test_steps_on_the_real_world_score_honest_miners_and_catch_cheats(
         await teacher.close()
         await models.close()
         store.close()
+    with StoreReader(tmp_path / "vs" / "validator.sqlite") as db:
+        assert db.prompt_sources() == {str(real.root / "prompts.jsonl"): 6}
 
 
 async def _load(path):

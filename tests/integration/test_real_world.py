@@ -19,17 +19,20 @@ import pytest_asyncio
 from tokenizers import Tokenizer
 
 from distill import cli, real_chat
+from distill.prompts import load_prompt_file
 from distill.real_world import build_real_world
 from distill.shards import TargetSet, tokenizer_hash
 from distill.stdlib_corpus import split_items
-from distill.tasks import generate_tasks
+from distill.tasks import Task
 from distill.tiny_spec import TinyWorld
 from subnet.engine import SamplingParams, StreamingEngine, load_engine
 from subnet.engine.common import read_model_facts
 from subnet.errors import ConfigError
+from subnet.tokenizer import ModelTokenizer
 from tests.integration._engine_kit import assert_same_greedy_path, eos_gap_where_exact
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.slow
+ASYNC = pytest.mark.asyncio(loop_scope="module")  # the async tests share the module's engines
 
 # Largest |Δ logprob| allowed between vLLM and transformers on the float32 real teacher. A
 # 129,280-way log-softmax in float32: observed (printed by the score test) on the 2-core box.
@@ -40,6 +43,20 @@ K = 5
 def _models(world: TinyWorld) -> list[Path]:
     assert world.distilled is not None
     return [world.teacher, world.undistilled, world.distilled]
+
+
+def held_out(world: TinyWorld, n: int, offset: int = 0) -> list[Task]:
+    """``n`` of the world's held-out chat prompts (``prompts.jsonl``, as validators load it),
+    spread over the file."""
+    tasks = load_prompt_file(world.root / "prompts.jsonl").tasks
+    step = len(tasks) // n
+    return [tasks[(offset + i * step) % len(tasks)] for i in range(n)]
+
+
+def rendered(world: TinyWorld, tasks: list[Task]) -> list[list[int]]:
+    """The prompts' ids as validators send them (the teacher's chat template)."""
+    tok = ModelTokenizer(world.teacher)
+    return [tok.encode_prompt(t.content) for t in tasks]
 
 
 def test_layout_tokenizer_and_the_list_of_eos_ids(real: TinyWorld) -> None:
@@ -67,6 +84,13 @@ def test_layout_tokenizer_and_the_list_of_eos_ids(real: TinyWorld) -> None:
     for row in rows:
         (turn,) = row["messages"]
         assert turn["role"] == "user" and turn["content"] in held and row["answer"]
+    # A chat dataset the validator takes whole: every row rendered with the teacher's template
+    # (none refused for control-token text), BOS once, ending with the assistant's header.
+    loaded = load_prompt_file(real.root / "prompts.jsonl")
+    assert loaded.chat and len(loaded.tasks) == len(rows) and loaded.skipped == 0
+    for ids in rendered(real, list(loaded.tasks)):
+        assert ids[:2] == [real_chat.BOS_ID, real_chat.USER_ID] and ids.count(real_chat.BOS_ID) == 1
+        assert ids[-1] == real_chat.ASSISTANT_ID
 
 
 def test_the_models_learned_from_the_text(real: TinyWorld) -> None:
@@ -95,6 +119,7 @@ def test_the_models_learned_from_the_text(real: TinyWorld) -> None:
     assert all(s["teacher"].strip() for s in info["samples"])
 
 
+@ASYNC
 async def test_the_distilled_student_tracks_the_teacher_closer(
     real: TinyWorld, hf_engine: StreamingEngine
 ) -> None:
@@ -104,8 +129,8 @@ async def test_the_distilled_student_tracks_the_teacher_closer(
 
     assert real.distilled is not None
     tok = Tokenizer.from_file(str(real.teacher / "tokenizer.json"))
-    tasks = generate_tasks("real-eval", 32, ["pydoc-chat"])
-    prompts = [tok.encode(t.prompt).ids for t in tasks]
+    tasks = held_out(real, 32)
+    prompts = rendered(real, tasks)
     results = {}
     for path in (real.undistilled, real.distilled):
         student = load_engine("hf", path, device="cpu")
@@ -139,12 +164,13 @@ def test_cli_copies_the_cached_real_world(real: TinyWorld, tmp_path: Path) -> No
         cli.run(parser.parse_args(["tiny", "--world", "real", "--out", str(out)]))
 
 
+@ASYNC
 async def test_targets_store_k_columns_whatever_the_vocabulary(
     real: TinyWorld, hf_engine: StreamingEngine, tmp_path: Path
 ) -> None:
     from distill.targets import TargetsConfig, build_targets
 
-    tasks = generate_tasks("targets-k", 6, ["pydoc-chat"])
+    tasks = held_out(real, 6, offset=5)  # chat messages: the targets render them
     manifest = await build_targets(
         real.teacher,
         tasks,
@@ -155,6 +181,7 @@ async def test_targets_store_k_columns_whatever_the_vocabulary(
     )
     targets = TargetSet(tmp_path / "t", verify=True)
     assert targets.vocab_size == real_chat.VOCAB_SIZE and targets.k == 4
+    assert manifest["eos_token_ids"] == [real_chat.EOS_ID, real_chat.EOT_ID]
     (shard,) = manifest["shards"]
     header = 128  # a .npy header
     for name in ("top_ids", "top_logprobs"):
@@ -169,8 +196,7 @@ async def test_targets_store_k_columns_whatever_the_vocabulary(
 @pytest.fixture(scope="module")
 def prompts(real: TinyWorld) -> list[list[int]]:
     """12 held-out chat prompts as the validator sends them (the template's ids)."""
-    tok = Tokenizer.from_file(str(real.teacher / "tokenizer.json"))
-    return [tok.encode(t.prompt).ids for t in generate_tasks("real-engines", 12, ["pydoc-chat"])]
+    return rendered(real, held_out(real, 12, offset=11))
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +214,7 @@ async def vllm_engine(real: TinyWorld) -> AsyncIterator[StreamingEngine]:
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_logprobs=K)
 
 
+@ASYNC
 @pytest.mark.vllm
 async def test_engines_agree_on_the_real_teacher(
     hf_engine: StreamingEngine, vllm_engine: StreamingEngine, prompts: list[list[int]]

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from neurons.validator.draw import secret_commitment
 from neurons.validator.export import build_export_app, csv_steps, write_step_csv
 from neurons.validator.participant import Miner, OrganicMiner, Participant
 from neurons.validator.store import AnswerRow, EmaRow, StepRow, Store
@@ -25,6 +26,8 @@ from tests.integration.test_sim_report_browser import CHROMIUM, _chromium
 # uid -> hotkey; uid 0 is the validator itself (never shown: nobody answered for it)
 HOTKEYS = {0: "5Validator", 1: "5Honest", 2: "5Runner", 3: "5Liar"}
 STEPS = 6
+# Draw secrets of epochs 0 and 1, published at block 100; epoch 0's is revealed at block 104.
+SECRETS = {0: bytes(range(32)), 1: bytes(range(32, 64))}
 
 
 def _row(
@@ -62,6 +65,10 @@ def _state(path: Path) -> None:
     ema = {1: 0.0, 2: 0.0, 3: 0.0}
     held = 0
     try:
+        store.publish_spot_secrets(
+            [(e, k.hex(), secret_commitment(k)) for e, k in SECRETS.items()], block=100
+        )
+        store.reveal_spot_secrets(before_epoch=1, block=104)
         for step in range(1, STEPS + 1):
             answers = [
                 _row(Miner(1, HOTKEYS[1]), 0.9, task=f"t{step}", verified=True),
@@ -148,7 +155,25 @@ async def test_scores_json_and_csv(export, tmp_path):
     assert by_uid[3]["suspended"] > 0 and by_uid[3]["weight"] is None
     assert doc["history"]["steps"] == list(range(1, STEPS + 1))
     assert set(doc["history"]["ema"]) == {"1", "2", "3"}
-    assert doc["history"]["ema"]["1"][0] == 0.45 and doc["spot_check_secrets"] == []
+    assert doc["history"]["ema"]["1"][0] == 0.45
+    # Both commitments are public; only the ended epoch's secret is, and it opens its commitment.
+    assert doc["spot_check_secrets"] == [
+        {
+            "epoch": 0,
+            "commitment": secret_commitment(SECRETS[0]),
+            "published_block": 100,
+            "secret": SECRETS[0].hex(),
+            "revealed_block": 104,
+        },
+        {
+            "epoch": 1,
+            "commitment": secret_commitment(SECRETS[1]),
+            "published_block": 100,
+            "secret": None,
+            "revealed_block": None,
+        },
+    ]
+    assert SECRETS[1].hex() not in json.dumps(doc)
     assert [s["step"] for s in steps["steps"]] == list(range(1, STEPS + 1))
     assert csv_steps(tmp_path / "vs" / "scores") == list(range(1, STEPS + 1))
     rows = {int(r["uid"]): r for r in csv.DictReader(io.StringIO(text))}
@@ -170,14 +195,17 @@ async def test_score_page_renders_in_chromium(export, tmp_path):
         "rows": 3,
         "lines": 3,  # uid 3's line runs at 0 after its lie, still drawn
         "points": 3 * STEPS,
+        "secrets": 2,
         "steps": STEPS,
         "csv": STEPS,
         "error": None,
     }
-    rows = re.findall(r"<tr( class=\"suspended\")?><td>(\d+)</td>", proc.stdout)
+    miners = proc.stdout.split('<table id="miners">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr( class=\"suspended\")?><td>(\d+)</td>", miners)
     assert [(bool(s), int(u)) for s, u in rows] == [(False, 1), (False, 2), (True, 3)]
     assert "weights last set at block 106 (step 6)" in proc.stdout
     assert "<td>1 checked, 0 failed</td>" in proc.stdout  # uid 1's spot check, last step
+    assert SECRETS[0].hex() in proc.stdout and "sealed until its epoch ends" in proc.stdout
 
     import matplotlib.image as mpimg
 

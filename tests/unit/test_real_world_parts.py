@@ -1,5 +1,6 @@
-"""The real world's fast parts: the standard-library corpus, the chat format and its family of
-validator prompts, and the active-vocabulary trick (exactly the full-vocabulary loss)."""
+"""The real world's fast parts: the standard-library corpus, its chat prompts (``prompts.jsonl``
+rows rendered by the one renderer, which equals transformers' ``apply_chat_template`` on the
+world's template), and the active-vocabulary trick (exactly the full-vocabulary loss)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from distill import real_chat
 from distill.real_spec import generation_config, write_tokenizer
 from distill.stdlib_corpus import is_heldout, split_items, stdlib_items
 from distill.tasks import FAMILIES, check_families, generate_tasks
+from subnet.chat import ChatMessage, PromptError, parse_messages
 from subnet.errors import ConfigError
+from subnet.tokenizer import ModelTokenizer
 
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
     return Tokenizer.from_file(str(real_chat.tokenizer_json()))
+
+
+def _hf_prompt_ids(tok: Any, conversation: list[dict[str, str]]) -> list[int]:
+    """transformers' ids for a conversation with the generation prompt (what validators send)."""
+    out = tok.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(out["input_ids"])
 
 
 def test_corpus_is_fixed_named_once_and_holds_out_a_slice() -> None:
@@ -41,58 +52,124 @@ def test_corpus_is_fixed_named_once_and_holds_out_a_slice() -> None:
     assert not any(is_heldout(i.key, 10) for i in train)
 
 
-def test_the_pydoc_family_draws_heldout_questions_rendered_with_the_template(
-    tok: Tokenizer,
-) -> None:
-    tasks = generate_tasks("0xab12", 24, ["pydoc-chat"])
-    assert [t.task_id for t in tasks] == [
-        t.task_id for t in generate_tasks("0xab12", 24, ["pydoc-chat"])
-    ]
-    assert [t.prompt for t in tasks] != [
-        t.prompt for t in generate_tasks("0xab13", 24, ["pydoc-chat"])
-    ]
-    held = {i.question for i in split_items(10)[1]}
-    for t in tasks:
-        assert t.family == "pydoc-chat" and t.answer is None
-        question = t.prompt.removeprefix(real_chat.BOS + real_chat.USER).removesuffix(
-            real_chat.ASSISTANT
-        )
-        assert question in held
-        # What the validator sends: the text's ids are the template's ids exactly.
-        assert tok.encode(t.prompt).ids == real_chat.chat_prompt_ids(tok.encode(question).ids)
-
-
-def test_world_families_are_asked_by_name_only() -> None:
-    assert {t.family for t in generate_tasks("all", 200)} <= set(FAMILIES)
-    assert check_families(["pydoc-chat", "add"]) == ["pydoc-chat", "add"]
-    with pytest.raises(ValueError, match="pydoc-chat"):  # the error lists it among the known
-        check_families(["nope"])
-
-
-def test_transformers_renders_the_chat_template_to_the_same_ids(
+def test_the_world_prompt_rows_load_as_chat_and_render_with_the_template(
     tmp_path: Path, tok: Tokenizer
 ) -> None:
+    """``prompts.jsonl`` rows are plain question turns: the prompt loader takes them as chat
+    and the one renderer turns them into the template's ids, ``[BOS, <｜User｜>, *question,
+    <｜Assistant｜>]``, as validators and miners send them."""
+    from distill.prompts import load_prompt_file
+    from distill.real_spec import prompt_rows
+
+    _, held = split_items(10)
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in prompt_rows(held[:40])))
+    loaded = load_prompt_file(path)
+    assert loaded.chat and len(loaded.tasks) == 40
+    write_tokenizer(tmp_path / "tok", 512)
+    ours = ModelTokenizer(tmp_path / "tok")
+    for task, item in zip(loaded.tasks, held, strict=False):
+        assert task.prompt == "" and task.answer == item.answer
+        assert task.messages == (ChatMessage("user", item.question),)
+        want = [real_chat.BOS_ID, real_chat.USER_ID, *tok.encode(item.question).ids]
+        assert ours.encode_prompt(task.content) == [*want, real_chat.ASSISTANT_ID]
+
+
+def test_world_questions_are_not_synthetic_families() -> None:
+    assert {t.family for t in generate_tasks("all", 200)} <= set(FAMILIES)
+    with pytest.raises(ValueError, match="unknown task families"):
+        check_families(["pydoc-chat"])
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What does json.dumps(obj) do?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is the module bisect for?"},
+    ],
+    [
+        {"role": "system", "content": "Answer with one docstring line."},
+        {"role": "user", "content": "What is heapq.merge?"},
+        {"role": "assistant", "content": "Merge multiple sorted inputs into a single output."},
+        {"role": "user", "content": "  And heapq.nlargest(n, iterable, key)?\n ünïcödé ✓ "},
+    ],
+    [
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "x"},
+    ],
+]
+
+
+@pytest.mark.parametrize("conversation", CONVERSATIONS)
+@pytest.mark.parametrize("generation_prompt", [True, False])
+def test_our_chat_rendering_is_transformers_apply_chat_template(
+    tmp_path: Path, conversation: list[dict[str, str]], generation_prompt: bool
+) -> None:
+    """Parity on the world's own template (DeepSeek-style: BOS from the template, role tokens,
+    EOS closing assistant turns): the same text and the same ids as transformers."""
+    from transformers import AutoTokenizer
+
+    write_tokenizer(tmp_path, 512)
+    ours, theirs = ModelTokenizer(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    turns = parse_messages(conversation)
+    assert ours.chat_template is not None
+    text = ours.chat_template.render(turns, add_generation_prompt=generation_prompt)
+    assert text == theirs.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=generation_prompt
+    )
+    if generation_prompt:  # what validators and miners send
+        assert ours.encode_chat(turns) == _hf_prompt_ids(theirs, conversation)
+
+
+def test_rendering_matches_transformers_on_the_held_out_questions(tmp_path: Path) -> None:
+    """Every 4th held-out question (~130 real docstring questions: dotted names, ``*args``,
+    ``**kwargs``, punctuation): the same ids as ``apply_chat_template``."""
+    from transformers import AutoTokenizer
+
+    write_tokenizer(tmp_path, 512)
+    ours, theirs = ModelTokenizer(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    questions = [i.question for i in split_items(10)[1][::4]]
+    assert len(questions) > 100
+    for q in questions:
+        msgs = [{"role": "user", "content": q}]
+        want = _hf_prompt_ids(theirs, msgs)
+        assert ours.encode_prompt(q) == ours.encode_chat(parse_messages(msgs)) == want, q
+
+
+@pytest.mark.parametrize(
+    "control", [real_chat.BOS, real_chat.EOS, real_chat.USER, real_chat.ASSISTANT, real_chat.EOT]
+)
+def test_control_token_text_in_a_question_is_refused(tmp_path: Path, control: str) -> None:
+    """transformers would render it as the control token (a prompt closing its own turn, or
+    holding an EOS id); the validator refuses the row instead. ``<｜User｜>``,
+    ``<｜Assistant｜>`` and ``<|EOT|>`` are not marked special in DeepSeek's ``tokenizer.json``:
+    the first two are refused because the template writes them, ``<|EOT|>`` because it is an
+    EOS id of the model folder's ``generation_config.json``."""
+    write_tokenizer(tmp_path, 512)
+    (tmp_path / "generation_config.json").write_text(json.dumps(generation_config()))
+    tok = ModelTokenizer(tmp_path)
+    with pytest.raises(PromptError, match="special token"):
+        tok.encode_prompt(f"What is {control}?")
+    assert tok.encode_prompt("What is <think>?")  # an added token that is no control here
+
+
+def test_decoding_leaves_out_every_eos_id(tmp_path: Path, tok: Tokenizer) -> None:
+    """An answer that stops on either EOS id reads the same (the chat endpoint's text)."""
+    write_tokenizer(tmp_path, 512)
+    (tmp_path / "generation_config.json").write_text(json.dumps(generation_config()))
+    ours = ModelTokenizer(tmp_path)
+    answer = tok.encode("Serialize obj.").ids
+    texts = {ours.decode([*answer, eos]) for eos in real_chat.EOS_IDS}
+    assert texts == {"Serialize obj."}
+    assert real_chat.EOT in ours.decode([*answer, real_chat.EOT_ID], skip_special_tokens=False)
+
+
+def test_transformers_reads_the_world_tokenizer_files(tmp_path: Path, tok: Tokenizer) -> None:
     from transformers import AutoTokenizer
 
     write_tokenizer(tmp_path, 512)
     hf: Any = AutoTokenizer.from_pretrained(tmp_path)
-    question = "What does json.dumps(obj) do?"
-    ids = hf.apply_chat_template(
-        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True
-    )["input_ids"]
-    assert ids == real_chat.chat_prompt_ids(tok.encode(question).ids)
-    turn = hf.apply_chat_template(
-        [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": "Serialize obj."},
-        ],
-        tokenize=True,
-    )["input_ids"]
-    want = [real_chat.BOS_ID, *tok.encode("Be brief.").ids, real_chat.USER_ID]
-    want += [*tok.encode(question).ids, real_chat.ASSISTANT_ID]
-    want += [*tok.encode("Serialize obj.").ids, real_chat.EOS_ID]
-    assert turn == want
     assert hf.bos_token_id == real_chat.BOS_ID and hf.eos_token_id == real_chat.EOS_ID
     assert len(hf) == real_chat.VOCAB_SIZE
     assert tok.encode("hi").ids[0] != real_chat.BOS_ID  # the tokenizer adds no BOS itself
@@ -132,7 +209,7 @@ def test_compact_loss_is_the_full_vocabulary_cross_entropy() -> None:
     logits = full(input_ids=ids, attention_mask=mask).logits
     at = logits[labels >= 0]
     expected = torch.nn.functional.cross_entropy(at, labels[labels >= 0])
-    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
     inactive = torch.ones(vocab_size, dtype=torch.bool)
     inactive[vocab.ids] = False
     assert bool((logits[..., inactive] == 0).all())

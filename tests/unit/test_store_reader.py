@@ -23,6 +23,7 @@ from neurons.validator.store import (
     AnswerRow,
     EmaPoint,
     EmaRow,
+    PromptRow,
     StepRow,
     Store,
     StoredAnswer,
@@ -98,6 +99,7 @@ def _assert_empty(db: StoreReader) -> None:
     assert db.answers() == [] and db.ema() == []
     assert db.weight_sets() == [] and db.last_weight_set() is None
     assert db.last_weight_set(successful_only=True) is None
+    assert db.prompt_sources() == {}
 
 
 def test_every_reader_query_runs_on_the_real_store_schema(tmp_path: Path) -> None:
@@ -169,6 +171,21 @@ def test_organic_answers_and_step_meta_read_back(tmp_path: Path) -> None:
         assert a.who == OrganicMiner(4, "hk4") and a.cause is Cause.FABRICATED and a.verified
         assert db.meta()["organic_cursor"] == "7"
         assert db.ema_history() == [EmaPoint(1, 4, "hk4", 0.0, 20)]
+
+
+def test_the_prompt_sources_of_the_steps_read_back(tmp_path: Path) -> None:
+    store = _fresh_store(tmp_path / "v.sqlite")
+    prompts = [
+        PromptRow(0, "chat.jsonl-a", "data/chat.jsonl", "d1", "p1"),
+        PromptRow(1, "add-b", "synthetic", "d2", "p2"),
+        PromptRow(2, "chat.jsonl-c", "data/chat.jsonl", "d1", "p3"),
+    ]
+    store.commit_step(STEP, ANSWERS, [], [EmaRow(2, "hk2", 0.3)], prompts=prompts)
+    later = StepRow(2, 14, "s2", "d2", 1, 1, None, 0.2)
+    store.commit_step(later, [], [], [], prompts=prompts[:1])
+    store.close()
+    with StoreReader(tmp_path / "v.sqlite") as db:
+        assert db.prompt_sources() == {"data/chat.jsonl": 3, "synthetic": 1}
 
 
 def test_a_path_that_does_not_exist_yet(tmp_path: Path) -> None:

@@ -66,3 +66,37 @@ def test_localnet_validator_asks_the_worlds_families(tmp_path: Path) -> None:
     )
     plain = validator_spec(Options(), tmp_path, manifest, models).argv
     assert not any("task_families" in a for a in plain)
+
+
+def test_localnet_validator_asks_the_real_worlds_chat_dataset(tmp_path: Path) -> None:
+    """``--world real``: the validators' prompts are the world's ``prompts.jsonl`` (a prompt
+    source), not a synthetic family; the selective adversary is told the same."""
+    from neurons.localnet.plan import MinerPlan, Options, miner_spec, validator_spec
+
+    manifest = {
+        "network": "devnet:x.sqlite",
+        "netuid": 1,
+        "hotkey": "default",
+        "wallet_path": str(tmp_path),
+        "validators": ["v0"],
+    }
+    models = {"teacher": tmp_path / "teacher", "adversary-selective": tmp_path / "a"}
+    data = str(tmp_path / "real" / "prompts.jsonl")
+    for argv in (
+        validator_spec(Options(), tmp_path, manifest, models, prompt_sources=(data,)).argv,
+        miner_spec(
+            Options(),
+            tmp_path,
+            manifest,
+            models,
+            MinerPlan("m", "adversary-selective", "hf", 1, "5E", 9000),
+            (),
+            (data,),
+        ).argv,
+    ):
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        assert not any(s.startswith("validator.task_families=") for s in sets)
+        key, _, value = next(
+            s for s in sets if s.startswith("validator.prompt_sources=")
+        ).partition("=")
+        assert load_config(env={}, overrides={key: value}).validator.prompt_sources == (data,)

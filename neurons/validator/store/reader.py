@@ -101,6 +101,14 @@ class StoreReader(VerificationReads):
         rows = self._rows(f"SELECT {STEP_COLUMNS} FROM steps ORDER BY step DESC LIMIT 1")
         return step_row(rows[0]) if rows else None
 
+    def prompt_sources(self) -> dict[str, int]:
+        """Prompts asked per source over every recorded step (``synthetic`` or a prompt file as
+        configured); empty for a file written before prompts were recorded."""
+        if "step_prompts" not in self._tables():
+            return {}
+        rows = self._rows("SELECT source, COUNT(*) FROM step_prompts GROUP BY source")
+        return {str(source): int(n) for source, n in rows}
+
     # -- answers and EMA ---------------------------------------------------------------------
 
     def answers(
