@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 from scoring.params import ParamError, param, validate
 
+# The least ``refuse_stop_eos_prob`` allowed; scoring/eos.py proves the one-pass EOS bound exact
+# for the EOS rules from it.
+EOS_RULE_MIN_PROB = 0.5
+
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -101,8 +105,11 @@ class VerifyConfig:
         0, "a sampled token ranked worse than this is FABRICATED (0 = off)", lo=0, hi=10**9
     )
     # Honest sampling at temperature <= 1 continues past p(EOS) >= 0.9 three times w.p. <= 1e-3.
+    # At least EOS_RULE_MIN_PROB: a top-k row then decides the rule for an EOS set it does not
+    # fully list wherever its bound stays below 1/2, so engines look EOS ids up only where the
+    # bound reaches 1/2 (scoring/eos.py: never with one EOS id and k >= 2).
     refuse_stop_eos_prob: float = param(
-        0.9, "p(EOS) at which continuing counts toward REFUSE_STOP", lo=0.0, hi=1.0
+        0.9, "p(EOS) at which continuing counts toward REFUSE_STOP", lo=EOS_RULE_MIN_PROB, hi=1.0
     )
     refuse_stop_count: int = param(
         3, "this many continuations past refuse_stop_eos_prob -> REFUSE_STOP", lo=1, hi=10**6

@@ -27,6 +27,7 @@ raise here is a bug, not a hostile miner.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,3 +281,41 @@ def divergence_stats(
         topk_overlap=overlap,
         positions=int(fkl.size),
     )
+
+
+def divergence_stats_many(
+    answers: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]],
+    vocab_size: int,
+    overlap_k: int,
+) -> list[DivergenceStats]:
+    """:func:`divergence_stats` of many answers in one pass.
+
+    Each answer is ``(teacher_ids, teacher_logprobs, student_ids, student_logprobs)``. Every
+    measure is position-wise, so the positions of all answers are stacked into one array per
+    side and the per-answer means are segment means (``np.add.reduceat``): the cost is a few
+    numpy calls for the whole batch instead of a few dozen per answer. Answers must share the
+    teacher's and the student's top-k widths (the format gate asks one k of every miner);
+    otherwise, or if any row is malformed, they are computed one by one (a malformed answer
+    still raises for itself).
+    """
+    if not answers:
+        return []
+    lengths = np.array([np.shape(a[0])[0] for a in answers], dtype=np.int64)
+    widths = {(np.shape(a[0])[1], np.shape(a[2])[1]) for a in answers if np.ndim(a[0]) == 2}
+    if len(widths) != 1 or (lengths == 0).any() or any(np.ndim(a[2]) != 2 for a in answers):
+        return [divergence_stats(*a, vocab_size, overlap_k) for a in answers]
+    t_ids, t_lp, s_ids, s_lp = (np.concatenate([a[i] for a in answers]) for i in range(4))
+    try:
+        support = _support(t_ids, t_lp, s_ids, s_lp, vocab_size)
+        k = min(overlap_k, *widths.pop())
+        args = (t_ids, t_lp, s_ids, s_lp, vocab_size)
+        overlap = topk_overlap(*args, k=k) if k >= 1 else np.zeros(len(t_ids))
+    except ValueError:
+        return [divergence_stats(*a, vocab_size, overlap_k) for a in answers]
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    per = np.stack([_fkl(support), _rkl(support), _tv(support), overlap])
+    means = np.add.reduceat(per, starts, axis=1) / lengths
+    return [
+        DivergenceStats(float(f), float(r), float(t), float(o), int(n))
+        for f, r, t, o, n in zip(*means.tolist(), lengths.tolist(), strict=True)
+    ]

@@ -8,7 +8,7 @@ is a bug and raises ``ValueError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,7 +212,8 @@ def check_eos(
     convention; any of the model's EOS ids ends it); ``target_logprobs[i]`` is the logprob of
     ``token_ids[i]`` and ``eos_logprobs[i]`` that of stopping (the EOS set) at position ``i``
     (-inf if unknown), both from the committed model's recomputation or from the miner's own
-    (verified) claims.
+    (verified) claims. Only whether ``eos_logprobs[i]`` reaches ``refuse_stop_eos_prob`` at a
+    non-EOS token matters, so an upper bound below 1/2 serves as well (:mod:`scoring.eos`).
 
     * REFUSE_STOP: a token after an EOS (any of the ids), or at least ``cfg.refuse_stop_count``
       positions where p(EOS) >= ``cfg.refuse_stop_eos_prob`` yet another token was emitted.
@@ -270,8 +271,27 @@ def first_committers(records: Iterable[Commitment]) -> dict[str, str | None]:
     return {d: next(iter(hks)) if len(hks) == 1 else None for d, (_, hks) in first.items()}
 
 
+@dataclass(frozen=True)
+class CommitmentIndex:
+    """The records a step judges identities against, indexed once: each hotkey's current
+    digest (its latest record) and each digest's first committer. Judging every answer against
+    the raw records would cost O(records) per answer, quadratic in the subnet size."""
+
+    current: Mapping[str, str]
+    first: Mapping[str, str | None]
+
+    @classmethod
+    def of(cls, records: Iterable[Commitment]) -> CommitmentIndex:
+        recs = list(records)
+        latest: dict[str, Commitment] = {}
+        for r in recs:  # the first of equal blocks stays, as max() over the records keeps it
+            if r.hotkey not in latest or r.block > latest[r.hotkey].block:
+                latest[r.hotkey] = r
+        return cls({h: r.digest for h, r in latest.items()}, first_committers(recs))
+
+
 def identity_verdict(
-    hotkey: str, answer_digest: str | None, records: Iterable[Commitment]
+    hotkey: str, answer_digest: str | None, records: Iterable[Commitment] | CommitmentIndex
 ) -> Cause:
     """Whether ``hotkey`` may earn with the model it serves.
 
@@ -279,13 +299,12 @@ def identity_verdict(
     answer names another digest (``None``: the answer named none, nothing to compare); COPY
     when another hotkey committed that digest first (first committer wins).
     """
-    recs = list(records)
-    own = [r for r in recs if r.hotkey == hotkey]
-    if not own:
+    index = records if isinstance(records, CommitmentIndex) else CommitmentIndex.of(records)
+    current = index.current.get(hotkey)
+    if current is None:
         return Cause.NO_COMMITMENT
-    current = max(own, key=lambda r: r.block).digest
     if answer_digest is not None and answer_digest != current:
         return Cause.WRONG_MODEL
-    if first_committers(recs).get(current) != hotkey:
+    if index.first.get(current) != hotkey:
         return Cause.COPY
     return Cause.OK

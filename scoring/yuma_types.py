@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scoring.params import param, validate
+from scoring.yuma_rows import SparseRows, as_rows
 
 U16 = 65535
 
@@ -74,7 +76,7 @@ class EpochResult:
     validator_trust: tuple[float, ...]
     incentive: tuple[float, ...]
     dividends: tuple[float, ...]
-    bonds: tuple[tuple[tuple[int, int], ...], ...]
+    bonds: Sequence[tuple[tuple[int, int], ...]]  # exact: tuples; fast: SparseRows
     server_emission: tuple[int, ...]
     validator_emission: tuple[int, ...]
     incentive_u16: tuple[int, ...] = ()
@@ -85,27 +87,19 @@ class EpochResult:
     active_stake: tuple[float, ...] = ()  # A: what weighs in consensus and dividends (not stored)
 
 
-def _check_rows(name: str, rows: Sequence[Row], n: int) -> None:
-    if len(rows) != n:
-        raise ValueError(f"{name}: expected {n} rows (one per uid), got {len(rows)}")
-    for i, row in enumerate(rows):
-        seen: set[int] = set()
-        for entry in row:
-            if len(entry) != 2:
-                raise ValueError(f"{name}[{i}]: entries must be (uid, u16) pairs, got {entry!r}")
-            j, v = entry
-            if not 0 <= j < n:
-                raise ValueError(f"{name}[{i}]: uid {j} out of range 0..{n - 1}")
-            if j in seen:
-                raise ValueError(f"{name}[{i}]: duplicate uid {j}")
-            seen.add(j)
-            if not 0 <= v <= U16:
-                raise ValueError(f"{name}[{i}]: value {v} for uid {j} is not a u16")
-
-
-def check_inputs(inputs: EpochInputs, params: YumaParams) -> None:
-    """Raise ValueError naming the first inconsistency; the epoch never guesses."""
+@lru_cache(maxsize=64)
+def _validate(params: YumaParams) -> None:
+    """``validate`` once per distinct parameter set (frozen, so a check holds)."""
     validate(params)
+
+
+def check_inputs(inputs: EpochInputs, params: YumaParams) -> tuple[SparseRows, SparseRows]:
+    """Raise ValueError naming the first inconsistency; the epoch never guesses.
+
+    Returns the weights and bonds as checked :class:`SparseRows` (converted once, for the fast
+    engine).
+    """
+    _validate(params)
     n = inputs.n
     for name in ("last_update", "block_at_registration", "validator_permit"):
         got = len(getattr(inputs, name))
@@ -113,16 +107,13 @@ def check_inputs(inputs: EpochInputs, params: YumaParams) -> None:
             raise ValueError(f"{name}: expected length {n} (len(stake)), got {got}")
     if inputs.commit_blocks is not None and len(inputs.commit_blocks) != n:
         raise ValueError(f"commit_blocks: expected length {n}, got {len(inputs.commit_blocks)}")
-    for i, s in enumerate(inputs.stake):
-        if s < 0:
-            raise ValueError(f"stake[{i}] is negative ({s})")
-    for name in ("last_update", "block_at_registration"):
-        for i, b in enumerate(getattr(inputs, name)):
-            if b < 0:
-                raise ValueError(f"{name}[{i}] is negative ({b})")
+    for name in ("stake", "last_update", "block_at_registration"):
+        values = getattr(inputs, name)
+        if n and min(values) < 0:  # the loop below only runs to name the culprit
+            i = next(i for i, v in enumerate(values) if v < 0)
+            raise ValueError(f"{name}[{i}] is negative ({values[i]})")
     if inputs.block < 0 or inputs.emission < 0 or inputs.last_mechanism_step_block < 0:
         raise ValueError("block, emission and last_mechanism_step_block must be >= 0")
     if inputs.owner_uid is not None and not 0 <= inputs.owner_uid < n:
         raise ValueError(f"owner_uid {inputs.owner_uid} out of range 0..{n - 1}")
-    _check_rows("weights", inputs.weights, n)
-    _check_rows("bonds", inputs.bonds, n)
+    return as_rows("weights", inputs.weights, n), as_rows("bonds", inputs.bonds, n)

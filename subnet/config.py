@@ -144,6 +144,12 @@ class ValidatorConfig:
     query_timeout: float = param(10.0, "seconds a miner has for one whole streamed answer", lo=0.01)
     max_response_bytes: int = param(4 << 20, "larger streamed answers are cut off", lo=1024)
     concurrency: int = param(64, "miner queries in flight at once", lo=1)
+    score_batch: int = param(
+        128, "most answers per teacher micro-batch (scored while others arrive)", lo=1, hi=65536
+    )
+    score_batch_min: int = param(
+        32, "fewest answers per teacher micro-batch while answers still arrive", lo=1, hi=65536
+    )
     weights_interval: int = param(0, "blocks between weight sets (0 = the subnet tempo)", lo=0)
     weights_retries: int = param(3, "attempts per weight set before failing it", lo=1, hi=100)
     weights_backoff: float = param(1.0, "seconds before the first retry (then doubling)", lo=0.0)

@@ -184,3 +184,15 @@ class ModelTokenizer:
         if skip_special_tokens:
             keep = [t for t in keep if t not in self._control_ids]
         return str(self._tok.decode(keep, skip_special_tokens=skip_special_tokens))
+
+    def decode_batch(
+        self, batch: Sequence[Sequence[int]], skip_special_tokens: bool = True
+    ) -> list[str]:
+        """:meth:`decode` of many answers at once (the Rust library decodes them in parallel,
+        GIL released)."""
+        ids = [[int(t) for t in seq] for seq in batch]
+        if skip_special_tokens:
+            ids = [[t for t in seq if t not in self._control_ids] for seq in ids]
+        return [
+            str(t) for t in self._tok.decode_batch(ids, skip_special_tokens=skip_special_tokens)
+        ]

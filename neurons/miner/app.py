@@ -19,11 +19,12 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from bittensor.http_auth import Caller, NonceStore
+from bittensor.signing import resolve_signer
 
 from neurons.miner.connections import ConnectionGuard
 from neurons.miner.errors import HttpError, HttpFailure, to_failure
@@ -57,9 +58,15 @@ class Gate:
     request_timeout: float = 120.0
     body_timeout: float = 10.0  # the whole body must arrive this fast (before auth)
 
-    def authenticate(self, request: web.Request, body: bytes) -> Caller:
+    _signer: Any = field(default=None, init=False, repr=False)
+
+    async def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        """btauth/1 on a worker thread: the signature check and the replay store's SQLite
+        write both release the GIL, so the event loop keeps serving other streams meanwhile
+        (and a replay store waiting on another process's lock cannot stall it)."""
         auth.check_single_auth_headers(request.headers)  # before the SDK flattens them
-        return auth.verify_request(
+        return await asyncio.to_thread(
+            auth.verify_request,
             request.headers,
             body,
             method=request.method,
@@ -69,6 +76,13 @@ class Gate:
             allowed_skew=self.auth_allowed_skew,
             nonce_store=self.nonce_store,
         )
+
+    async def sign(self, **fields: Any) -> dict[str, str]:
+        """``auth.sign_response`` on a worker thread (sr25519 releases the GIL), with the
+        hotkey's signer resolved once (a wallet would otherwise be unlocked per response)."""
+        if self._signer is None:
+            self._signer = resolve_signer(self.wallet, role="hotkey")
+        return await asyncio.to_thread(auth.sign_response, self._signer, **fields)
 
 
 SERVICE = web.AppKey("service", MinerService)
@@ -171,12 +185,12 @@ def _refresher(
 # -- routes ---------------------------------------------------------------------------------
 
 
-def admit(request: web.Request, body: bytes) -> CallerInfo:
+async def admit(request: web.Request, body: bytes) -> CallerInfo:
     """btauth/1 over ``body``, then the caller policy (403/429 raise): who may call any route
-    but health and metrics (the completions route does the same inline)."""
+    but health and metrics."""
     gate, metrics = request.app[GATE], request.app[METRICS]
     request[_BODY] = body
-    caller = gate.authenticate(request, body)
+    caller = await gate.authenticate(request, body)
     request[_CALLER] = caller
     info = gate.policy.admit(caller.hotkey_ss58)
     request[_INFO] = info
@@ -193,7 +207,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
-    gate, service, metrics = request.app[GATE], request.app[SERVICE], request.app[METRICS]
+    gate, service = request.app[GATE], request.app[SERVICE]
     deadline = asyncio.get_running_loop().time() + gate.request_timeout
     body_wait = min(gate.body_timeout, gate.request_timeout)
     try:  # before auth: a caller trickling its body must not hold the connection long
@@ -203,12 +217,7 @@ async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
         raise HttpError(408, "body_timeout", f"body not received within {body_wait:g}s") from None
     except ConnectionError:  # the caller hung up mid-body: nobody to answer, nothing to log
         raise HttpError(499, "client_gone", "the caller closed the connection") from None
-    request[_BODY] = body
-    caller = gate.authenticate(request, body)
-    request[_CALLER] = caller
-    info = gate.policy.admit(caller.hotkey_ss58)
-    request[_INFO] = info
-    metrics.caller_requests.labels(str(info.uid)).inc()
+    info = await admit(request, body)
     req, echo = api.parse(service, body)
     if req.ignored:
         access_log.debug("ignored request fields: %s", ", ".join(req.ignored))
@@ -300,8 +309,7 @@ async def _stream(
                         param=failure.param,
                     )
                 )
-            fields = auth.sign_response(
-                gate.wallet,
+            fields = await gate.sign(
                 status=200,
                 path=request.raw_path,
                 request_body=request[_BODY],
@@ -392,7 +400,7 @@ async def _guarded(
         failure = to_failure(e)
         resp = _error_response(failure)
     if not resp.prepared and isinstance(resp, web.Response):
-        _sign(request, resp)
+        await _sign(request, resp)
     cause = request.get(_CAUSE) or (failure.cause if failure else "ok")
     _record(request, route, 499 if cause == "client_gone" else resp.status, cause, t0)
     return resp
@@ -408,12 +416,11 @@ def _error_response(f: HttpFailure) -> web.Response:
     return resp
 
 
-def _sign(request: web.Request, resp: web.Response) -> None:
+async def _sign(request: web.Request, resp: web.Response) -> None:
     caller: Caller | None = request.get(_CALLER)
     body = resp.body if isinstance(resp.body, bytes) else b""
     resp.headers.update(
-        auth.sign_response(
-            request.app[GATE].wallet,
+        await request.app[GATE].sign(
             status=resp.status,
             path=request.raw_path,
             request_body=request.get(_BODY, b""),

@@ -64,13 +64,13 @@ def add_routes(app: web.Application, files: ModelFiles) -> None:
 
 
 async def manifest(request: web.Request) -> web.Response:
-    admit(request, b"")
+    await admit(request, b"")
     body = protocol.dumps(request.app[FILES].manifest.to_json())
     return web.Response(body=body, content_type="application/json")
 
 
 async def model_file(request: web.Request) -> web.StreamResponse:
-    info = admit(request, b"")
+    info = await admit(request, b"")
     files = request.app[FILES]
     sha = request.match_info["sha256"]
     path = files.path_of(sha) if _SHA.match(sha) else None

@@ -9,6 +9,7 @@ the answer scores 0; no gate raises on miner data.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,9 @@ from scoring import reference, verify
 from scoring.aggregate import AnswerScore, kl_score
 from scoring.causes import Cause
 from scoring.config import ScoreConfig, VerifyConfig
-from scoring.divergence import divergence_stats
+from scoring.divergence import DivergenceStats, divergence_stats, divergence_stats_many
 from subnet.engine import Scored
+from subnet.tokenizer import ModelTokenizer
 
 # An identity the miner sent in its answer is stored with the answer; a real one is <= 384 bytes
 # (distill.identity.MAX_V2_BYTES), anything longer is a hostile miner's filler.
@@ -92,9 +94,10 @@ def gate_format(j: Judged, *, vocab_size: int, k: int, max_tokens: int, cfg: Ver
     j.fail(v.cause, v.detail)
 
 
-def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
+def gate_identity(j: Judged, records: list[verify.Commitment] | verify.CommitmentIndex) -> None:
     """Committed digest known, answer names the same model, and its first committer (miners
-    only: the baseline commits nothing, the validator knows its files)."""
+    only: the baseline commits nothing, the validator knows its files). A step passes the
+    records indexed once (``verify.CommitmentIndex``)."""
     if not j.ok or not j.answer.who.identity_gated:
         return
     claimed: str | None = None
@@ -105,10 +108,13 @@ def gate_identity(j: Judged, records: list[verify.Commitment]) -> None:
         except IdentityError as e:
             j.fail(Cause.WRONG_MODEL, f"answer identity malformed: {e}")
             return
-    cause = verify.identity_verdict(j.answer.who.hotkey, claimed, records)
-    own = [r for r in records if r.hotkey == j.answer.who.hotkey]
-    if own:
-        j.digest = max(own, key=lambda r: r.block).digest
+    index = (
+        records
+        if isinstance(records, verify.CommitmentIndex)
+        else verify.CommitmentIndex.of(records)
+    )
+    cause = verify.identity_verdict(j.answer.who.hotkey, claimed, index)
+    j.digest = index.current.get(j.answer.who.hotkey, j.digest)
     j.fail(cause, "" if cause.ok else f"identity verdict {cause.value}")
 
 
@@ -148,12 +154,15 @@ def score_against_teacher(
     *,
     vocab_size: int,
     cfg: ScoreConfig,
+    stats: DivergenceStats | None = None,
 ) -> None:
-    """s_kl from the teacher's top-k at the miner's positions; s_ref from likelihood + truth."""
-    a = j.answer
-    stats = divergence_stats(
-        teacher.top_ids, teacher.top_logprobs, a.top_ids, a.top_logprobs, vocab_size, cfg.overlap_k
-    )
+    """s_kl from the teacher's top-k at the miner's positions; s_ref from likelihood + truth.
+
+    ``stats``: the divergences when already computed for a whole batch
+    (``scoring.divergence.divergence_stats_many``, see :func:`divergence_inputs`).
+    """
+    if stats is None:
+        stats = divergence_stats(*divergence_inputs(j, teacher), vocab_size, cfg.overlap_k)
     j.kl, j.rkl, j.tv, j.overlap = (
         stats.forward_kl,
         stats.reverse_kl,
@@ -164,6 +173,45 @@ def score_against_teacher(
     s_ll = reference.likelihood_score(teacher.target_logprobs, ref_logprobs, cfg.tau_ref)
     j.correct = None if task.answer is None else float(text.strip() == task.answer.strip())
     j.s_ref = reference.reference_score(s_ll, j.correct, cfg)
+
+
+def score_batch_against_teacher(
+    pairs: Sequence[tuple[Judged, Scored]],
+    ref_logprobs: Sequence[np.ndarray],
+    tasks: Sequence[Task],
+    tokenizer: ModelTokenizer,
+    *,
+    vocab_size: int,
+    cfg: ScoreConfig,
+) -> None:
+    """:func:`score_against_teacher` for a batch of (answer, teacher-scored) pairs: the
+    divergences of all of them in one vectorised pass, the texts decoded in one call."""
+    stats = divergence_stats_many(
+        [divergence_inputs(j, s) for j, s in pairs], vocab_size, cfg.overlap_k
+    )
+    texts = tokenizer.decode_batch(
+        [j.answer.token_ids.tolist() for j, _ in pairs], skip_special_tokens=True
+    )
+    for (j, s), st, text in zip(pairs, stats, texts, strict=True):
+        score_against_teacher(
+            j,
+            s,
+            ref_logprobs[j.task],
+            tasks[j.task],
+            text,
+            vocab_size=vocab_size,
+            cfg=cfg,
+            stats=st,
+        )
+        j.provenance["teacher"] = s.provenance.to_dict()
+
+
+def divergence_inputs(
+    j: Judged, teacher: Scored
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(teacher ids, teacher logprobs, miner ids, miner logprobs) of one answer, [P, k] each."""
+    a = j.answer
+    return teacher.top_ids, teacher.top_logprobs, a.top_ids, a.top_logprobs
 
 
 def verify_against_committed(

@@ -196,12 +196,21 @@ async def query(
     ttft = total if first is None else first - t0
     raw = bytes(buf)
     timed = _with(base, raw=raw, ttft_s=ttft, total_s=total)
+    # Signature check and parsing on a worker thread: the loop keeps timing other streams.
+    return await asyncio.to_thread(_verified, timed, target.hotkey, path, caller_hotkey, nonce)
+
+
+def _verified(
+    timed: MinerAnswer, miner: str, path: str, caller_hotkey: str, nonce: int | None
+) -> MinerAnswer:
+    """The signed stream checked against our request, then parsed (never raises)."""
+    raw, body = timed.raw, timed.request_body
     try:
         prefix, fields = auth.split_stream(raw)
         timed = _with(timed, signature=fields)
         auth.verify_stream(
             raw,
-            miner_hotkey=target.hotkey,
+            miner_hotkey=miner,
             path=path,
             request_body=body,
             caller=caller_hotkey,

@@ -139,7 +139,7 @@ async def organic_round(
     *,
     mg: MetagraphView,
     self_hotkey: str,
-    records: list[verify.Commitment],
+    records: list[verify.Commitment] | verify.CommitmentIndex,
     models: ModelCache,
     teacher: EngineInfo,
     seed: str,
@@ -197,7 +197,7 @@ async def organic_round(
 def _gate(
     work: Sequence[Judged],
     asks: Sequence[OrganicAsk],
-    records: list[verify.Commitment],
+    records: list[verify.Commitment] | verify.CommitmentIndex,
     teacher: EngineInfo,
     cfg: SubnetConfig,
 ) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +45,24 @@ async def query_miners(
     queries: Sequence[Query],
     vc: ValidatorConfig,
     seed: str = "",
+    on_answer: Callable[[MinerAnswer], None] | None = None,
 ) -> list[MinerAnswer]:
     """Every target answers every query: concurrent (``vc.concurrency``), streamed, signed.
 
     Requests go out in an order shuffled by the step's ``seed``, not by uid: whatever the
     validator's own sending costs a request, no miner pays it every step. Answers come back in
-    (target, query) order.
+    (target, query) order; ``on_answer`` sees each one the moment it is complete (the step
+    starts judging it then).
     """
     sem = asyncio.Semaphore(vc.concurrency)
 
     async def one(target: Target, q: Query) -> MinerAnswer:
+        answer = await ask(target, q)
+        if on_answer is not None:
+            on_answer(answer)
+        return answer
+
+    async def ask(target: Target, q: Query) -> MinerAnswer:
         async with sem:
             try:
                 return await miner_client.query(

@@ -1,8 +1,12 @@
 """One validator step, in the order the data flows (ARCHITECTURE.md §5).
 
-metagraph -> miners + seeded prompts (rendered to ids) -> teacher references -> signed
-streamed queries -> gates -> one batched teacher ``score`` over every surviving answer -> spot
-checks with committed models -> answer scores -> per-miner means -> EMA -> one atomic commit.
+metagraph -> miners + seeded prompts (rendered to ids) -> [teacher references | signed
+streamed queries -> gates -> micro-batched teacher ``score`` -> divergences] -> spot checks with
+committed models -> organic answers -> answer scores -> per-miner means -> EMA -> one atomic
+commit.
+
+The bracketed part overlaps (``pipeline.py``): each answer is gated and scored as it arrives,
+while slower miners are still answering and the teacher still writes its references.
 
 Nothing of the step is written before the final commit, so a step interrupted anywhere leaves
 no trace and is redone from the same block seed after a restart. (The verifier's bookkeeping is
@@ -12,6 +16,7 @@ and the redone step draws the same checks with the same secret.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -27,9 +32,10 @@ from neurons.validator import judge
 from neurons.validator.availability import apply_verdicts
 from neurons.validator.judge import Judged
 from neurons.validator.metrics import ValidatorMetrics, export_step, report_lies
-from neurons.validator.miner_client import Query, Target
+from neurons.validator.miner_client import MinerAnswer, Query, Target
 from neurons.validator.organic import CURSOR_KEY, organic_round
 from neurons.validator.participant import Miner
+from neurons.validator.pipeline import ScoringPipeline
 from neurons.validator.prompts import PromptSelector
 from neurons.validator.queries import Baseline, baseline_answers, query_miners
 from neurons.validator.spotcheck import ModelCache, spot_check
@@ -40,7 +46,7 @@ from scoring.causes import Role
 from subnet.chain.protocol import SubnetReads
 from subnet.chain.types import Commitment, MetagraphView
 from subnet.config import SubnetConfig
-from subnet.engine import Engine, SamplingParams
+from subnet.engine import Engine, SamplingParams, Scored
 from subnet.tokenizer import ModelTokenizer
 
 log = logging.getLogger("subnet.validator.step")
@@ -81,6 +87,7 @@ class StepResult:
     hotkeys: tuple[str, ...] = ()  # uid -> the hotkey ``ema[uid]`` was earned by
     baseline_causes: tuple[str, ...] = ()  # the baseline's answers' cause codes
     organic_causes: tuple[tuple[int, str], ...] = ()  # (uid, cause) of organic answers judged
+    phases: tuple[tuple[str, float], ...] = ()  # (phase, wall seconds) in the order they ran
 
 
 def pick_targets(mg: MetagraphView, self_hotkey: str, sample: int, seed: str) -> list[Target]:
@@ -119,40 +126,34 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     tasks, prompts = asked.tasks, asked.token_ids
     digest = judge.prompts_digest(tasks)
     k = min(vc.top_k, info.max_top_logprobs)
+    # What the gates judge identities against, ready before the first answer: chain
+    # commitments indexed once, and whether each committed model can be verified.
+    identities = await ctx.chain.identities(ctx.netuid)
+    records = verify.CommitmentIndex.of(_commitment_records(ctx, mg, identities))
+    verdicts = await ctx.verifier.models(step, mg, identities, ctx.hotkey) if ctx.verifier else {}
+    task_index = {task.task_id: i for i, task in enumerate(tasks)}
     t = phase("setup", t_start)
 
-    # 2. The teacher's own greedy answers (the reference), one batch.
-    refs = await ctx.teacher.generate(
-        prompts, SamplingParams(max_tokens=vc.max_tokens, temperature=0.0)
+    # 2-5. Overlapped (pipeline.py): the teacher's greedy reference answers start now; every
+    #      miner answers every task (concurrent, streamed, signed, timed); each answer, as it
+    #      arrives, passes the cheap gates and joins the teacher's next micro-batch of
+    #      teacher-forced scoring; each scored batch gets divergences and sub-scores at once.
+    refs = asyncio.create_task(
+        ctx.teacher.generate(prompts, SamplingParams(max_tokens=vc.max_tokens, temperature=0.0))
     )
-    t = phase("reference", t)
 
-    # 3. Every miner answers every task: concurrent, streamed, signed, timed.
-    queries = [
-        Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
-        for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
-    ]
-    answers = await query_miners(ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc, seed)
-    if ctx.baseline is not None:
-        answers += await baseline_answers(ctx.baseline, queries)
-    t = phase("query", t)
-    task_index = {task.task_id: i for i, task in enumerate(tasks)}
-    work = [Judged(a, task_index[a.task_id]) for a in answers]
-    for j in work:
-        if not j.answer.cause.ok:
-            j.fail(j.answer.cause, j.answer.detail)
-
-    # 4. Cheap gates first: format, identity (chain commitments, first-committer rule), loops
-    #    and termination on the miner's own claims.
-    identities = await ctx.chain.identities(ctx.netuid)
-    records = _commitment_records(ctx, mg, identities)
-    verdicts = await ctx.verifier.models(step, mg, identities, ctx.hotkey) if ctx.verifier else {}
-    for j in work:
+    def gate(a: MinerAnswer) -> Judged:
+        """Format, identity (chain commitments, first-committer rule), loops and termination
+        on the miner's own claims, then the committed model's verdict; a failed query keeps
+        its cause."""
+        j = Judged(a, task_index[a.task_id])
+        if not a.cause.ok:
+            j.fail(a.cause, a.detail)
         judge.gate_format(
             j, vocab_size=info.vocab_size, k=k, max_tokens=vc.max_tokens, cfg=ctx.cfg.verify
         )
         judge.gate_identity(j, records)
-        if j.answer.who.role is Role.BASELINE and ctx.baseline is not None:
+        if a.who.role is Role.BASELINE and ctx.baseline is not None:
             j.digest = ctx.baseline.digest  # spot-checked with its own (pinned) engine
         judge.gate_termination(
             j,
@@ -161,36 +162,58 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
             score_cfg=ctx.cfg.scoring,
             verify_cfg=ctx.cfg.verify,
         )
-    apply_verdicts(work, verdicts)  # committed models that cannot be verified (or are unverified)
-    t = phase("gates", t)
+        apply_verdicts([j], verdicts)  # a committed model that cannot be verified (or is not)
+        return j
 
-    # 5. One batched teacher-forced pass over every surviving answer.
-    alive = [j for j in work if j.ok]
-    teacher_tokens = sum(len(j.answer.token_ids) for j in alive)
-    t_teacher = time.perf_counter()
-    scored = (
-        await ctx.teacher.score(
-            [prompts[j.task] for j in alive], [j.answer.token_ids.tolist() for j in alive], k
-        )
-        if alive
-        else []
-    )
-    teacher_seconds = time.perf_counter() - t_teacher
-    if teacher_seconds > 0 and teacher_tokens:
-        ctx.metrics.teacher_tokens_per_second.set(teacher_tokens / teacher_seconds)
-    for j, s in zip(alive, scored, strict=True):
-        text = ctx.tokenizer.decode(j.answer.token_ids.tolist(), skip_special_tokens=True)
-        judge.score_against_teacher(
-            j,
-            s,
-            refs[j.task].sampled_logprobs,
-            tasks[j.task],
-            text,
+    async def finish(pairs: list[tuple[Judged, Scored]]) -> None:
+        """Divergences of the whole batch in one vectorised pass, then sub-scores (off-loop)."""
+        ref = await refs
+        await asyncio.to_thread(
+            judge.score_batch_against_teacher,
+            pairs,
+            [r.sampled_logprobs for r in ref],
+            tasks,
+            ctx.tokenizer,
             vocab_size=info.vocab_size,
             cfg=ctx.cfg.scoring,
         )
-        j.provenance["teacher"] = s.provenance.to_dict()
-    t = phase("teacher_score", t)
+
+    queries = [
+        Query(task.task_id, tuple(p), vc.max_tokens, k, vc.temperature, judge.query_seed(seed, i))
+        for i, (task, p) in enumerate(zip(tasks, prompts, strict=True))
+    ]
+    pipe = ScoringPipeline(
+        gate=gate,
+        teacher=ctx.teacher,
+        prompts=prompts,
+        k=k,
+        finish=finish,
+        max_batch=vc.score_batch,
+        min_batch=min(vc.score_batch_min, vc.score_batch),
+    )
+    try:
+        answers = await query_miners(
+            ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc, seed, pipe.submit
+        )
+        if ctx.baseline is not None:
+            baseline = await baseline_answers(ctx.baseline, queries)
+            for a in baseline:
+                pipe.submit(a)
+            answers += baseline
+        pipe.answers_done()
+        t = phase("query", t)  # the last answer is in; much of the scoring is done by now
+        work = await pipe.results(answers)
+        await refs
+    except BaseException:
+        await pipe.cancel()
+        raise
+    finally:
+        refs.cancel()
+    t = phase("score_tail", t)
+    teacher_tokens, teacher_seconds = pipe.teacher_tokens, pipe.teacher_seconds
+    phases["teacher_busy"] = teacher_seconds  # inside query + score_tail, not after them
+    if teacher_seconds > 0 and teacher_tokens:
+        ctx.metrics.teacher_tokens_per_second.set(teacher_tokens / teacher_seconds)
 
     # 6. Spot checks: recompute the claims with the committed model, batched per model.
     draw = ctx.verifier.draw(block) if ctx.verifier else None
@@ -283,9 +306,10 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
         baseline_score,
         teacher_tokens,
         teacher_seconds,
-        tuple(mg.hotkeys),
-        tuple(r.cause for r in rows if r.who.role is Role.BASELINE),
-        organic.causes,
+        hotkeys=tuple(mg.hotkeys),
+        baseline_causes=tuple(r.cause for r in rows if r.who.role is Role.BASELINE),
+        organic_causes=organic.causes,
+        phases=tuple(phases.items()),
     )
 
 

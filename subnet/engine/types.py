@@ -105,7 +105,9 @@ class Scored:
     target_logprobs: FloatArray  # [P] logprob of the given token
     target_ranks: IntArray  # [P] 1-based rank of the given token (ties: ranked last)
     # [P] log of the total probability of the EOS set at that position (logsumexp over
-    # ``EngineInfo.eos_token_ids``): the probability that the model stops there.
+    # ``EngineInfo.eos_token_ids``): the probability that the model stops there. An engine that
+    # reads only the top-k in its pass (vLLM) reports, where some EOS id is outside the row, an
+    # upper bound instead, below 1/2 wherever the EOS rules read it (``scoring.eos``).
     eos_logprobs: FloatArray
     provenance: Provenance
 

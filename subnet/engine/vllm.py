@@ -7,15 +7,17 @@ Distributions are raw (``logprobs_mode="raw_logprobs"``). ``score`` is one prefi
 ``prompt + completion`` with ``prompt_logprobs=k``: that gives the top-k and the given token's
 logprob and rank at every completion position.
 
-EOS logprob (the logsumexp over the model's EOS ids). vLLM reports, per prompt position, only
-the top-k and the actual token, and the model runner on CPU (V1) has no per-token prompt scoring
-(``prompt_logprob_token_ids`` needs the V2 runner; the sampled-position ``logprob_token_ids``
-replaces the top-k of *every* request in the batch, so it is unsafe under shared batching). So
-each EOS id is read exactly where it is already in the answer (it is the given token or in the
-top-k) and, at every other (position, EOS id), from a probe: ``prompt + completion[:j] + [eos]``
-with ``prompt_logprobs=0``, whose last entry is that id's logprob. Probes read the prefix cache,
-so each costs about one KV block of compute; a model with several EOS ids costs one probe per
-id not listed at a position.
+EOS logprob (the logsumexp over the model's EOS ids), in the same pass wherever the EOS rules
+allow. vLLM reports, per prompt position, only the top-k and the given token (the CPU runner has
+no per-token prompt scoring: ``prompt_logprob_token_ids`` needs the V2 runner; logits processors
+do not see prompt positions; the sampled-position ``logprob_token_ids`` replaces the top-k of
+every request in a shared batch). So ``eos_logprobs`` is exact where the row lists every EOS id
+(as the given token or in the top-k) and elsewhere the upper bound of :mod:`scoring.eos`, which
+decides the EOS rules exactly wherever it stays below 1/2. Where it does not (some EOS id
+unlisted, the bound at 1/2 or more, a non-EOS token), each unlisted id is read by a probe:
+``prompt + completion[:j] + [eos]`` with ``prompt_logprobs=0``, whose last entry is that id's
+logprob (it reads the prefix cache: about one KV block of compute). With one EOS id and k >= 2
+no position needs one, so a score costs one request per answer; ``requests_sent`` counts them.
 
 The engine core runs in a spawned process: the program that creates it needs a
 ``if __name__ == "__main__":`` guard. Start-up is tens of seconds. On a small shared CPU box set
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.eos import eos_bounds
 from subnet.engine.common import (
     DEFAULT_MAX_TOP_LOGPROBS,
     prompt_seed,
@@ -115,6 +118,7 @@ class VllmEngine:
         )
         self._llm: AsyncLLM | None = llm
         self._eos = facts.eos_token_ids
+        self.requests_sent = 0  # vLLM requests issued (one per sequence generated, scored, probed)
         self._info = EngineInfo(
             vocab_size=facts.vocab_size,
             eos_token_ids=facts.eos_token_ids,
@@ -143,6 +147,7 @@ class VllmEngine:
 
         if self._llm is None:
             raise EngineError("engine is closed")
+        self.requests_sent += 1
         stream = self._llm.generate(TokensPrompt(prompt_token_ids=ids), params, uuid.uuid4().hex)
         try:
             # aclosing: an ``async for`` left early does not close vLLM's generator, whose
@@ -257,23 +262,33 @@ class VllmEngine:
         if len(rows) != n or any(row is None for row in rows):
             raise EngineError("vLLM returned incomplete prompt logprobs")
         top = [_top_k(row, k) for row in rows]
-        eos = [[row[e].logprob for e in self._eos if e in row] for row in rows]
-        missing = [(j, e) for j, row in enumerate(rows) for e in self._eos if e not in row]
-        probed = await asyncio.gather(
-            *(self._eos_probe(prompt + completion[:j], e) for j, e in missing)
+        top_ids = np.asarray([ids for ids, _ in top], np.int64).reshape(n, k)
+        top_lps = np.asarray([lps for _, lps in top], np.float32).reshape(n, k)
+        target = np.asarray(
+            [row[t].logprob for t, row in zip(completion, rows, strict=True)], np.float32
         )
-        for (j, _), lp in zip(missing, probed, strict=True):
-            eos[j].append(lp)
+        bounds = eos_bounds(top_ids, top_lps, completion, target, self._eos)
+        eos = bounds.upper.astype(np.float32)
+        lookups = [
+            (int(j), e)
+            for j in np.flatnonzero(bounds.undecided(completion, self._eos))
+            for e in self._eos
+            if e not in rows[j]
+        ]
+        probed = await asyncio.gather(
+            *(self._eos_probe(prompt + completion[:j], e) for j, e in lookups)
+        )
+        for j in {j for j, _ in lookups}:
+            found = [lp for (i, _), lp in zip(lookups, probed, strict=True) if i == j]
+            eos[j] = np.logaddexp.reduce([bounds.listed[j], *found])
         return Scored(
-            top_ids=np.asarray([ids for ids, _ in top], np.int64).reshape(n, k),
-            top_logprobs=np.asarray([lps for _, lps in top], np.float32).reshape(n, k),
-            target_logprobs=np.asarray(
-                [row[t].logprob for t, row in zip(completion, rows, strict=True)], np.float32
-            ),
+            top_ids=top_ids,
+            top_logprobs=top_lps,
+            target_logprobs=target,
             target_ranks=np.asarray(
                 [row[t].rank for t, row in zip(completion, rows, strict=True)], np.int64
             ),
-            eos_logprobs=np.asarray([np.logaddexp.reduce(lps) for lps in eos], np.float32),
+            eos_logprobs=eos,
             provenance=self._info.provenance,
         )
 

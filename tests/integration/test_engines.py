@@ -19,6 +19,8 @@ from tokenizers import Tokenizer
 from distill.tasks import generate_tasks
 from distill.tiny import TinyWorld
 from distill.tokenizer import encode_prompt
+from scoring.config import EOS_RULE_MIN_PROB, VerifyConfig
+from scoring.verify import check_eos
 from subnet.engine import (
     Completion,
     EngineInputError,
@@ -128,19 +130,43 @@ async def test_score_distributions_agree(
     completions += [np.asarray([*p[::-1][:8], eos]) for p in prompts[:4]]
     pairs: list[TokenIds] = [*prompts, *prompts[:4]]
     hs = await hf_engine.score(pairs, completions, K)
+    sent = vllm_engine.requests_sent  # type: ignore[attr-defined]
     vs = await vllm_engine.score(pairs, completions, K)
-    worst = 0.0
-    for h, v in zip(hs, vs, strict=True):
+    # one vLLM request per answer: with one EOS id the bound decides everywhere, no probes
+    assert vllm_engine.requests_sent - sent == len(pairs)  # type: ignore[attr-defined]
+    worst, kinds = 0.0, set()
+    for c, h, v in zip(completions, hs, vs, strict=True):
         _assert_same_topk(h.top_ids, h.top_logprobs, v.top_ids, v.top_logprobs)
         assert np.array_equal(h.target_ranks, v.target_ranks)
+        # EOS exact where vLLM lists it (given token or top-k), an upper bound elsewhere
+        listed = (v.top_ids == eos).any(axis=1) | (np.asarray(c) == eos)
+        kinds |= set(listed.tolist())
         for a, b in (
             (h.top_logprobs, v.top_logprobs),
             (h.target_logprobs, v.target_logprobs),
-            (h.eos_logprobs, v.eos_logprobs),
+            (h.eos_logprobs[listed], v.eos_logprobs[listed]),
         ):
             worst = max(worst, float(np.abs(a - b).max(initial=0.0)))
+        assert (v.eos_logprobs[~listed] >= h.eos_logprobs[~listed] - LOGPROB_BOUND).all()
+        assert (v.eos_logprobs[~listed] < np.log(EOS_RULE_MIN_PROB)).all()  # decides the rules
+        # ... and the EOS rules decide as on transformers' exact values, for any allowed config
+        for q, count in ((0.9, 3), (0.5, 1), (0.999, 1)):
+            cfg = VerifyConfig(refuse_stop_eos_prob=q, refuse_stop_count=count)
+            h_cause, v_cause = (
+                check_eos(
+                    c,
+                    s.target_logprobs,
+                    s.eos_logprobs,
+                    eos_token_ids=[eos],
+                    max_tokens=24,
+                    cfg=cfg,
+                )
+                for s in (h, v)
+            )
+            assert h_cause is v_cause
     print(f"OBSERVED max |Δ logprob| vLLM vs transformers (score): {worst:.2e}")
     assert worst <= LOGPROB_BOUND
+    assert kinds == {True, False}  # both kinds of position occurred
 
 
 async def test_generate_then_score_agrees(

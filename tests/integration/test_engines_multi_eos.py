@@ -4,7 +4,8 @@ Copies of the tiny teacher (same weights) differ only in ``generation_config.jso
 ``[2]`` (the tiny world's own), ``[3-digit]`` and ``[2, 3-digit]``, where 3-digit is the token of
 the digit "3", which the teacher's answers often contain. So with both ids a greedy answer must
 be the single-EOS answer cut at its first "3" or EOS, and the EOS logprob of the set must be the
-logsumexp of the two single-id engines' EOS logprobs, position by position.
+logsumexp of the two single-id engines' EOS logprobs, position by position (in vLLM wherever its
+one pass does not bound it: scoring/eos.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import pytest_asyncio
 from distill.tasks import generate_tasks
 from distill.tiny import TinyWorld
 from distill.tokenizer import EOS_ID
+from scoring.config import VerifyConfig
+from scoring.eos import eos_bounds
+from scoring.verify import check_eos
 from subnet.engine import SamplingParams, StreamingEngine, load_engine
 from subnet.tokenizer import ModelTokenizer
 from tests.harness.chat_model import chat_model
+from tests.integration._engine_kit import eos_gap_where_exact
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -115,18 +120,43 @@ async def test_vllm_stops_and_scores_like_hf_with_several_eos_ids(
         assert a.token_ids.tolist() == b.token_ids.tolist()
         assert a.finish_reason == b.finish_reason
     assert {c.token_ids[-1] for c in v if c.finish_reason == "stop"} == {EOS_ID, three}
-    # off-policy answers (ignoring EOS): at most positions EOS ids are outside the top-k, so
-    # vLLM reads them from probes, one per id
+    # off-policy answers (ignoring EOS): at most positions some EOS id is outside the top-k;
+    # vLLM reports the bound there (scoring/eos.py) and probes an id only where the bound
+    # reaches 1/2, so every EOS verdict is the exact one
     completions = [
         c.token_ids
         for c in await hf["eos"].generate(prompts, SamplingParams(max_tokens=8, ignore_eos=True))
     ]
+    eos_ids = [EOS_ID, three]
     hs = await hf["both"].score(prompts, completions, K)
+    sent = vllm_both.requests_sent  # type: ignore[attr-defined]
     vs = await vllm_both.score(prompts, completions, K)
-    unlisted = sum(int(not np.isin([EOS_ID, three], row).all()) for s in hs for row in s.top_ids)
-    assert unlisted > 0  # the probe path ran
-    worst = max(
-        float(np.abs(a.eos_logprobs - b.eos_logprobs).max()) for a, b in zip(hs, vs, strict=True)
-    )
-    print(f"OBSERVED max |Δ EOS-set logprob| vLLM vs transformers: {worst:.2e}")
+    worst, bounded, lookups = 0.0, 0, 0
+    for c, exact, one_pass in zip(completions, hs, vs, strict=True):
+        worst = max(worst, eos_gap_where_exact(exact, one_pass, c, eos_ids, LOGPROB_BOUND))
+        bounds = eos_bounds(
+            one_pass.top_ids, one_pass.top_logprobs, c, one_pass.target_logprobs, eos_ids
+        )
+        undecided = bounds.undecided(c, eos_ids)
+        lookups += int(bounds.unlisted[undecided].sum())
+        bounded += int(((bounds.unlisted > 0) & ~undecided).sum())
+        for q, count in ((0.9, 3), (0.5, 1), (0.999, 1)):
+            cfg = VerifyConfig(refuse_stop_eos_prob=q, refuse_stop_count=count)
+            verdicts = [
+                check_eos(
+                    c,
+                    s.target_logprobs,
+                    s.eos_logprobs,
+                    eos_token_ids=eos_ids,
+                    max_tokens=8,
+                    cfg=cfg,
+                )
+                for s in (exact, one_pass)
+            ]
+            assert verdicts[0] is verdicts[1]
+    # one request per answer plus one per (undecided position, unlisted id)
+    assert vllm_both.requests_sent - sent == len(prompts) + lookups  # type: ignore[attr-defined]
+    print(f"OBSERVED EOS-set lookups {lookups} for {len(prompts)} answers, {bounded} bounded")
+    print(f"OBSERVED max |Δ EOS-set logprob| vLLM vs transformers (exact): {worst:.2e}")
+    assert bounded > 0  # the one-pass bound decided some positions
     assert worst <= LOGPROB_BOUND

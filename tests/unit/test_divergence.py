@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scoring.divergence import (
     EPS,
     divergence_stats,
+    divergence_stats_many,
     forward_kl,
     reverse_kl,
     topk_overlap,
@@ -277,3 +278,38 @@ def test_divergence_stats_means_and_empty_answer() -> None:
     empty = (np.zeros((0, 2), dtype=np.int64), np.zeros((0, 2)))
     with pytest.raises(ValueError, match="no positions"):
         divergence_stats(*empty, *empty, 16, overlap_k=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 6))
+def test_batched_stats_equal_answer_by_answer(seed: int, n_answers: int, k: int) -> None:
+    """The validator scores a micro-batch in one pass: the same numbers as one by one."""
+    rng = np.random.default_rng(seed)
+    vocab = 40
+    answers = []
+    for _ in range(n_answers):
+        n = int(rng.integers(1, 9))
+        t_ids, t_lp = topk(softmax(rng.normal(size=(n, vocab)) * 2), 8)
+        s_ids, s_lp = topk(softmax(rng.normal(size=(n, vocab)) * 2), k)
+        answers.append((t_ids, t_lp, s_ids, s_lp))
+    many = divergence_stats_many(answers, vocab, 5)
+    for a, got in zip(answers, many, strict=True):
+        want = divergence_stats(*a, vocab, 5)
+        assert got.positions == want.positions
+        for f in ("forward_kl", "reverse_kl", "total_variation", "topk_overlap"):
+            assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-12, abs=1e-15), f
+
+
+def test_batched_stats_fall_back_and_still_raise_for_one_bad_answer() -> None:
+    rng = np.random.default_rng(0)
+    good = (
+        *topk(softmax(rng.normal(size=(3, 20))), 4),
+        *topk(softmax(rng.normal(size=(3, 20))), 4),
+    )
+    wide = (*good[:2], *topk(softmax(rng.normal(size=(3, 20))), 6))  # another student width
+    many = divergence_stats_many([good, wide], 20, 3)
+    assert many == [divergence_stats(*good, 20, 3), divergence_stats(*wide, 20, 3)]
+    assert divergence_stats_many([], 20, 3) == []
+    bad = (good[0], good[1], good[2], np.full((3, 4), np.nan))
+    with pytest.raises(ValueError, match="student: logprobs must be finite"):
+        divergence_stats_many([good, bad], 20, 3)

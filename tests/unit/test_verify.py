@@ -13,6 +13,7 @@ from scoring.causes import Cause
 from scoring.config import VerifyConfig
 from scoring.verify import (
     Commitment,
+    CommitmentIndex,
     check_eos,
     check_format,
     eos_logprobs_from_topk,
@@ -278,3 +279,30 @@ def test_current_digest_is_the_latest_commitment() -> None:
     recs = [Commitment("alice", "old", 5), Commitment("alice", "new", 9)]
     assert identity_verdict("alice", "new", recs) is Cause.OK
     assert identity_verdict("alice", "old", recs) is Cause.WRONG_MODEL
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from(["d1", "d2", "d3"]), st.integers(0, 5)),
+        max_size=12,
+    ),
+    st.sampled_from("abcde"),
+    st.sampled_from([None, "d1", "d2", "d3"]),
+)
+def test_indexed_identity_verdict_equals_the_verdict_on_raw_records(
+    rows: list[tuple[str, str, int]], hotkey: str, claimed: str | None
+) -> None:
+    """A step indexes the records once; every verdict stays what the raw records give."""
+    recs = [Commitment(h, d, b) for h, d, b in rows]
+    own = [r for r in recs if r.hotkey == hotkey]
+    if not own:
+        want = Cause.NO_COMMITMENT
+    else:  # the definition, spelled out: latest own record, then the first committer of it
+        current = max(own, key=lambda r: r.block).digest
+        if claimed is not None and claimed != current:
+            want = Cause.WRONG_MODEL
+        else:
+            want = Cause.OK if first_committers(recs).get(current) == hotkey else Cause.COPY
+    assert identity_verdict(hotkey, claimed, CommitmentIndex.of(recs)) is want
+    assert identity_verdict(hotkey, claimed, recs) is want

@@ -494,3 +494,136 @@ def test_bad_params_and_mode_raise() -> None:
         epoch(inputs(3), YumaParams(kappa=70000))
     with pytest.raises(ValueError, match="mode"):
         epoch(inputs(3), P3, "slow")  # type: ignore[arg-type]
+
+
+# ---- Yuma2 columns nobody weights any more ----------------------------------------------------
+
+
+def test_yuma2_abandoned_columns_round_like_exact_for_many_epochs() -> None:
+    """A column no active stake weights keeps its proportions in real arithmetic, so float
+    storage froze it while the chain's truncations lower it ~1 LSB per epoch (1.1e-3 after 70
+    epochs). The fast engine computes such columns in the chain's fixed point: equal bonds."""
+    p = YumaParams(yuma3_enabled=False, max_validators=8, tempo=1)
+    nets = {m: Net([3, 5, 7, 11], 4, p, m) for m in MODES}
+    first = [[(4, 1000 * (v + 1) + 17), (5, 32767), (6, 49149), (7, 65535)] for v in range(4)]
+    for e in range(100):
+        for net in nets.values():
+            net.block += 1
+            if e == 0:
+                for v in range(4):
+                    net.set(v, first[v])
+            if e == 3:  # everybody drops uids 4 and 5
+                for v in range(4):
+                    net.set(v, [(6, 49149), (7, 65535)])
+            net.epoch()
+        ex, fa = nets["exact"], nets["fast"]
+        assert fa.b == ex.b, e
+    assert 0 < ex.bond(0, 4) < ex.bond(1, 4) - 10  # the column did drift (and stayed ordered)
+
+
+# ---- SparseRows: the CSR rows the fast engine reads and returns --------------------------------
+
+
+def test_sparse_rows_read_like_lists_and_chain_without_conversion() -> None:
+    from scoring.yuma_rows import SparseRows, as_rows
+
+    rows = [[(2, 7), (0, 3)], [], [(1, 65535)]]
+    sr = as_rows("weights", rows, 3)
+    assert isinstance(sr, SparseRows) and len(sr) == 3
+    assert sr[0] == ((2, 7), (0, 3)) and sr[1] == () and sr[-1] == ((1, 65535),)
+    assert sr == rows and list(sr) == [tuple(r) for r in rows]
+    with pytest.raises(ValueError, match=r"not writeable|read-only"):
+        sr.values[0] = 1
+    # chained fast epochs: bonds as SparseRows (reused dense rows) == bonds as plain lists
+    rng = np.random.default_rng(3)
+    n, nv = 24, 6
+    stake = [int(x) for x in rng.integers(10**9, 10**12, nv)] + [0] * (n - nv)
+    p = YumaParams(tempo=10, liquid_alpha_enabled=True, max_validators=nv)
+    inp = inputs(n, stake=stake, validator_permit=[i < nv for i in range(n)])
+    csr_bonds: Any = [[] for _ in range(n)]
+    list_bonds: Any = [[] for _ in range(n)]
+    for e in range(6):
+        if e == 3:  # uid 0 loses its permit to a new staker: the rows in play change
+            inp = replace(inp, stake=[1, *stake[1:nv], 10**13, *stake[nv + 1 :]])
+        w = [
+            sorted(
+                (int(j), int(rng.integers(1, 65536))) for j in rng.choice(range(nv, n), 10, False)
+            )
+            if i < nv
+            else []
+            for i in range(n)
+        ]
+        a = epoch(replace(inp, weights=w, bonds=csr_bonds), p, "fast")
+        b = epoch(replace(inp, weights=w, bonds=list_bonds), p, "fast")
+        assert isinstance(a.bonds, SparseRows) and a.bonds.dense is not None
+        assert a.bonds == b.bonds and a.dividends == b.dividends and a.incentive == b.incentive
+        csr_bonds, list_bonds = a.bonds, [list(r) for r in b.bonds]
+        inp = replace(inp, validator_permit=list(a.validator_permit))
+    assert not inp.validator_permit[0] and inp.validator_permit[nv]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[(1, 2, 3)], [], []], r"weights\[0\]: entries must be \(uid, u16\) pairs"),
+        ([[(1,)], [], []], r"weights\[0\]: entries must be \(uid, u16\) pairs"),
+        ([[], [(0, 1), (5, 1)], []], r"weights\[1\]: uid 5 out of range"),
+        ([[(0, 1), (0, 2)], [], []], r"weights\[0\]: duplicate uid 0"),
+        ([[], [], [(2, 1), (1, -4)]], r"weights\[2\]: value -4 for uid 1"),
+        ([[(0, "x")], [], []], r"weights: entries must be pairs of integers"),
+    ],
+)
+def test_bad_rows_name_the_entry(rows: list[Any], message: str) -> None:
+    for mode in MODES:
+        with pytest.raises(ValueError, match=message):
+            epoch(replace(inputs(3), weights=rows), P3, mode)
+
+
+# ---- fast == exact on mainnet-shaped random states, several epochs ------------------------------
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    yuma3=st.booleans(),
+    liquid=st.booleans(),
+    penalty=st.sampled_from([0, 32768, 65535]),
+)
+def test_fast_matches_exact_on_larger_random_subnets(
+    seed: int, yuma3: bool, liquid: bool, penalty: int
+) -> None:
+    """64 uids, 16 validators weighting random subsets that shift between epochs (columns get
+    abandoned and re-weighted); each engine carries its own bonds. Max deviation <= 1e-4."""
+    rng = np.random.default_rng(seed)
+    n, nv = 64, 16
+    p = YumaParams(
+        tempo=100,
+        yuma3_enabled=yuma3,
+        liquid_alpha_enabled=liquid,
+        bonds_penalty=penalty,
+        max_validators=nv,
+    )
+    stake = [int(x) for x in rng.integers(10**9, 10**13, nv)] + [0] * (n - nv)
+    base = inputs(n, stake=stake, validator_permit=[i < nv for i in range(n)], block=1000)
+    base = replace(base, last_update=[990] * n)
+    bonds: dict[str, Any] = {m: [[] for _ in range(n)] for m in MODES}
+    for _ in range(4):
+        per = int(rng.integers(8, n - nv))
+        w = [
+            sorted(
+                (int(j), int(rng.integers(1, 65536)))
+                for j in rng.choice(range(nv, n), per, replace=False)
+            )
+            if i < nv
+            else []
+            for i in range(n)
+        ]
+        r = {m: epoch(replace(base, weights=w, bonds=bonds[m]), p, m) for m in MODES}
+        ex, fa = r["exact"], r["fast"]
+        for name in ("consensus", "validator_trust", "incentive", "dividends"):
+            assert np.abs(np.subtract(getattr(fa, name), getattr(ex, name))).max() <= 1e-4, name
+        for i in range(n):
+            fb, eb = dict(fa.bonds[i]), dict(ex.bonds[i])
+            for j in fb.keys() | eb.keys():
+                assert abs(fb.get(j, 0) - eb.get(j, 0)) <= 6, (i, j)  # 6 LSB ~ 0.92e-4
+        bonds = {m: r[m].bonds for m in MODES}

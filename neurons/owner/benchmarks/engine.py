@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,16 @@ def _default_model() -> tuple[Path, list[list[int]]]:
     return teacher, [encode_prompt(tok, t.prompt) for t in generate_tasks("bench", 16)]
 
 
+async def _requests_per_answer(engine: Engine, prompts: list[list[int]], k: int) -> float:
+    """vLLM requests one ``score`` issues per answer (1.0: no extra EOS probes)."""
+    params = SamplingParams(max_tokens=16, temperature=0.0, top_logprobs=k)
+    rows = (prompts * 16)[:16]
+    completions = [c.token_ids for c in await engine.generate(rows, params)]
+    sent = engine.requests_sent  # type: ignore[attr-defined]
+    await engine.score(rows, completions, k)
+    return float(engine.requests_sent - sent) / len(rows)  # type: ignore[attr-defined]
+
+
 async def _run(args: argparse.Namespace) -> int:
     model, prompts = _default_model()
     if args.model:
@@ -67,14 +78,17 @@ async def _run(args: argparse.Namespace) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     results: dict[tuple[str, str, int], float] = {}
     provenance = {}
+    per_answer: float | None = None
     for kind in args.engines.split(","):
-        engine = load_engine(kind, model)
+        engine = load_engine(kind, model, device=args.device)
         provenance[kind] = engine.info.provenance
         try:
             for batch in batches:
                 cell = await _measure(engine, prompts, batch, args.max_tokens, args.k, args.repeats)
                 for op, rate in cell.items():
                     results[(op, kind, batch)] = rate
+            if kind == "vllm":
+                per_answer = await _requests_per_answer(engine, prompts, args.k)
         finally:
             await engine.close()
     for kind, prov in provenance.items():
@@ -89,6 +103,22 @@ async def _run(args: argparse.Namespace) -> int:
             ratio = f"{vl / hf:.2f}x" if hf and vl else "-"
             cells = [f"{r:.0f}" if r else "-" for r in (hf, vl)]
             print(f"| {op} | {batch} | {cells[0]} | {cells[1]} | {ratio} |")
+    if per_answer is not None:
+        print(f"\nvLLM requests per scored answer: {per_answer:.2f} (extra: {per_answer - 1:.2f})")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "engines": {k: v.to_dict() for k, v in provenance.items()},
+                    "cells": [
+                        {"op": op, "engine": kind, "batch": b, "tokens_per_s": rate}
+                        for (op, kind, b), rate in results.items()
+                    ],
+                    "vllm_requests_per_answer": per_answer,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 
@@ -100,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the best one)")
+    ap.add_argument("--json", default=None, help="also write the results to this file")
     return asyncio.run(_run(ap.parse_args(argv)))
 
 
