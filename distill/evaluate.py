@@ -169,6 +169,8 @@ async def judge_answers(
         )
         a.cause = cause
     alive = [(i, a) for i, a in enumerate(answers) if a.cause.ok]
+    if not alive:  # every answer gated (an engine refuses an empty request): nothing to score
+        return
     scored = await teacher.score(
         [prompts[i] for i, _ in alive], [a.completion.token_ids.tolist() for _, a in alive], k
     )

@@ -14,6 +14,7 @@ and its recipe in ``distill_stats.json``; one made by another version or recipe 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import shutil
@@ -27,6 +28,7 @@ from distill.real_spec import STUDENT_INIT
 from distill.stdlib_corpus import split_items
 from distill.tasks import Task, content_key, task_id
 from distill.tiny_spec import DISTILLED, TinyWorld
+from distill.train_config import TrainConfig
 from subnet.chat import ChatMessage
 
 DISTILLED_VERSION = "real-distilled/v1"
@@ -82,48 +84,73 @@ def training_tasks(world: TinyWorld, n: int) -> list[Task]:
     ]
 
 
+def train_config(world: TinyWorld, **changes: Any) -> TrainConfig:
+    """The undistilled student's schedule (steps, batch, lr, warmup, seed, threads) on the
+    teacher's top-K, over the full softmax on CPU; ``changes`` override fields (the on-policy
+    benchmark)."""
+    recipe = _recipe(world)
+    spec = recipe["student_train"]
+    cfg = TrainConfig(
+        steps=spec["steps"],
+        batch=spec["batch"],
+        lr=spec["lr"],
+        warmup=spec["warmup"],
+        seed=spec["seed"],
+        threads=int(world.info()["recipe"]["threads"]),
+        k=recipe["k"],
+        eval_sequences=EVAL_SEQUENCES,
+        eval_every=-1,
+        save_every=-1,
+        device="cpu",
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+def target_questions(cfg: TrainConfig) -> int:
+    """Training questions the targets for ``cfg`` need: one per sequence trained on, plus the
+    ones :func:`distill.train.train` holds out from their end."""
+    return cfg.steps * cfg.batch + cfg.eval_sequences
+
+
+async def build_world_targets(world: TinyWorld, out: Path, questions: int) -> None:
+    """The teacher's top-K on its own greedy answers to ``questions`` training questions."""
+    from distill.targets import TargetsConfig, build_targets
+    from distill.torch_state import deterministic_torch
+
+    recipe = _recipe(world)
+    threads = int(world.info()["recipe"]["threads"])
+    with deterministic_torch(recipe["student_train"]["seed"], threads):
+        await build_targets(
+            world.teacher,
+            training_tasks(world, questions),
+            out,
+            TargetsConfig(
+                k=recipe["k"], max_tokens=recipe["max_tokens"], batch=128, shard_size=4096
+            ),
+            engine_kind="hf",
+            source="real world training questions",
+            progress=False,
+        )
+
+
 async def _build(
     world: TinyWorld, recipe: dict[str, Any], out: Path, log: Callable[[str], None]
 ) -> None:
     from distill.real_lm import encode_items, heldout_kl, heldout_loss
-    from distill.targets import TargetsConfig, build_targets
     from distill.torch_state import deterministic_torch
-    from distill.train import TrainConfig, train
+    from distill.train import train
 
     start, cpu = time.monotonic(), time.process_time()
     info = world.info()["recipe"]
-    spec, threads = recipe["student_train"], int(info["threads"])
-    tasks = training_tasks(world, spec["steps"] * spec["batch"] + EVAL_SEQUENCES)
+    threads = int(info["threads"])
+    cfg = train_config(world)
+    questions = target_questions(cfg)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as scratch:
         targets = Path(scratch) / "targets"
         t0, c0 = time.monotonic(), time.process_time()
-        with deterministic_torch(spec["seed"], threads):
-            await build_targets(
-                world.teacher,
-                tasks,
-                targets,
-                TargetsConfig(
-                    k=recipe["k"], max_tokens=recipe["max_tokens"], batch=128, shard_size=4096
-                ),
-                engine_kind="hf",
-                source="real world training questions",
-                progress=False,
-            )
+        await build_world_targets(world, targets, questions)
         targets_s, targets_cpu = time.monotonic() - t0, time.process_time() - c0
-        log(f"distilled: teacher targets for {len(tasks)} questions in {targets_s:.0f} s")
-        cfg = TrainConfig(
-            steps=spec["steps"],
-            batch=spec["batch"],
-            lr=spec["lr"],
-            warmup=spec["warmup"],
-            seed=spec["seed"],
-            threads=threads,
-            k=recipe["k"],
-            eval_sequences=EVAL_SEQUENCES,
-            eval_every=-1,
-            save_every=-1,
-            device="cpu",
-        )
+        log(f"distilled: teacher targets for {questions} questions in {targets_s:.0f} s")
         result = await asyncio.to_thread(
             train,
             world.root / STUDENT_INIT,

@@ -47,10 +47,11 @@ from distill.real_spec import (
     write_tokenizer,
 )
 from distill.stdlib_corpus import split_items
+from distill.tasks import Task
 from distill.tiny_spec import TEACHER, TOKENIZER, UNDISTILLED, TinyWorld
 from subnet.tokenizer import ModelTokenizer
 
-__all__ = ["RealRecipe", "build_real_world", "real_world"]
+__all__ = ["RealRecipe", "build_real_world", "heldout_tasks", "real_world"]
 
 
 async def real_world(cache: Path | None = None) -> TinyWorld:
@@ -75,6 +76,16 @@ def build_real_world(
     root.parent.mkdir(parents=True, exist_ok=True)
     built = ensure_dir(root, lambda tmp: _build(recipe, tmp, log), force=force)
     return TinyWorld(root=root, built=built)
+
+
+def heldout_tasks(world: TinyWorld, n: int) -> list[Task]:
+    """``n`` of the world's held-out chat prompts (``prompts.jsonl``, loaded as validators
+    load it), spread evenly over the file; all of them when it holds fewer."""
+    from distill.prompts import load_prompt_file
+
+    tasks = load_prompt_file(world.root / PROMPTS_FILE).tasks
+    n = min(n, len(tasks))
+    return [tasks[i * len(tasks) // n] for i in range(n)]
 
 
 def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
