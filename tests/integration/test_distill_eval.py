@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.evaluate import judge_answers, student_answers, summarize
+from distill.evaluate import EvalResult, judge_answers, student_answers, summarize
 from distill.targets import encode_prompts, load_prompts
 from neurons.validator import judge
 from neurons.validator.miner_client import MinerAnswer
@@ -158,9 +158,18 @@ async def test_eval_scores_answers_exactly_as_the_validator_judges_them(
         mine = validator_scores[n * len(tasks) : (n + 1) * len(tasks)]
         assert r.score == pytest.approx(float(np.mean(mine)), rel=1e-12)
         assert 0.0 <= r.s_speed <= 1.0 and r.tasks == len(tasks)
-    # Distillation shows where the validator looks: the trained student beats a random one.
+    # Distillation shows where the validator looks: the trained student beats a random one on
+    # the teacher-derived components. Not on the total: its speed part is wall-clock timing
+    # (measured: the two students' tokens/s swapped order between runs under load, moving the
+    # totals by 0.004-0.007 while this kit's quality lead is ~0.002), and no test asserts on
+    # wall time. Both components are deterministic here (seeded sampling).
     distilled, random = results
-    assert distilled.s_kl > random.s_kl and distilled.score > random.score
+
+    def quality(r: EvalResult) -> float:
+        return score_cfg.w_kl * r.s_kl + score_cfg.w_ref * r.s_ref
+
+    assert not distilled.gated and not random.gated
+    assert distilled.s_kl > random.s_kl and quality(distilled) > quality(random)
 
 
 def test_eval_cli_prints_the_score_components(
