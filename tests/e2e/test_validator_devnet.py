@@ -20,11 +20,14 @@ from neurons.validator.main import Validator
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import load_config
-from tests.integration._validator_kit import NETUID, make_subnet, running_miners
+from tests.integration._validator_kit import (
+    FABRICATION_CAUSES,
+    NETUID,
+    make_subnet,
+    running_miners,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STOP}
 
 
 async def test_validator_node_orders_miners_and_emissions_follow(tmp_path, tiny):

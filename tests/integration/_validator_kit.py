@@ -31,6 +31,7 @@ from neurons.miner.app import Gate, build_app
 from neurons.miner.files import ModelFiles, add_routes
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
 from neurons.miner.serving import MinerService, load_codec
+from scoring.causes import Cause
 from subnet import auth
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
@@ -42,6 +43,17 @@ TAO = 10**9
 NETUID = 1
 HOST = "127.0.0.2"  # the chain refuses 127.0.0.1 as an axon address
 MINERS = ("teacher", "student", "wrong", "fabricated", "garbage", "slow")
+# How a fabricating miner (its own student's tokens, the teacher's distributions claimed) is
+# caught: the distribution check, or the EOS rules reading its own claim against its tokens:
+# the claimed (teacher's) EOS probability says it should not have stopped (premature_stop) or
+# should have stopped several positions ago (refuse_stop). Which answers meet which depends on
+# the prompts, drawn from the block hash of a devnet whose chain id is random per run.
+FABRICATION_CAUSES = {
+    Cause.DIST_MISMATCH,
+    Cause.FABRICATED,
+    Cause.PREMATURE_STOP,
+    Cause.REFUSE_STOP,
+}
 ADVERSARY = {
     "wrong": "wrong-model",
     "fabricated": "fabricated",

@@ -28,11 +28,14 @@ from subnet.engine import load_engine
 from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address
 from tests.harness.chat_model import chat_model
-from tests.integration._validator_kit import NETUID, make_subnet, running_miners
+from tests.integration._validator_kit import (
+    FABRICATION_CAUSES,
+    NETUID,
+    make_subnet,
+    running_miners,
+)
 
 pytestmark = pytest.mark.slow
-
-FABRICATION_CAUSES = {Cause.DIST_MISMATCH, Cause.FABRICATED, Cause.PREMATURE_STOP}
 
 
 def _config(tmp_path, **overrides) -> SubnetConfig:
@@ -89,7 +92,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
         assert set(causes[u["wrong"]]) <= {Cause.DIST_MISMATCH, Cause.FABRICATED}
         assert Cause.DIST_MISMATCH in causes[u["fabricated"]]
         # Where the fabricated claim happens to equal the committed model's (short, confident
-        # answers), the answer passes the distribution check and the EOS rule catches it.
+        # answers), the answer passes the distribution check and the EOS rules catch it.
         assert set(causes[u["fabricated"]]) <= FABRICATION_CAUSES
         assert all(c.startswith("format_") for c in causes[u["garbage"]])
         assert set(causes[u["slow"]]) == {Cause.TIMEOUT}
