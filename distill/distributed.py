@@ -17,16 +17,25 @@ global batch B follow one process at B up to the order of the floating-point sum
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from subnet.errors import ConfigError
+from subnet.errors import ConfigError, SubnetError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PARALLEL_MODES = ("ddp", "fsdp")
+
+
+class RankError(SubnetError):
+    """One rank of a multi-process run failed: one line naming the rank (``-v`` logs the
+    traceback). Most often a consequence, not the cause: when a peer dies, the survivors'
+    next collective fails (gloo: "Connection reset by peer"), and the launcher names the rank
+    that died first."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,12 @@ def dist_session(device: str = "auto") -> Iterator[Dist]:
         raise ConfigError(f"a process group of {td.get_world_size()} exists, WORLD_SIZE={world}")
     try:
         yield Dist(rank, world, local_rank, dev, td.get_backend())
+    except (SubnetError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        log.debug("rank %d of %d failed", rank, world, exc_info=True)
+        first = (str(e).strip().splitlines() or [""])[0][:400]
+        raise RankError(f"rank {rank} of {world}: {type(e).__name__}: {first}") from e
     finally:
         if owned and td.is_initialized():
             td.destroy_process_group()

@@ -52,6 +52,17 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
+def _first_cause(procs: Sequence[subprocess.Popen[bytes]], failed: int) -> int:
+    """The rank to name when ``failed`` has exited non-zero: a rank killed by a signal before
+    anyone stopped it is the cause, not the ranks whose next collective then failed (their
+    peer gone, they exit with an error of their own, sometimes before the kill is reaped)."""
+    for rank, p in enumerate(procs):
+        code = p.poll()
+        if code is not None and code < 0:
+            return rank
+    return failed
+
+
 def launch(nproc: int, cli_args: Sequence[str], *, what: str = "training") -> int:
     """Run ``python -m subnet.cli *cli_args`` as ranks 0..nproc-1; 0 if all succeed.
 
@@ -83,11 +94,12 @@ def launch(nproc: int, cli_args: Sequence[str], *, what: str = "training") -> in
             proc.returncode = os.waitstatus_to_exitcode(status)
             running.discard(pid)
             if proc.returncode != 0:
+                rank = _first_cause(procs, rank)
                 _stop(procs)
                 raise ConfigError(
-                    f"rank {rank} of {nproc} {_describe(proc.returncode)}; the other ranks "
-                    f"were stopped. Rerun the same command to resume {what} from the newest "
-                    "checkpoint"
+                    f"rank {rank} of {nproc} {_describe(procs[rank].returncode)}; the other "
+                    f"ranks were stopped. Rerun the same command to resume {what} from the "
+                    "newest checkpoint"
                 )
         return 0
     except BaseException:
