@@ -14,6 +14,7 @@ a miner does, averaged per answer and then over answers.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -327,6 +328,12 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
         identity = save_final(out, student, model, meta, dist, name)
         say(f"saved {out} ({identity})")
+        # Free the DDP/FSDP wrapper here, while every rank is still in the group: its reducer
+        # holds the process group, and freed only after the group was destroyed (when this
+        # function returned), gloo's destructor waited forever on a rank that had exited
+        # (seen in CI: rank 0 hung in ~ProcessGroupGloo after all 200 steps were saved).
+        del model, local, raw, opt
+        gc.collect()
         dist.barrier()
     return TrainResult(
         out=out,
