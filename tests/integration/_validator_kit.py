@@ -31,12 +31,15 @@ from neurons.miner.app import Gate, build_app
 from neurons.miner.files import ModelFiles, add_routes
 from neurons.miner.policy import CallerInfo, CallerPolicy, Directory, PolicyLimits, PriorityLimiter
 from neurons.miner.serving import MinerService, load_codec
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.step import StepContext
 from scoring.causes import Cause
 from subnet import auth
 from subnet.chain.devnet import Devnet
 from subnet.chain.network import open_chain
 from subnet.engine import Engine, load_engine
 from subnet.metrics import MinerMetrics
+from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import coldkey_address, create_wallet, hotkey_address
 
 TAO = 10**9
@@ -183,3 +186,35 @@ async def running_miners(
                 await runner.cleanup()
             for engine in sub.engines:
                 await engine.close()
+
+
+def step_context(
+    sub: Subnet,
+    cfg: Any,
+    chain: Any,
+    session: Any,
+    teacher: Engine,
+    teacher_dir: Path,
+    store: Any,
+    models: Any,
+    *,
+    metrics: ValidatorMetrics | None = None,
+    **extra: Any,
+) -> StepContext:
+    """The validator step's context for this subnet's validator hotkey (``vali``), as the node
+    builds it; ``extra`` passes the optional parts (verifier, organic inbox)."""
+    wallet = sub.wallets["vali"]
+    return StepContext(
+        cfg,
+        chain,
+        NETUID,
+        wallet,
+        hotkey_address(wallet),
+        teacher,
+        ModelTokenizer(teacher_dir),
+        store,
+        metrics if metrics is not None else ValidatorMetrics(),
+        models,
+        session,
+        **extra,
+    )

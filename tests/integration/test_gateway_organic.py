@@ -19,17 +19,14 @@ import pytest
 from neurons.gateway.view import VALIDATOR_DB
 from neurons.validator.export import scores
 from neurons.validator.main import block_seed
-from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.organic import CURSOR_KEY
 from neurons.validator.participant import OrganicMiner
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import StepContext, run_step
+from neurons.validator.step import run_step
 from neurons.validator.store import Store, StoreReader
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.engine import load_engine
-from subnet.tokenizer import ModelTokenizer
-from subnet.wallets import hotkey_address
 from tests.integration._gateway_kit import (
     MODEL,
     gateway_config,
@@ -37,7 +34,7 @@ from tests.integration._gateway_kit import (
     seed_scores,
     subnet_ext,
 )
-from tests.integration._validator_kit import NETUID, make_subnet, running_miners
+from tests.integration._validator_kit import NETUID, make_subnet, running_miners, step_context
 
 pytestmark = pytest.mark.slow
 PROMPTS = (
@@ -86,19 +83,15 @@ async def test_a_fabricating_miner_is_caught_on_organic_traffic(tmp_path, tiny):
         teacher = load_engine("hf", sub.zoo["teacher"])
         store = Store(tmp_path / "vs" / VALIDATOR_DB)
         models = ModelCache([tmp_path / "models"], 3, _load)
-        wallet = sub.wallets["vali"]
-        ctx = StepContext(
+        ctx = step_context(
+            sub,
             cfg,
             chain,
-            NETUID,
-            wallet,
-            hotkey_address(wallet),
-            teacher,
-            ModelTokenizer(sub.zoo["teacher"]),
-            store,
-            ValidatorMetrics(),
-            models,
             session,
+            teacher,
+            sub.zoo["teacher"],
+            store,
+            models,
             organic_inbox=gw.inbox.path,
         )
         try:

@@ -15,17 +15,14 @@ import pytest
 from distill import real_chat
 from distill.tiny_spec import TinyWorld
 from neurons.validator.main import block_seed
-from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import StepContext, run_step
+from neurons.validator.step import run_step
 from neurons.validator.store import Store, StoreReader
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import load_config
 from subnet.engine import load_engine
-from subnet.tokenizer import ModelTokenizer
-from subnet.wallets import hotkey_address
-from tests.integration._validator_kit import NETUID, make_subnet, running_miners
+from tests.integration._validator_kit import make_subnet, running_miners, step_context
 
 pytestmark = pytest.mark.slow
 
@@ -60,20 +57,7 @@ async def test_steps_on_the_real_world_score_honest_miners_and_catch_cheats(
         assert teacher.info.eos_token_ids == (real_chat.EOS_ID, real_chat.EOT_ID)
         store = Store(tmp_path / "vs" / "validator.sqlite")
         models = ModelCache([tmp_path / "models"], 3, _load)
-        wallet = sub.wallets["vali"]
-        ctx = StepContext(
-            cfg,
-            chain,
-            NETUID,
-            wallet,
-            hotkey_address(wallet),
-            teacher,
-            ModelTokenizer(sub.zoo["teacher"]),
-            store,
-            ValidatorMetrics(),
-            models,
-            session,
-        )
+        ctx = step_context(sub, cfg, chain, session, teacher, sub.zoo["teacher"], store, models)
         results = []
         for step in (1, 2):
             sub.net.advance(1)

@@ -18,14 +18,13 @@ from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.miner_client import miner_session
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import StepContext, run_step
+from neurons.validator.step import run_step
 from neurons.validator.store import Store
 from neurons.validator.weights import WeightSetter, compute_weights
 from scoring.causes import Cause
 from subnet.chain.network import open_chain
 from subnet.config import SubnetConfig, load_config
 from subnet.engine import load_engine
-from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address
 from tests.harness.chat_model import chat_model
 from tests.integration._validator_kit import (
@@ -33,6 +32,7 @@ from tests.integration._validator_kit import (
     NETUID,
     make_subnet,
     running_miners,
+    step_context,
 )
 
 pytestmark = pytest.mark.slow
@@ -64,19 +64,7 @@ async def test_steps_rank_honest_miners_zero_adversaries_and_weights_read_back(t
         store = Store(tmp_path / "vs" / "validator.sqlite")
         models = ModelCache([tmp_path / "models"], 3, _load)
         wallet = sub.wallets["vali"]
-        ctx = StepContext(
-            cfg,
-            chain,
-            NETUID,
-            wallet,
-            hotkey_address(wallet),
-            teacher,
-            ModelTokenizer(sub.zoo["teacher"]),
-            store,
-            ValidatorMetrics(),
-            models,
-            session,
-        )
+        ctx = step_context(sub, cfg, chain, session, teacher, sub.zoo["teacher"], store, models)
         results = []
         for step in (1, 2, 3):
             sub.net.advance(1)
@@ -161,21 +149,7 @@ async def test_a_step_asks_a_chat_dataset_rendered_with_the_teachers_template(tm
         teacher = load_engine("hf", chat_teacher)
         store = Store(tmp_path / "vs" / "validator.sqlite")
         models = ModelCache([tmp_path / "models"], 3, _load)
-        wallet = sub.wallets["vali"]
-        tokenizer = ModelTokenizer(chat_teacher)
-        ctx = StepContext(
-            cfg,
-            chain,
-            NETUID,
-            wallet,
-            hotkey_address(wallet),
-            teacher,
-            tokenizer,
-            store,
-            ValidatorMetrics(),
-            models,
-            session,
-        )
+        ctx = step_context(sub, cfg, chain, session, teacher, chat_teacher, store, models)
         results = []
         for step in (1, 2):
             sub.net.advance(1)
@@ -194,7 +168,7 @@ async def test_a_step_asks_a_chat_dataset_rendered_with_the_teachers_template(tm
         assert len({p.prompt_digest for p in asked}) == 6
         assert ctx.prompts is not None
         rendered = ctx.prompts.select("0x00", 1).token_ids[0]
-        assert tokenizer.decode(rendered, skip_special_tokens=False).startswith("<bos>user: ")
+        assert ctx.tokenizer.decode(rendered, skip_special_tokens=False).startswith("<bos>user: ")
         await teacher.close()
         await models.close()
         store.close()

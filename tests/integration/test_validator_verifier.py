@@ -12,15 +12,14 @@ from neurons.validator.draw import picked, secret_commitment
 from neurons.validator.main import block_seed
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import StepContext, run_step
+from neurons.validator.step import run_step
 from neurons.validator.store import Store, StoreReader
 from neurons.validator.verifier import build_fetcher, build_verifier
 from subnet.chain.network import open_chain
 from subnet.config import load_config
 from subnet.engine import load_engine
-from subnet.tokenizer import ModelTokenizer
 from subnet.wallets import hotkey_address
-from tests.integration._validator_kit import NETUID, make_subnet, running_miners
+from tests.integration._validator_kit import NETUID, make_subnet, running_miners, step_context
 
 pytestmark = pytest.mark.slow
 FRACTION = 0.5
@@ -65,18 +64,16 @@ async def test_models_come_from_the_miners_and_a_revealed_secret_reproduces_the_
         fetcher.protect = models.loaded
         models.pin(identity_for(sub.zoo["teacher"]).digest, teacher)
         verifier = await build_verifier(cfg, chain, store, models, fetcher, metrics)
-        ctx = StepContext(
+        ctx = step_context(
+            sub,
             cfg,
             chain,
-            NETUID,
-            wallet,
-            hotkey_address(wallet),
-            teacher,
-            ModelTokenizer(sub.zoo["teacher"]),
-            store,
-            metrics,
-            models,
             session,
+            teacher,
+            sub.zoo["teacher"],
+            store,
+            models,
+            metrics=metrics,
             verifier=verifier,
         )
         await verifier.prefetch(chain, NETUID, ctx.hotkey, 60.0)
