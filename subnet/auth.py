@@ -163,6 +163,17 @@ def verify_request(
     )
 
 
+def hotkey_signer(wallet: Any) -> Any:
+    """The wallet's hotkey as a ``bittensor.Signer``, resolved once for a node's lifetime.
+
+    Pass it wherever a request is signed: a ``bt.Wallet`` given to :func:`sign_request`
+    directly is resolved again on every request, which re-reads its key files (measured
+    0.70 ms a request vs 0.027 ms with the resolved signer; a validator signs one request per
+    miner per task). Nothing is unlocked here: the key unlocks at the first signature.
+    """
+    return resolve_signer(wallet, role="hotkey")
+
+
 def sign_request(
     wallet: Any, method: str, path: str, body: bytes, receiver_ss58: str
 ) -> dict[str, str]:

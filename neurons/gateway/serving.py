@@ -45,7 +45,7 @@ from neurons.gateway.text import TextCodec
 from neurons.gateway.upstream import Ask, Limits, MinerFailure, Signed, Tokens
 from neurons.gateway.view import RoutingView
 from neurons.validator.inbox import OrganicInbox, OrganicRecord
-from subnet import protocol
+from subnet import auth, protocol
 from subnet.chain.protocol import SubnetReads
 from subnet.config import SubnetConfig
 from subnet.errors import StateError
@@ -101,7 +101,8 @@ class GatewayService:
     ) -> None:
         self.cfg, self.gc = cfg, cfg.gateway
         self.codec, self.access, self.keys, self.inbox = codec, access, keys, inbox
-        self.wallet, self.hotkey, self.metrics = wallet, hotkey, metrics
+        self.hotkey, self.metrics = hotkey, metrics
+        self.signer = auth.hotkey_signer(wallet)  # once: a wallet re-reads its key files per use
         self.routes = RoutingView(
             cfg, hotkey, inbox, metrics, rng or random.Random(secrets.randbits(64))
         )
@@ -220,7 +221,7 @@ class GatewayService:
                     async with contextlib.aclosing(
                         upstream.stream(
                             self.session,
-                            self.wallet,
+                            self.signer,
                             self.hotkey,
                             target,
                             ask,

@@ -56,6 +56,7 @@ from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
 from neurons.validator.verifier import build_fetcher, build_verifier
 from neurons.validator.weights import WeightOutcome, WeightSetter, compute_weights
+from subnet import auth
 from subnet.chain.network import wallet_folder
 from subnet.chain.protocol import Chain
 from subnet.chain.retry import Backoff, retrying
@@ -193,7 +194,9 @@ class Validator:
             session = await stack.enter_async_context(
                 miner_client.miner_session(connector=aiohttp.TCPConnector(limit=0))
             )
-            fetcher = build_fetcher(vc, self.wallet, session)
+            # Resolved once: a wallet resolved per request re-reads its key files (0.7 ms).
+            signer = auth.hotkey_signer(self.wallet)
+            fetcher = build_fetcher(vc, signer, session)
             stack.push_async_callback(fetcher.close)
             models = ModelCache(
                 [r.strip() for r in vc.model_roots.split(",") if r.strip()],
@@ -229,7 +232,7 @@ class Validator:
                 self.cfg,
                 self.chain,
                 self.netuid,
-                self.wallet,
+                signer,
                 self.hotkey,
                 teacher,
                 tokenizer,

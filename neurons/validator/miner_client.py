@@ -17,7 +17,6 @@ import asyncio
 import base64
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +64,7 @@ def carries_tokens(event: bytes) -> bool:
     if not event.startswith(b"data: "):
         return False
     try:
-        obj = json.loads(event[6:])
+        obj = protocol.loads(event[6:])
     except (ValueError, RecursionError):
         return False
     sub = obj.get("subnet") if isinstance(obj, dict) else None
@@ -136,7 +135,7 @@ def request_body(q: Query) -> bytes:
 
 async def query(
     session: aiohttp.ClientSession,
-    wallet: Any,
+    signer: Any,
     caller_hotkey: str,
     target: Target,
     q: Query,
@@ -144,12 +143,15 @@ async def query(
     timeout: float,
     max_bytes: int,
 ) -> MinerAnswer:
-    """One streamed completion from ``target``; every failure is an answer with a cause."""
+    """One streamed completion from ``target``; every failure is an answer with a cause.
+
+    ``signer``: the validator's hotkey signer (``auth.hotkey_signer``; a wallet works too, at
+    the cost of resolving it again for this request)."""
     body = request_body(q)
     base = MinerAnswer(Miner(target.uid, target.hotkey), q.task_id, Cause.OK, request_body=body)
     path = protocol.COMPLETIONS_PATH
     try:
-        headers = auth.sign_request(wallet, "POST", path, body, target.hotkey)
+        headers = auth.sign_request(signer, "POST", path, body, target.hotkey)
     except Exception as e:  # a bad hotkey on chain must not stop the step
         return _fail(base, Cause.HTTP_ERROR, f"cannot sign for {target.hotkey!r}: {e}")
     headers["Content-Type"] = "application/json"
@@ -237,7 +239,7 @@ def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
             continue
         if not event.startswith(b"data: "):
             raise ProtocolError("an SSE event does not start with 'data: '")
-        obj = json.loads(event[6:], parse_constant=_reject_constant)
+        obj = protocol.loads(event[6:])
         if not isinstance(obj, dict):
             raise ProtocolError("an SSE event is not a JSON object")
         if "error" in obj:
@@ -270,11 +272,6 @@ def _parse(base: MinerAnswer, prefix: bytes) -> MinerAnswer:
         finish_reason=wire.finish_reason,
         identity=wire.identity if isinstance(wire.identity, str) else None,
     )
-
-
-def _reject_constant(name: str) -> float:
-    """JSON NaN/Infinity are not JSON: keep them as NaN so the format gate names the cause."""
-    return math.nan
 
 
 def _int_or_none(text: str | None) -> int | None:

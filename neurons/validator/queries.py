@@ -39,7 +39,7 @@ class Baseline:
 
 async def query_miners(
     session: aiohttp.ClientSession,
-    wallet: Any,
+    signer: Any,
     hotkey: str,
     targets: Sequence[Target],
     queries: Sequence[Query],
@@ -67,7 +67,7 @@ async def query_miners(
             try:
                 return await miner_client.query(
                     session,
-                    wallet,
+                    signer,
                     hotkey,
                     target,
                     q,

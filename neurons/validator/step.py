@@ -59,7 +59,7 @@ class StepContext:
     cfg: SubnetConfig
     chain: SubnetReads  # a Chain; the step only reads the metagraph and identities
     netuid: int
-    wallet: Any
+    signer: Any  # the hotkey's request signer, resolved once: auth.hotkey_signer(wallet)
     hotkey: str
     teacher: Engine
     tokenizer: ModelTokenizer  # the teacher's: renders prompts, decodes answers
@@ -193,7 +193,7 @@ async def run_step(ctx: StepContext, step: int, block: int, seed: str) -> StepRe
     )
     try:
         answers = await query_miners(
-            ctx.session, ctx.wallet, ctx.hotkey, targets, queries, vc, seed, pipe.submit
+            ctx.session, ctx.signer, ctx.hotkey, targets, queries, vc, seed, pipe.submit
         )
         if ctx.baseline is not None:
             baseline = await baseline_answers(ctx.baseline, queries)

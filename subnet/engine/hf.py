@@ -39,6 +39,9 @@ from subnet.engine.types import (
 from subnet.errors import EngineError
 
 T = TypeVar("T")
+# fp32 logprobs the scoring pass materialises at once (256 MB): a batch of 128 answers of 16
+# tokens over a 150k vocabulary is scored in about 1/5 of the batch at a time.
+SCORE_CHUNK_ELEMENTS = 64 * 1024 * 1024
 # One decode step's numpy outputs per row: token, its logprob, top-k ids, top-k logprobs.
 Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -289,29 +292,42 @@ class HFEngine:
         model = self._live_model()
         ids, mask, positions = _left_pad([p + c for p, c in pairs], self._device)
         # Left padding puts every completion at the end of its row: keep only those logits.
-        keep = max(len(c) for _, c in pairs) + 1
+        lengths = [len(c) for _, c in pairs]
+        keep = max(lengths) + 1
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
-        eos = torch.as_tensor(self._eos, device=self._device)
-        results = []
+        # Position j of a completion is predicted by the logits one step before it, so the
+        # first keep - 1 columns predict the completions, right-aligned like the rows.
+        logits, width = out.logits[:, :-1], keep - 1
+        targets = torch.zeros((len(pairs), width), dtype=torch.long)
         for i, (_, completion) in enumerate(pairs):
-            p = len(completion)
-            # Position j of the completion is predicted by the logits one step before it.
-            logits = out.logits[i, keep - 1 - p : keep - 1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            target = torch.tensor(completion, dtype=torch.long, device=self._device)
-            target_lp = logprobs.gather(-1, target[:, None])
+            targets[i, width - len(completion) :] = torch.tensor(completion, dtype=torch.long)
+        eos = torch.as_tensor(self._eos, device=self._device)
+        # Whole rows at a time, as many as fit SCORE_CHUNK_ELEMENTS of fp32 logprobs: one set
+        # of tensor ops per chunk instead of per answer (a per-answer loop of small ops held the
+        # GIL for ~0.1 ms per answer), with memory bounded for large vocabularies.
+        rows_per_chunk = max(1, SCORE_CHUNK_ELEMENTS // max(1, width * logits.shape[-1]))
+        parts: list[list[np.ndarray]] = [[], [], [], [], []]
+        for lo in range(0, len(pairs), rows_per_chunk):
+            logprobs = torch.log_softmax(logits[lo : lo + rows_per_chunk].float(), dim=-1)
+            target = targets[lo : lo + rows_per_chunk].to(self._device)
+            target_lp = logprobs.gather(-1, target[..., None])
             # vLLM's convention: the count of tokens at least as likely (a tie ranks the
             # given token last), so both engines agree where logits tie exactly.
             ranks = (logprobs >= target_lp).sum(-1)
             values, indices = logprobs.topk(k, dim=-1)
-            results.append(
-                Scored(
-                    top_ids=indices.cpu().numpy().astype(np.int64),
-                    top_logprobs=values.cpu().numpy().astype(np.float32),
-                    target_logprobs=target_lp[:, 0].cpu().numpy().astype(np.float32),
-                    target_ranks=ranks.cpu().numpy().astype(np.int64),
-                    eos_logprobs=logprobs[:, eos].logsumexp(-1).cpu().numpy().astype(np.float32),
-                    provenance=self._info.provenance,
-                )
+            eos_lp = logprobs[..., eos].logsumexp(-1)
+            outputs = (indices, values, target_lp[..., 0], ranks, eos_lp)
+            for part, t in zip(parts, outputs, strict=True):
+                part.append(t.cpu().numpy())
+        top_ids, top_lp, target_lps, target_ranks, eos_lps = (np.concatenate(p) for p in parts)
+        return [
+            Scored(
+                top_ids=top_ids[i, width - p :].astype(np.int64),
+                top_logprobs=top_lp[i, width - p :].astype(np.float32),
+                target_logprobs=target_lps[i, width - p :].astype(np.float32),
+                target_ranks=target_ranks[i, width - p :].astype(np.int64),
+                eos_logprobs=eos_lps[i, width - p :].astype(np.float32),
+                provenance=self._info.provenance,
             )
-        return results
+            for i, p in enumerate(lengths)
+        ]

@@ -208,7 +208,7 @@ def step_context(
         cfg,
         chain,
         NETUID,
-        wallet,
+        auth.hotkey_signer(wallet),
         hotkey_address(wallet),
         teacher,
         ModelTokenizer(teacher_dir),

@@ -187,3 +187,33 @@ def test_empty_stream_prefix_verifies() -> None:
         )
         == b""
     )
+
+
+def test_hotkey_signer_resolves_the_wallet_once(tmp_path: Path) -> None:
+    """A node resolves its hotkey once (``hotkey_signer``): requests signed with it verify as
+    the wallet's hotkey, and it never goes back to the key files, which a bare wallet re-reads
+    on every request (0.7 ms each; the validator signs one request per miner per task)."""
+    from subnet.wallets import create_wallet
+
+    wallet = create_wallet("vali", "default", tmp_path / "wallets")
+    signer = auth.hotkey_signer(wallet)
+    body = b'{"prompt":[1,2,3]}'
+    headers = auth.sign_request(signer, "POST", "/v1/completions", body, MINER.ss58_address)
+    caller = http_auth.verify(
+        headers,
+        body,
+        method="POST",
+        path="/v1/completions",
+        self_hotkey_ss58=MINER.ss58_address,
+        max_age=10.0,
+        allowed_skew=2.0,
+        require_receiver=True,
+        nonce_store=SqliteNonceStore(tmp_path / "nonces.sqlite", 12.0),
+    )
+    assert caller.hotkey_ss58 == wallet.hotkey.ss58_address
+    key_file = Path(wallet.hotkey_file.path)
+    key_file.rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError):  # the bare wallet reads the file again: it is gone
+        auth.sign_request(wallet, "POST", "/v1/completions", body, MINER.ss58_address)
+    again = auth.sign_request(signer, "POST", "/v1/completions", body, MINER.ss58_address)
+    assert again["X-Bittensor-Hotkey"] == wallet.hotkey.ss58_address

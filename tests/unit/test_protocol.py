@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -269,3 +270,64 @@ def test_a_number_too_large_for_a_float_is_a_field_error() -> None:
     with pytest.raises(RequestError) as e:
         parse({"prompt": [1, 2], "temperature": 10**400})
     assert e.value.param == "temperature"
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equal as decoded JSON: same types, floats bit for bit (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return np.float64(a).tobytes() == np.float64(b).tobytes() or (a != a and b != b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_json_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_VALUES, st.sampled_from([(",", ":"), (", ", ": ")]), st.booleans())
+def test_loads_reads_json_exactly_as_the_standard_library(
+    value: object, separators: tuple[str, str], ascii_only: bool
+) -> None:
+    """The validator's fast decoder gives what ``json.loads`` gives (NaN/Infinity as NaN for the
+    format gate), floats bit for bit, whether msgspec or the fallback decodes it."""
+    text = json.dumps(value, separators=separators, ensure_ascii=ascii_only)
+    expected = json.loads(text, parse_constant=lambda _: float("nan"))
+    assert _json_equal(protocol.loads(text.encode()), expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1,"a":2}',  # duplicate keys: the last wins
+        b"[NaN, Infinity, -Infinity, 1e400, -1e400, 5e-324, -0.0]",
+        b"18446744073709551616",  # beyond 64 bits
+        b'"\\ud800"',  # a lone surrogate escape
+        b'"\xed\xa0\x80"',  # a surrogate in the bytes: json.loads decodes with surrogatepass
+        '{"a": [1, "é"]}'.encode("utf-16"),  # json.loads detects UTF-16/32
+        b'\xef\xbb\xbf{"a":1}',
+    ],
+)
+def test_loads_matches_json_loads_on_edge_cases(data: bytes) -> None:
+    expected = json.loads(data, parse_constant=lambda _: float("nan"))
+    assert _json_equal(protocol.loads(data), expected)
+
+
+@pytest.mark.parametrize(
+    "data", [b"[1,]", b'{"a":1}x', b'"\xff"', b"01", b".5", b"+1", b"", b"[" * 100_000]
+)
+def test_loads_refuses_what_json_loads_refuses(data: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(data)
+    with pytest.raises((ValueError, RecursionError)):
+        protocol.loads(data)

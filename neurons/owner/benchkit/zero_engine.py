@@ -1,13 +1,16 @@
-"""An engine that costs nothing: precomputed tokens and top-k rows, handed out at once.
+"""Engines that cost nothing: precomputed tokens and top-k rows, handed out at once.
 
-Driving the miner's HTTP layer with it leaves only the layer's own work on the clock (auth,
-replay store, policy, JSON/SSE, signing), which is what the overhead benchmark measures.
+Driving the miner's HTTP layer with :class:`ZeroCostEngine` leaves only the layer's own work on
+the clock (auth, replay store, policy, JSON/SSE, signing), which is what the overhead benchmark
+measures; :class:`ReplayEngine` does the same for the validator with a real teacher's recorded
+answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +81,65 @@ class ZeroCostEngine:
         self, prompts: Sequence[TokenIds], completions: Sequence[TokenIds], k: int
     ) -> list[Scored]:
         raise NotImplementedError("the zero-cost engine only generates")
+
+    async def close(self) -> None:
+        return None
+
+
+class ReplayEngine:
+    """A real engine's answers, recorded beforehand and handed back at no cost.
+
+    The validator benchmark swaps it in for the teacher to measure the validator's own work per
+    answer (queries, signatures, parsing, gates, divergences, rows): what a validator can judge
+    per second when its teacher runs on a GPU and costs the host nothing. Results are the
+    recorded ones exactly, so every gate and score sees what the real teacher would give; a
+    request that was not recorded is an error, never a made-up answer.
+    """
+
+    def __init__(
+        self,
+        info: EngineInfo,
+        generated: dict[tuple[int, ...], Completion],
+        scored: dict[tuple[tuple[int, ...], tuple[int, ...], int], Scored],
+    ) -> None:
+        self._info, self._generated, self._scored = info, generated, scored
+
+    @classmethod
+    async def record(
+        cls,
+        engine: Any,
+        prompts: Sequence[TokenIds],
+        params: SamplingParams,
+        pairs: Sequence[tuple[TokenIds, TokenIds]],
+        k: int,
+    ) -> ReplayEngine:
+        """Record ``engine``'s ``generate(prompts, params)`` and its ``score`` of ``pairs``."""
+        generated = await engine.generate(prompts, params)
+        unique = list(dict.fromkeys((tuple(p), tuple(c)) for p, c in pairs))
+        scored = await engine.score([p for p, _ in unique], [c for _, c in unique], k)
+        return cls(
+            engine.info,
+            {tuple(p): g for p, g in zip(prompts, generated, strict=True)},
+            {(p, c, k): s for (p, c), s in zip(unique, scored, strict=True)},
+        )
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    async def generate(
+        self, prompts: Sequence[TokenIds], params: SamplingParams
+    ) -> list[Completion]:
+        await asyncio.sleep(0)
+        return [self._generated[tuple(p)] for p in prompts]
+
+    async def score(
+        self, prompts: Sequence[TokenIds], completions: Sequence[TokenIds], k: int
+    ) -> list[Scored]:
+        await asyncio.sleep(0)
+        return [
+            self._scored[(tuple(p), tuple(c), k)] for p, c in zip(prompts, completions, strict=True)
+        ]
 
     async def close(self) -> None:
         return None

@@ -14,14 +14,21 @@ of one call for all and calls of ``validator.score_batch`` answers (on a CPU a m
 beats one huge one); the ratio is e2e / teacher answers per second. Also printed: the phase
 breakdown (medians), teacher tokens per step and the validator process's peak RSS during steps.
 A warm-up step (connections, first metric labels) precedes the measured ones.
+
+"validator alone": the same steps again with the teacher replayed (``ReplayEngine``: its real
+answers for these pairs, recorded beforehand, at no cost), i.e. the validator's own work per
+answer, what it costs the host when the teacher runs on a GPU; "ratio <= X" is the most the
+ratio can be on this machine given the step's CPU (a step takes at least CPU seconds / cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -36,17 +43,20 @@ from bittensor.sp_core import Keypair
 from distill.tiny import tiny_world
 from neurons.owner.benchkit.loopwatch import LoopWatch
 from neurons.owner.benchkit.miner_farm import Answer, MinerFarm, identity, miner_uri
+from neurons.owner.benchkit.zero_engine import ReplayEngine
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.miner_client import miner_session
 from neurons.validator.prompts import PromptSelector
 from neurons.validator.spotcheck import ModelCache
-from neurons.validator.step import StepContext, run_step
+from neurons.validator.step import StepContext, StepResult, run_step
 from neurons.validator.store import Store
+from subnet import auth
 from subnet.chain.types import Axon, Commitment, MetagraphView, NeuronView
 from subnet.config import load_config
 from subnet.engine import Engine, SamplingParams, load_engine
 from subnet.tokenizer import ModelTokenizer
 
+CORES = len(os.sched_getaffinity(0))
 PHASES = ("setup", "query", "score_tail", "spot_check", "organic", "commit", "teacher_busy")
 
 
@@ -143,7 +153,7 @@ async def bench(
                     cfg,
                     StaticChain(mg, ids),
                     1,
-                    vali,
+                    auth.hotkey_signer(vali),
                     vali.hotkey.ss58_address,
                     teacher,
                     tok,
@@ -157,6 +167,23 @@ async def bench(
                     row = await _one_step(ctx, teacher, selector, answers, i, seed, tasks, k)
                     row["farm_cpu_s"] = farm.cpu_seconds() - farm_cpu
                     rows.append(row)
+                # The same steps again with the teacher's answers replayed at no cost: the
+                # validator's own work alone, as when its teacher runs on a GPU.
+                replay = await ReplayEngine.record(
+                    teacher,
+                    prompts,
+                    SamplingParams(max_tokens=max_tokens, temperature=0.0),
+                    [(p, answers[tuple(p)].token_ids.tolist()) for p in prompts],
+                    min(k, teacher.info.max_top_logprobs),
+                )
+                alone_ctx = dataclasses.replace(ctx, teacher=replay)
+                for i, seed in enumerate(seeds):
+                    step = len(seeds) + i + 1
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    res = await run_step(alone_ctx, step, step, seed)
+                    _check_judged(res, rows[i]["answers"])
+                    rows[i]["alone_s"] = time.perf_counter() - t0
+                    rows[i]["alone_cpu_s"] = time.process_time() - cpu0
                 store.close()
     finally:
         gc.unfreeze()
@@ -198,11 +225,7 @@ async def _one_step(
             await teacher.score([p for p, _ in chunk], [c for _, c in chunk], k)
         timings.append((time.perf_counter() - t0, time.process_time() - cpu0))
     (raw, raw_cpu), (one_call, _) = min(timings), timings[0]
-    if res.n_answers != len(pairs):
-        raise SystemExit(f"step judged {res.n_answers} answers, expected {len(pairs)}")
-    bad = {c for cs in res.causes.values() for c in cs} - {"ok"}
-    if bad:
-        raise SystemExit(f"simulated miners' answers failed gates: {sorted(bad)}")
+    _check_judged(res, len(pairs))
     return {
         "e2e_s": e2e,
         "raw_s": raw,
@@ -214,6 +237,14 @@ async def _one_step(
         "peak_rss_mb": mem["peak_rss_mb"],
         "phases": dict(res.phases),
     }
+
+
+def _check_judged(res: StepResult, expected: int) -> None:
+    if res.n_answers != expected:
+        raise SystemExit(f"step judged {res.n_answers} answers, expected {expected}")
+    bad = {c for cs in res.causes.values() for c in cs} - {"ok"}
+    if bad:
+        raise SystemExit(f"simulated miners' answers failed gates: {sorted(bad)}")
 
 
 def _summary(n_miners: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,6 +267,15 @@ def _summary(n_miners: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "step_cpu_s": med(r["step_cpu_s"] for r in rows),
         "farm_cpu_s": med(r["farm_cpu_s"] for r in rows),
         "raw_cpu_s": med(r["raw_cpu_s"] for r in rows),
+        # The validator alone (teacher replayed at no cost): answers/s it can judge, its CPU
+        # per answer, and how many of this machine's teachers it could keep up with.
+        "alone_per_s": n / med(r["alone_s"] for r in rows),
+        "alone_cpu_ms_per_answer": 1e3 * med(r["alone_cpu_s"] for r in rows) / n,
+        "alone_vs_teacher": raw / med(r["alone_s"] for r in rows),
+        # On C cores, wall >= CPU / C: the ratio this machine allows the step at most.
+        "cpu_ceiling": raw
+        * CORES
+        / (med(r["step_cpu_s"] for r in rows) + med(r["farm_cpu_s"] for r in rows)),
         "phases": {p: med(r["phases"].get(p, 0.0) for r in rows) for p in PHASES},
     }
 
@@ -277,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" {r['peak_rss_mb']:>7.0f}  "
             + " ".join(f"{r['phases'][ph]:.2f}" for ph in PHASES)
             + f"  | CPU s: step {r['step_cpu_s']:.2f} farm {r['farm_cpu_s']:.2f}"
-            f" teacher alone {r['raw_cpu_s']:.2f}",
+            f" teacher alone {r['raw_cpu_s']:.2f} (ratio <= {r['cpu_ceiling']:.2f} on"
+            f" {CORES} cores) | validator alone: {r['alone_per_s']:.0f} ans/s ="
+            f" {r['alone_vs_teacher']:.2f}x the teacher, {r['alone_cpu_ms_per_answer']:.2f}"
+            " CPU ms/answer",
             flush=True,
         )
     if args.json:
