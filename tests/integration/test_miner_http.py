@@ -42,6 +42,7 @@ from subnet import auth, protocol, protocol_chat
 from subnet.chat import parse_messages
 from subnet.engine import load_engine
 from subnet.engine.types import Completion, Engine, SamplingParams, StreamingEngine
+from subnet.errors import ConfigError
 from subnet.metrics import MinerMetrics, serve_metrics
 from subnet.tokenizer import ModelTokenizer
 from tests.harness.chat_model import chat_model
@@ -447,6 +448,24 @@ async def test_health_and_metrics(server: Server) -> None:
             text = await r.text()
     assert 'miner_caller_requests_total{uid="0"} 1.0' in text
     assert "miner_request_seconds_bucket" in text and "miner_queue_depth" in text
+
+
+async def test_a_busy_metrics_port_is_one_line_naming_its_keys() -> None:
+    """The miner's metrics port already taken (issue 17's "a port in use"): a ConfigError of one
+    line naming the config keys, before the miner serves anything; the port stays the other
+    process's."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as err:
+            async with serve_metrics(
+                MinerMetrics(), "127.0.0.1", port, keys="miner.metrics_host/metrics_port"
+            ):
+                pytest.fail("serve_metrics bound a port another socket holds")
+        message = str(err.value)
+        assert "\n" not in message and "miner.metrics_host/metrics_port" in message
+        assert "address already in use" in message and str(port) in message
 
 
 # -- live streaming ---------------------------------------------------------------------------
