@@ -189,13 +189,13 @@ class BtAuthHook:
     """
 
     def __init__(self, wallet: Any, receiver_ss58: str) -> None:
-        self.wallet = wallet
+        self.signer = hotkey_signer(wallet)  # once, not per request (see hotkey_signer)
         self.receiver_ss58 = receiver_ss58
 
     def __call__(self, request: Any) -> None:
         path = request.url.raw_path.decode("ascii")
         request.headers.update(
-            sign_request(self.wallet, request.method, path, request.content, self.receiver_ss58)
+            sign_request(self.signer, request.method, path, request.content, self.receiver_ss58)
         )
 
     async def async_hook(self, request: Any) -> None:

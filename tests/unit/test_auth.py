@@ -199,15 +199,14 @@ def test_hotkey_signer_resolves_the_wallet_once(tmp_path: Path) -> None:
     signer = auth.hotkey_signer(wallet)
     body = b'{"prompt":[1,2,3]}'
     headers = auth.sign_request(signer, "POST", "/v1/completions", body, MINER.ss58_address)
-    caller = http_auth.verify(
+    caller = auth.verify_request(
         headers,
         body,
         method="POST",
         path="/v1/completions",
-        self_hotkey_ss58=MINER.ss58_address,
+        self_hotkey=MINER.ss58_address,
         max_age=10.0,
         allowed_skew=2.0,
-        require_receiver=True,
         nonce_store=SqliteNonceStore(tmp_path / "nonces.sqlite", 12.0),
     )
     assert caller.hotkey_ss58 == wallet.hotkey.ss58_address

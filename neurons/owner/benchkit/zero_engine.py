@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
 
 import numpy as np
 
 from subnet.engine.types import (
     Completion,
+    Engine,
     EngineInfo,
     Provenance,
     SamplingParams,
@@ -107,7 +107,7 @@ class ReplayEngine:
     @classmethod
     async def record(
         cls,
-        engine: Any,
+        engine: Engine,
         prompts: Sequence[TokenIds],
         params: SamplingParams,
         pairs: Sequence[tuple[TokenIds, TokenIds]],
